@@ -1,0 +1,186 @@
+"""The one exception tree of modelreg.
+
+Every error modelreg raises on purpose derives from :class:`ModelregError`.
+Adapters (CLI, HTTP API, dashboard) map these classes to exit codes or HTTP
+status codes by walking the class hierarchy; this module knows nothing about
+either.
+
+::
+
+    ModelregError
+    ├── InvalidInputError              bad name, stage, filter, semver, path ...
+    │   ├── InvalidNameError
+    │   ├── InvalidStageError
+    │   ├── InvalidFilterError
+    │   └── InvalidSemVerError
+    ├── NotFoundError
+    │   ├── ModelNotFoundError
+    │   └── VersionNotFoundError
+    ├── ConflictError                  the request is valid but the state forbids it
+    │   ├── TransitionNotAllowedError
+    │   ├── SemVerConflictError
+    │   └── NothingToRollBackError
+    ├── IntegrityError                 artifact digests do not match the ledger
+    ├── LineageError                   lineage could not be captured
+    └── BackendError                   MLflow, the ledger DB or the object store failed
+        └── BackendUnavailableError
+
+Messages are built from named arguments and say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class ModelregError(Exception):
+    """Base class of every error modelreg raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputError(ModelregError):
+    """Input from outside (CLI, HTTP, files) is malformed."""
+
+
+class InvalidNameError(InvalidInputError):
+    """A model name is empty, too long or contains forbidden characters."""
+
+    def __init__(self, name: str, why: str) -> None:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        super().__init__(
+            f"invalid model name {shown!r}: {why}; use letters, digits, '-', '_' and '.', "
+            "start with a letter or digit, at most 200 characters"
+        )
+        self.name = name
+
+
+class InvalidStageError(InvalidInputError):
+    """A stage name is not one of None, Staging, Production, Archived."""
+
+    def __init__(self, stage: str) -> None:
+        shown = stage if len(stage) <= 40 else stage[:37] + "..."
+        super().__init__(
+            f"unknown stage {shown!r}; use one of: None, Staging, Production, Archived"
+        )
+        self.stage = stage
+
+
+class InvalidFilterError(InvalidInputError):
+    """A search filter cannot be parsed."""
+
+    def __init__(self, filter_text: str, why: str) -> None:
+        shown = filter_text if len(filter_text) <= 80 else filter_text[:77] + "..."
+        super().__init__(
+            f"invalid search filter {shown!r}: {why}. Example: "
+            "\"stage = 'Production' and metrics.test_auc > 0.85 and semver = '1.x'\""
+        )
+        self.filter_text = filter_text
+
+
+class InvalidSemVerError(InvalidInputError):
+    """A semantic version or version range cannot be parsed."""
+
+    def __init__(self, text: str, why: str = "expected MAJOR.MINOR.PATCH[+build]") -> None:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        super().__init__(f"invalid semantic version {shown!r}: {why}")
+        self.text = text
+
+
+class NotFoundError(ModelregError):
+    """Something that was asked for does not exist."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No registered model has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"model {name!r} is not registered; run `modelreg models` to list models"
+        )
+        self.name = name
+
+
+class VersionNotFoundError(NotFoundError):
+    """The model exists but has no such version."""
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(
+            f"model {name!r} has no version {version!r}; "
+            f"run `modelreg versions {name}` to list its versions"
+        )
+        self.name = name
+        self.version = version
+
+
+class ConflictError(ModelregError):
+    """The request is well formed but the current state does not allow it."""
+
+
+class TransitionNotAllowedError(ConflictError):
+    """A lifecycle transition is not in the table of allowed transitions."""
+
+    def __init__(self, name: str, version: int, current: str, target: str, allowed: str) -> None:
+        super().__init__(
+            f"{name} version {version} is in {current}; moving it to {target} is not allowed "
+            f"(from {current} it may go to: {allowed or 'nothing'})"
+        )
+        self.name = name
+        self.version = version
+        self.current = current
+        self.target = target
+
+
+class SemVerConflictError(ConflictError):
+    """An explicit semantic version is a duplicate or not greater than existing ones."""
+
+    def __init__(self, name: str, requested: str, highest: str) -> None:
+        super().__init__(
+            f"semantic version {requested} for {name!r} is refused: it must be greater than "
+            f"every existing version (highest is {highest}); omit it to let modelreg choose"
+        )
+        self.name = name
+        self.requested = requested
+        self.highest = highest
+
+
+class NothingToRollBackError(ConflictError):
+    """There is no earlier Production version to roll back to."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"cannot roll back {name!r}: {why}")
+        self.name = name
+
+
+class IntegrityError(ModelregError):
+    """Artifact files differ from the manifest recorded at registration."""
+
+    def __init__(self, name: str, version: int, problems: list[str]) -> None:
+        listed = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+        super().__init__(
+            f"{name} version {version} failed integrity verification: {listed}. "
+            "The artifacts changed after registration; register a new version instead"
+        )
+        self.name = name
+        self.version = version
+        self.problems = problems
+
+
+class LineageError(ModelregError):
+    """Lineage could not be captured (e.g. no active MLflow run)."""
+
+
+class BackendError(ModelregError):
+    """MLflow, the ledger database or the object store reported a failure."""
+
+
+class BackendUnavailableError(BackendError):
+    """A backend service cannot be reached."""
+
+    def __init__(self, service: str, target: str, why: str) -> None:
+        super().__init__(
+            f"{service} at {target} is not reachable ({why}); start it with `modelreg up` "
+            "or point MLFLOW_TRACKING_URI / --tracking-uri at a running server"
+        )
+        self.service = service
+        self.target = target

@@ -1,0 +1,69 @@
+"""Configuration from the environment (prefix ``MODELREG_``) and command-line overrides."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
+        return f"uid-{os.getuid()}"
+
+
+class Settings(BaseSettings):
+    """Where modelreg finds MLflow and its ledger, and who is acting.
+
+    Every field can be set as ``MODELREG_<FIELD>`` in the environment; the CLI
+    flags of the same name override it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MODELREG_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".modelreg"),
+        description="Directory holding the embedded default: MLflow's SQLite DB, artifacts "
+        "and the ledger. Used when the URIs below are not set.",
+    )
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking/registry URI. Falls back to MLFLOW_TRACKING_URI, then to "
+        "http://127.0.0.1:5000 (the server `modelreg up` starts).",
+    )
+    ledger_uri: str | None = Field(
+        default=None,
+        description="SQLAlchemy URI of the governance ledger (postgresql:// or sqlite:///). "
+        "Defaults to sqlite:///<home>/ledger.db.",
+    )
+    actor: str = Field(
+        default_factory=_default_actor,
+        description="Who is acting, recorded on every ledger event. Defaults to the OS user.",
+    )
+    sync_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the API service adopts versions registered by plain MLflow "
+        "clients.",
+    )
+    download_dir: Path | None = Field(
+        default=None,
+        description="Where artifacts are downloaded for hashing. Defaults to <home>/cache.",
+    )
+
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking URI to use."""
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "http://127.0.0.1:5000"
+
+    def resolved_ledger_uri(self) -> str:
+        """The ledger database URI to use."""
+        return self.ledger_uri or f"sqlite:///{self.home.resolve() / 'ledger.db'}"
+
+    def resolved_download_dir(self) -> Path:
+        """Directory for temporary artifact downloads."""
+        return (self.download_dir or self.home / "cache").resolve()
