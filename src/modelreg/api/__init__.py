@@ -1,0 +1,1 @@
+"""The modelreg HTTP API service: thin routes over the Registry facade."""
