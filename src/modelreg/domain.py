@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import enum
-import functools
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelreg.errors import InvalidStageError
+from modelreg.errors import InvalidInputError, InvalidNameError, InvalidStageError
 
 
 class Stage(enum.StrEnum):
@@ -42,10 +42,13 @@ class Action(enum.StrEnum):
     REPAIR = "repair"  # doctor re-applied the ledger state to MLflow
 
 
-@functools.total_ordering
 @dataclass(frozen=True)
 class SemVer:
-    """A semantic version ``MAJOR.MINOR.PATCH[+build]``; build metadata does not order."""
+    """A semantic version ``MAJOR.MINOR.PATCH[+build]``; build metadata does not order.
+
+    Equality compares the build too (``1.0.0+a != 1.0.0+b``), ordering only the
+    core triple, as SemVer 2.0 prescribes.
+    """
 
     major: int
     minor: int
@@ -61,10 +64,17 @@ class SemVer:
         """The (major, minor, patch) triple that orders versions."""
         return (self.major, self.minor, self.patch)
 
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, SemVer):
-            return NotImplemented
+    def __lt__(self, other: SemVer) -> bool:
         return self.core < other.core
+
+    def __le__(self, other: SemVer) -> bool:
+        return self.core <= other.core
+
+    def __gt__(self, other: SemVer) -> bool:
+        return self.core > other.core
+
+    def __ge__(self, other: SemVer) -> bool:
+        return self.core >= other.core
 
 
 @dataclass(frozen=True)
@@ -155,3 +165,33 @@ class LineageRecord(_Frozen):
         if self.environment is None:
             gaps.append("environment")
         return gaps
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it is a safe model name, else raise InvalidNameError.
+
+    Names end up in URLs, file paths and MLflow filter strings, so only a
+    conservative character set is accepted and path tricks (``..``) never pass.
+    """
+    if not name:
+        raise InvalidNameError(name, "it is empty")
+    if len(name) > 200:
+        raise InvalidNameError(name, f"it is {len(name)} characters long")
+    if ".." in name or not _NAME.match(name):
+        raise InvalidNameError(name, "it contains characters that are not allowed")
+    return name
+
+
+def parse_version_number(text: str) -> int:
+    """Parse an MLflow version number given as text (``"3"``)."""
+    stripped = text.strip()
+    if not stripped.isdigit() or len(stripped) > 9 or int(stripped) < 1:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise InvalidInputError(
+            f"invalid version {shown!r}: give an MLflow version number such as 3 "
+            "or a semantic version such as 1.2.0"
+        )
+    return int(stripped)

@@ -95,9 +95,7 @@ class ModelNotFoundError(NotFoundError):
     """No registered model has this name."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(
-            f"model {name!r} is not registered; run `modelreg models` to list models"
-        )
+        super().__init__(f"model {name!r} is not registered; run `modelreg models` to list models")
         self.name = name
 
 

@@ -48,8 +48,7 @@ class Settings(BaseSettings):
     sync_interval_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="How often the API service adopts versions registered by plain MLflow "
-        "clients.",
+        description="How often the API service adopts versions registered by plain MLflow clients.",
     )
     download_dir: Path | None = Field(
         default=None,

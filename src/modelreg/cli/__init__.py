@@ -1,0 +1,86 @@
+"""The ``modelreg`` command line: thin commands over the Registry facade.
+
+Errors are converted in exactly one place, :func:`main`: a one-line message on
+stderr and an exit code per error class; ``--traceback`` shows the full trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+from rich.console import Console
+
+from modelreg.cli.app import app
+from modelreg.errors import (
+    BackendError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    ModelregError,
+    NotFoundError,
+)
+
+# Exit codes by error class, looked up along the class hierarchy.
+EXIT_CODES: tuple[tuple[type[ModelregError], int], ...] = (
+    (InvalidInputError, 2),
+    (NotFoundError, 3),
+    (ConflictError, 4),
+    (IntegrityError, 5),
+    (BackendError, 6),
+    (ModelregError, 1),
+)
+INTERNAL_ERROR = 70
+
+
+def exit_code(error: ModelregError) -> int:
+    """The exit code for ``error``: the entry of its nearest listed base class."""
+    for cls in type(error).__mro__:
+        for listed, code in EXIT_CODES:
+            if cls is listed:
+                return code
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and turn every error into a message and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_trace = "--traceback" in args or os.environ.get("MODELREG_TRACEBACK") == "1"
+    args = [a for a in args if a != "--traceback"]
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        app(args=args, prog_name="modelreg", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code or 0)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False)
+        return exc.exit_code
+    except ModelregError as exc:
+        if show_trace:
+            err.print_exception()
+        err.print(f"error: {exc.message}", markup=False)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a message
+        if show_trace:
+            err.print_exception()
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc}. Re-run with --traceback and report it.",
+            markup=False,
+        )
+        return INTERNAL_ERROR
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+__all__ = ["EXIT_CODES", "exit_code", "main", "run"]

@@ -1,0 +1,454 @@
+"""Typer commands. Each parses input, calls the Registry facade and formats the answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from modelreg.errors import InvalidInputError
+from modelreg.registry import Registry
+from modelreg.settings import Settings
+from modelreg.views import View
+
+app = typer.Typer(
+    name="modelreg",
+    help="A governed model registry on MLflow: semver, lineage, lifecycle, audit history.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit history.")]
+
+
+@dataclass
+class CliState:
+    """Settings gathered from global options; the registry is opened on first use."""
+
+    settings: Settings
+    _registry: Registry | None = field(default=None, repr=False)
+
+    @property
+    def registry(self) -> Registry:
+        """The facade, created lazily so `--help` and `up` need no running stack."""
+        if self._registry is None:
+            self._registry = Registry(self.settings)
+        return self._registry
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state = ctx.obj
+    assert isinstance(state, CliState)  # noqa: S101 - set by the callback below, always
+    return state
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow server (default: $MLFLOW_TRACKING_URI or http://127.0.0.1:5000)."
+        ),
+    ] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option(help="modelreg home directory (default: $MODELREG_HOME or ./.modelreg)."),
+    ] = None,
+    ledger_uri: Annotated[
+        str | None, typer.Option(help="Ledger database URI (default: sqlite under the home).")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Who is acting (default: $MODELREG_ACTOR or the OS user).")
+    ] = None,
+) -> None:
+    """Global options; `--traceback` (anywhere) prints full tracebacks on errors."""
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "tracking_uri": tracking_uri,
+            "home": home,
+            "ledger_uri": ledger_uri,
+            "actor": actor,
+        }.items()
+        if value is not None
+    }
+    ctx.obj = CliState(Settings(**overrides))
+
+
+def _emit(value: View | list[Any], as_json: bool, table: Table | None = None) -> None:
+    if as_json:
+        data = [v.as_json() for v in value] if isinstance(value, list) else value.as_json()
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif table is not None:
+        out.print(table)
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(label: str, done: int, total: int) -> None:
+            bar.update(task, description=label, completed=done, total=total)
+
+        yield update
+
+
+# -- the stack ----------------------------------------------------------------
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
+    api_port: Annotated[int, typer.Option(help="modelreg API port.")] = 8000,
+    backend_store_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow backend store, e.g. postgresql://... (default SQLite)."),
+    ] = None,
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(help="Artifact store, e.g. s3://bucket/prefix (default local dir)."),
+    ] = None,
+) -> None:
+    """Start MLflow and the modelreg API service; stop both on Ctrl-C."""
+    from modelreg.stack import Stack, StackConfig
+
+    settings = _state(ctx).settings
+    config = StackConfig(
+        home=settings.home,
+        host=host,
+        port=port,
+        api_port=api_port,
+        backend_store_uri=backend_store_uri,
+        artifacts_destination=artifacts_destination,
+        ledger_uri=settings.ledger_uri,
+    )
+    stack = Stack(config)
+    out.print(f"starting MLflow on {config.tracking_uri} and the API on {config.api_url} ...")
+    stack.start()
+    out.print(
+        f"[green]ready[/green]  MLflow: {config.tracking_uri}   modelreg API: {config.api_url}"
+    )
+    out.print(f"home: {config.resolved_home()}   logs: {config.resolved_home() / 'logs'}")
+    home = config.resolved_home()
+    out.print(f"elsewhere: export MLFLOW_TRACKING_URI={config.tracking_uri} MODELREG_HOME={home}")
+    out.print("press Ctrl-C to stop")
+    raise typer.Exit(stack.run_until_signal())
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
+    api_port: Annotated[int, typer.Option(help="modelreg API port.")] = 8000,
+    keep_running: Annotated[
+        bool, typer.Option(help="Keep the stack running after the walkthrough.")
+    ] = True,
+) -> None:
+    """Start the embedded stack and walk through registering, promoting and rolling back."""
+    from modelreg.demo import run_demo
+
+    raise typer.Exit(
+        run_demo(
+            _state(ctx).settings,
+            port=port,
+            api_port=api_port,
+            keep_running=keep_running,
+            console=out,
+        )
+    )
+
+
+# -- reads ------------------------------------------------------------------------
+
+
+@app.command()
+def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List registered models with their Production and Staging versions."""
+    found = _state(ctx).registry.models()
+    table = Table("model", "versions", "production", "staging", "latest semver")
+    for m in found:
+        prod = f"v{m.production} ({m.production_semver})" if m.production else "-"
+        table.add_row(
+            m.name,
+            str(m.versions),
+            prod,
+            f"v{m.staging}" if m.staging else "-",
+            m.latest_semver or "-",
+        )
+    _emit(found, as_json, table)
+
+
+def _versions_table(found: list[Any]) -> Table:
+    table = Table("model", "version", "semver", "stage", "aliases", "digest", "lineage")
+    for v in found:
+        lineage = (
+            "-"
+            if v.lineage_complete is None
+            else ("complete" if v.lineage_complete else "incomplete")
+        )
+        table.add_row(
+            v.name,
+            str(v.version),
+            v.semver or "(not adopted)",
+            v.stage.value,
+            ",".join(v.aliases),
+            (v.digest or "-")[:19],
+            lineage,
+        )
+    return table
+
+
+@app.command()
+def versions(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """List every version of a model."""
+    found = _state(ctx).registry.versions(name)
+    _emit(found, as_json, _versions_table(found))
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    name: str,
+    version: Annotated[str, typer.Argument(help="Version number or semver.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one version: semver, stage, digest, lineage, params and metrics."""
+    view = _state(ctx).registry.show(name, version)
+    table = Table("field", "value", show_header=False)
+    rows: list[tuple[str, str]] = [
+        ("model", view.name),
+        ("version", str(view.version)),
+        ("semver", view.semver or "(not adopted: run `modelreg sync`)"),
+        ("stage", view.stage.value),
+        ("aliases", ", ".join(view.aliases) or "-"),
+        ("digest", view.digest or "-"),
+        ("run", view.run_id),
+        ("source", view.source),
+        (
+            "registered",
+            f"{view.registered_at} by {view.registered_by}" if view.registered_at else "-",
+        ),
+        (
+            "lineage",
+            "complete"
+            if view.lineage_complete
+            else f"incomplete (missing: {', '.join(view.lineage_missing)})",
+        ),
+        ("description", view.description or "-"),
+    ]
+    rows += [(f"param {k}", v) for k, v in sorted(view.params.items())]
+    rows += [(f"metric {k}", f"{v:.6g}") for k, v in sorted(view.metrics.items())]
+    rows += [(f"tag {k}", v) for k, v in sorted(view.tags.items())]
+    for key, value in rows:
+        table.add_row(key, value)
+    _emit(view, as_json, table)
+
+
+@app.command("search")
+def search_cmd(
+    ctx: typer.Context,
+    filter_text: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILTER", help="e.g. \"stage = 'Production' and metrics.test_auc > 0.85\""
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Find versions by tags, params, metrics, stage, semver (ranges) and lineage."""
+    found = _state(ctx).registry.search(filter_text)
+    _emit(found, as_json, _versions_table(found))
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"invalid time {text[:40]!r}: use ISO 8601, e.g. 2026-11-26T10:30:00+00:00"
+        ) from None
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    name: str,
+    at: Annotated[str | None, typer.Option(help="ISO time: show the state at that moment.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The append-only audit history; with --at, what was in Production then."""
+    view = _state(ctx).registry.history(name, _parse_time(at) if at else None)
+    table = Table("#", "time", "version", "semver", "action", "from", "to", "actor", "reason")
+    for e in view.events:
+        table.add_row(
+            str(e.id),
+            e.at.isoformat(timespec="seconds"),
+            str(e.version),
+            e.semver,
+            e.action,
+            e.from_stage or "",
+            e.to_stage or "",
+            e.actor,
+            e.reason,
+        )
+    if not as_json:
+        when = f" at {view.at.isoformat()}" if view.at else ""
+        prod = f"v{view.production} ({view.production_semver})" if view.production else "nothing"
+        out.print(f"Production{when}: {prod}")
+    _emit(view, as_json, table)
+
+
+@app.command()
+def lineage(ctx: typer.Context, name: str, version: str, as_json: JsonOpt = False) -> None:
+    """Which run, code, data, parameters and environment produced a version."""
+    view = _state(ctx).registry.lineage(name, version)
+    if as_json:
+        _emit(view, True)
+        return
+    out.print(f"{view.name} v{view.version} ({view.semver or 'not adopted'}), run {view.run_id}")
+    out.print(
+        "lineage: "
+        + ("complete" if view.complete else f"incomplete, missing {', '.join(view.missing)}")
+        + f" (from {view.source})"
+    )
+    if view.record is not None:
+        out.print_json(view.record.model_dump_json(exclude={"environment": {"packages"}}))
+
+
+# -- changes ------------------------------------------------------------------------
+
+
+def _events_table(events: list[Any]) -> Table:
+    table = Table("version", "semver", "from", "to", "action", "actor")
+    for e in events:
+        table.add_row(
+            str(e.version), e.semver, e.from_stage or "", e.to_stage or "", e.action, e.actor
+        )
+    return table
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    name: str,
+    version: str,
+    stage: Annotated[str, typer.Option("--stage", help="Staging, Production, Archived or None.")],
+    reason: ReasonOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move a version to a stage; a new Production archives the previous one."""
+    events = _state(ctx).registry.promote(name, version, stage, reason=reason)
+    _emit(events, as_json, _events_table(events))
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    name: str,
+    to: Annotated[
+        str | None, typer.Option(help="Version to return to (default: the previous Production).")
+    ] = None,
+    reason: ReasonOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Return Production to the previous (or a given) Production version."""
+    events = _state(ctx).registry.rollback(name, to, reason=reason)
+    _emit(events, as_json, _events_table(events))
+
+
+@app.command()
+def register(
+    ctx: typer.Context,
+    name: str,
+    model_uri: Annotated[str, typer.Argument(help="A logged model, e.g. runs:/<run_id>/model.")],
+    semver_text: Annotated[
+        str | None, typer.Option("--semver", help="Explicit semver (must exceed all).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="Version description.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Register an already logged model as a new version with semver, digest and lineage."""
+    view = _state(ctx).registry.register_uri(
+        name, model_uri, semver=semver_text, description=description
+    )
+    _emit(view, as_json, _versions_table([view]))
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Adopt versions registered by plain MLflow clients (semver, digest, lineage record)."""
+    with _progress() as update:
+        adopted = _state(ctx).registry.sync(name, progress=update)
+    if not as_json:
+        out.print(f"adopted {len(adopted)} version(s)")
+    _emit(adopted, as_json, _versions_table(adopted))
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    name: str,
+    version: Annotated[str | None, typer.Argument()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash artifacts and report any change since registration (exit 5 if tampered)."""
+    with _progress() as update:
+        results = _state(ctx).registry.verify(name, version, progress=update)
+    table = Table("version", "semver", "result", "problems")
+    for r in results:
+        table.add_row(
+            str(r.version),
+            r.semver or "-",
+            "[green]ok[/green]" if r.ok else "[red]TAMPERED[/red]",
+            "; ".join(r.problems),
+        )
+    _emit(results, as_json, table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(5)
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    fix: Annotated[bool, typer.Option("--fix", help="Repair MLflow from the ledger.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find drift between the ledger and MLflow (exit 1 if found and not fixed)."""
+    drifts = _state(ctx).registry.doctor(fix=fix)
+    table = Table("model", "version", "what", "ledger says", "MLflow shows", "fixed")
+    for d in drifts:
+        table.add_row(
+            d.name, str(d.version or "-"), d.kind, d.expected, d.actual, "yes" if d.fixed else "no"
+        )
+    if not as_json:
+        out.print("no drift" if not drifts else f"{len(drifts)} difference(s)")
+    _emit(drifts, as_json, table if drifts else None)
+    if drifts and not fix:
+        raise typer.Exit(1)

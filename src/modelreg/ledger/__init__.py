@@ -1,0 +1,5 @@
+"""The governance ledger: append-only events, registration facts and per-model locks."""
+
+from modelreg.ledger.store import Ledger, LedgerTransaction, NewEvent, VersionRecord, semvers
+
+__all__ = ["Ledger", "LedgerTransaction", "NewEvent", "VersionRecord", "semvers"]

@@ -1,0 +1,317 @@
+"""The ledger: append-only events and registration facts, with per-model write locks."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from modelreg.domain import Action, Event, SemVer, Stage
+from modelreg.errors import BackendError, BackendUnavailableError, InvalidInputError
+from modelreg.ledger.tables import EventRow, VersionRow
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# Many writers (50 concurrent promotions) queue on SQLite's single write lock
+# while each holds it across a few MLflow calls; wait rather than fail.
+_SQLITE_BUSY_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """Registration facts of one model version, fixed when it was registered."""
+
+    model: str
+    version: int
+    semver: str
+    digest: str
+    manifest: str
+    run_id: str
+    source: str
+    lineage_complete: bool
+    lineage_missing: str
+    facts: dict[str, Any]
+    lineage: str
+    registered_at: datetime
+    registered_by: str
+
+    @property
+    def semver_value(self) -> SemVer:
+        """The semver as a comparable value."""
+        core, _, build = self.semver.partition("+")
+        major, minor, patch = (int(part) for part in core.split("."))
+        return SemVer(major, minor, patch, build)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended; the ledger assigns id and time."""
+
+    model: str
+    version: int
+    action: Action
+    actor: str
+    from_stage: Stage | None = None
+    to_stage: Stage | None = None
+    reason: str = ""
+    semver: str = ""
+    digest: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _event(row: EventRow) -> Event:
+    return Event(
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        action=Action(row.action),
+        actor=row.actor,
+        at=_utc(row.at),
+        from_stage=Stage(row.from_stage) if row.from_stage else None,
+        to_stage=Stage(row.to_stage) if row.to_stage else None,
+        reason=row.reason,
+        semver=row.semver,
+        digest=row.digest,
+        details=dict(row.details or {}),
+    )
+
+
+def _record(row: VersionRow) -> VersionRecord:
+    return VersionRecord(
+        model=row.model,
+        version=row.version,
+        semver=row.semver,
+        digest=row.digest,
+        manifest=row.manifest,
+        run_id=row.run_id,
+        source=row.source,
+        lineage_complete=row.lineage_complete,
+        lineage_missing=row.lineage_missing,
+        facts=dict(row.facts or {}),
+        lineage=row.lineage,
+        registered_at=_utc(row.registered_at),
+        registered_by=row.registered_by,
+    )
+
+
+class LedgerTransaction:
+    """Reads and appends inside one serialised write transaction for a model."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def events(self, model: str) -> list[Event]:
+        """All events of ``model`` in append order, as seen inside the lock."""
+        return _select_events(self._session, model, None)
+
+    def version_records(self, model: str) -> list[VersionRecord]:
+        """Registration facts of every version of ``model``."""
+        return _select_records(self._session, model)
+
+    def append(self, new: NewEvent) -> Event:
+        """Append one event; it becomes visible when the transaction commits."""
+        row = EventRow(
+            model=new.model,
+            version=new.version,
+            action=new.action.value,
+            actor=new.actor,
+            at=datetime.now(UTC),
+            from_stage=new.from_stage.value if new.from_stage else None,
+            to_stage=new.to_stage.value if new.to_stage else None,
+            reason=new.reason,
+            semver=new.semver,
+            digest=new.digest,
+            details=new.details,
+        )
+        self._session.add(row)
+        self._session.flush()
+        return _event(row)
+
+    def add_version(self, record: VersionRecord) -> None:
+        """Record the registration facts of a new version."""
+        value = record.semver_value
+        self._session.add(
+            VersionRow(
+                model=record.model,
+                version=record.version,
+                semver=record.semver,
+                major=value.major,
+                minor=value.minor,
+                patch=value.patch,
+                digest=record.digest,
+                manifest=record.manifest,
+                run_id=record.run_id,
+                source=record.source,
+                lineage_complete=record.lineage_complete,
+                lineage_missing=record.lineage_missing,
+                facts=record.facts,
+                lineage=record.lineage,
+                registered_at=record.registered_at,
+                registered_by=record.registered_by,
+            )
+        )
+        self._session.flush()
+
+
+def _select_events(session: Session, model: str | None, until: datetime | None) -> list[Event]:
+    query = select(EventRow).order_by(EventRow.id)
+    if model is not None:
+        query = query.where(EventRow.model == model)
+    if until is not None:
+        query = query.where(EventRow.at <= until)
+    return [_event(row) for row in session.scalars(query)]
+
+
+def _select_records(session: Session, model: str | None) -> list[VersionRecord]:
+    query = select(VersionRow).order_by(VersionRow.model, VersionRow.version)
+    if model is not None:
+        query = query.where(VersionRow.model == model)
+    return [_record(row) for row in session.scalars(query)]
+
+
+def _lock_key(model: str) -> int:
+    # pg_advisory_xact_lock takes a signed 64-bit key; derive a stable one per model.
+    return int.from_bytes(hashlib.sha256(model.encode()).digest()[:8], "big", signed=True)
+
+
+def _sqlite_transactions(engine: Engine, *, immediate: bool) -> None:
+    # pysqlite opens transactions lazily and as DEFERRED, so two writers can both
+    # read, then deadlock on upgrade. BEGIN IMMEDIATE takes the write lock up
+    # front, which is exactly the per-model serialisation we need on SQLite;
+    # readers use plain BEGIN so they never queue behind a promotion (WAL).
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_SECONDS * 1000}")
+        dbapi_connection.execute("PRAGMA journal_mode = WAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Ledger:
+    """The governance ledger on PostgreSQL or SQLite."""
+
+    def __init__(self, uri: str) -> None:
+        try:
+            url = make_url(uri)
+        except ArgumentError as exc:
+            raise InvalidInputError(f"invalid ledger URI {uri!r}: {exc}") from exc
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        self.uri = uri
+        self._is_sqlite = url.get_backend_name() == "sqlite"
+        if self._is_sqlite and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {"future": True}
+        if self._is_sqlite:
+            kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_SECONDS, "check_same_thread": False}
+        else:
+            kwargs.update(pool_size=10, max_overflow=60, pool_pre_ping=True)
+        self.engine = create_engine(url, **kwargs)
+        self._read_engine = self.engine
+        if self._is_sqlite:
+            self._read_engine = create_engine(url, **kwargs)
+            _sqlite_transactions(self.engine, immediate=True)
+            _sqlite_transactions(self._read_engine, immediate=False)
+        self._migrated = threading.Event()
+
+    def _connect_errors(self, exc: SQLAlchemyError) -> BackendError:
+        if isinstance(exc, OperationalError):
+            return BackendUnavailableError("ledger database", self._safe_uri(), str(exc.orig))
+        return BackendError(f"ledger database error: {exc}")
+
+    def _safe_uri(self) -> str:
+        return make_url(self.uri).render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent, safe to race)."""
+        if self._migrated.is_set():
+            return
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        try:
+            with self.engine.begin() as conn:
+                if not self._is_sqlite:
+                    # Two processes starting at once must not both create tables.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+                if MigrationContext.configure(conn).get_current_revision() != head:
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+        except SQLAlchemyError as exc:
+            raise self._connect_errors(exc) from exc
+        self._migrated.set()
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        self.migrate()
+        engine = self.engine if write else self._read_engine
+        try:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise self._connect_errors(exc) from exc
+
+    @contextmanager
+    def locked(self, model: str) -> Iterator[LedgerTransaction]:
+        """Hold the per-model write lock for the duration of the block.
+
+        Everything appended commits together when the block exits normally and
+        nothing does if it raises, so a refused change leaves no trace.
+        """
+        with self._session(write=True) as session:
+            if not self._is_sqlite:
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(model)})
+            yield LedgerTransaction(session)
+
+    def events(self, model: str | None = None, *, until: datetime | None = None) -> list[Event]:
+        """Events of one model (or all) in append order, optionally up to a time."""
+        with self._session() as session:
+            return _select_events(session, model, until)
+
+    def version_records(self, model: str | None = None) -> list[VersionRecord]:
+        """Registration facts of the versions of one model (or of all models)."""
+        with self._session() as session:
+            return _select_records(session, model)
+
+    def version_record(self, model: str, version: int) -> VersionRecord | None:
+        """Registration facts of one version, or None if it was never recorded."""
+        with self._session() as session:
+            row = session.get(VersionRow, (model, version))
+            return _record(row) if row else None
+
+    def known_versions(self) -> set[tuple[str, int]]:
+        """Every (model, version) pair the ledger has registration facts for."""
+        with self._session() as session:
+            rows = session.execute(select(VersionRow.model, VersionRow.version))
+            return {(model, version) for model, version in rows}
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+        self._read_engine.dispose()
+
+
+def semvers(records: Sequence[VersionRecord]) -> list[SemVer]:
+    """The semvers of ``records``."""
+    return [record.semver_value for record in records]

@@ -1,0 +1,487 @@
+"""The only module that talks to MLflow's client APIs.
+
+Everything else in modelreg sees plain values (:class:`VersionInfo`,
+:class:`RunInfo`) and modelreg errors, never MLflow entities or exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import mlflow
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException, RestException
+
+from modelreg.domain import LineageRecord, Stage
+from modelreg.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidInputError,
+    LineageError,
+    ModelNotFoundError,
+    VersionNotFoundError,
+)
+
+T = TypeVar("T")
+
+# MLflow's REST client retries 7 times with exponential backoff by default:
+# minutes of silence before a CLI user learns the server is down. Fail fast
+# unless the operator chose otherwise.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+
+PRODUCTION_ALIAS = "production"
+STAGING_ALIAS = "staging"
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What MLflow knows about one model version."""
+
+    name: str
+    version: int
+    run_id: str
+    source: str
+    status: str
+    native_stage: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    description: str
+    created_ms: int
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What MLflow knows about one registered model."""
+
+    name: str
+    description: str
+    aliases: dict[str, int]
+    tags: dict[str, str]
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Params, metrics and tags of the run that produced a version."""
+
+    run_id: str
+    experiment_id: str
+    user_id: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    dataset_digests: tuple[tuple[str, str], ...] = ()
+
+
+def _version(mv: Any) -> VersionInfo:
+    return VersionInfo(
+        name=mv.name,
+        version=int(mv.version),
+        run_id=mv.run_id or "",
+        source=mv.source or "",
+        status=mv.status or "",
+        native_stage=mv.current_stage or "None",
+        aliases=tuple(mv.aliases or ()),
+        tags=dict(mv.tags or {}),
+        description=mv.description or "",
+        created_ms=int(mv.creation_timestamp or 0),
+        user_id=mv.user_id or "",
+    )
+
+
+class MlflowGateway:
+    """Typed, error-translating access to one MLflow tracking/registry server."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # -- error translation -------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, name: str | None = None, version: int | str | None = None) -> Iterator[None]:
+        try:
+            with warnings.catch_warnings():
+                # Native stages are deprecated upstream; we mirror them on purpose.
+                warnings.simplefilter("ignore", FutureWarning)
+                yield
+        except RestException as exc:
+            raise self._translate(exc, name, version) from exc
+        except MlflowException as exc:
+            if "Max retries exceeded" in str(exc) or "Connection" in str(exc):
+                raise BackendUnavailableError(
+                    "MLflow", self.tracking_uri, "connection failed"
+                ) from exc
+            raise self._translate(exc, name, version) from exc
+        except requests.exceptions.RequestException as exc:
+            raise BackendUnavailableError("MLflow", self.tracking_uri, type(exc).__name__) from exc
+
+    def _translate(
+        self, exc: MlflowException, name: str | None, version: int | str | None
+    ) -> Exception:
+        code = exc.error_code
+        if code == "RESOURCE_DOES_NOT_EXIST" and name is not None:
+            if version is not None:
+                return VersionNotFoundError(name, str(version))
+            return ModelNotFoundError(name)
+        if code in {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}:
+            return InvalidInputError(f"MLflow refused the request: {exc.message}")
+        return BackendError(f"MLflow error {code}: {exc.message}")
+
+    def _call(
+        self,
+        fn: Callable[[], T],
+        name: str | None = None,
+        version: int | str | None = None,
+    ) -> T:
+        with self._errors(name, version):
+            return fn()
+
+    # -- registered models and versions ------------------------------------
+
+    def ping(self) -> None:
+        """Raise BackendUnavailableError unless the server answers."""
+        self._call(lambda: self.client.search_registered_models(max_results=1))
+
+    def models(self) -> list[ModelInfo]:
+        """Every registered model."""
+        found: list[ModelInfo] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                lambda t=token: self.client.search_registered_models(  # type: ignore[misc]
+                    max_results=_PAGE, page_token=t
+                )
+            )
+            found.extend(self._model(rm) for rm in page)
+            token = page.token
+            if not token:
+                return found
+
+    def model(self, name: str) -> ModelInfo:
+        """One registered model; ModelNotFoundError if absent."""
+        return self._model(self._call(lambda: self.client.get_registered_model(name), name))
+
+    @staticmethod
+    def _model(rm: Any) -> ModelInfo:
+        return ModelInfo(
+            name=rm.name,
+            description=rm.description or "",
+            aliases={alias: int(v) for alias, v in (rm.aliases or {}).items()},
+            tags=dict(rm.tags or {}),
+            created_ms=int(rm.creation_timestamp or 0),
+            updated_ms=int(rm.last_updated_timestamp or 0),
+        )
+
+    def versions(
+        self, name: str | None = None, filter_string: str | None = None
+    ) -> list[VersionInfo]:
+        """Versions of ``name`` (or of every model), optionally narrowed by an MLflow filter."""
+        clauses = [f"name = '{name}'"] if name is not None else []
+        if filter_string:
+            clauses.append(filter_string)
+        text = " and ".join(clauses) or None
+        found: list[VersionInfo] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                lambda t=token: self.client.search_model_versions(  # type: ignore[misc]
+                    filter_string=text, max_results=_PAGE, page_token=t
+                ),
+                name,
+            )
+            found.extend(_version(mv) for mv in page)
+            token = page.token
+            if not token:
+                break
+        # search_model_versions leaves aliases out; take them from the models.
+        aliases: dict[tuple[str, int], list[str]] = {}
+        for model in [self.model(name)] if name is not None else self.models():
+            for alias, number in model.aliases.items():
+                aliases.setdefault((model.name, number), []).append(alias)
+        return sorted(
+            (
+                replace(v, aliases=tuple(sorted(aliases.get((v.name, v.version), ()))))
+                for v in found
+            ),
+            key=lambda v: (v.name, v.version),
+        )
+
+    def version(self, name: str, version: int) -> VersionInfo:
+        """One model version; VersionNotFoundError / ModelNotFoundError if absent."""
+        self.model(name)  # distinguishes "no such model" from "no such version"
+        return _version(
+            self._call(lambda: self.client.get_model_version(name, str(version)), name, version)
+        )
+
+    def create_version(self, name: str, source: str, run_id: str | None) -> VersionInfo:
+        """Register a new version of ``name`` (creating the model if needed)."""
+        with self._errors(name):
+            try:
+                self.client.create_registered_model(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            # MLflow 3 logged models (models:/m-<id>) must name their model_id.
+            model_id = source[len("models:/") :] if source.startswith("models:/m-") else None
+            mv = self.client.create_model_version(name, source, run_id=run_id, model_id=model_id)
+        return _version(mv)
+
+    def delete_version(self, name: str, version: int) -> None:
+        """Delete a version (used to undo a registration that failed half-way)."""
+        self._call(lambda: self.client.delete_model_version(name, str(version)), name, version)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` at ``version``."""
+        self._call(
+            lambda: self.client.set_registered_model_alias(name, alias, str(version)), name, version
+        )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``alias`` if it exists."""
+        with self._errors(name):
+            try:
+                self.client.delete_registered_model_alias(name, alias)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set several tags on a version."""
+        with self._errors(name, version):
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, str(version), key, value)
+
+    def set_description(self, name: str, version: int, description: str) -> None:
+        """Set a version's description."""
+        self._call(
+            lambda: self.client.update_model_version(name, str(version), description=description),
+            name,
+            version,
+        )
+
+    def set_native_stage(self, name: str, version: int, stage: Stage) -> None:
+        """Mirror ``stage`` into MLflow's deprecated stage field (never archives others)."""
+        self._call(
+            lambda: self.client.transition_model_version_stage(
+                name, str(version), stage.value, archive_existing_versions=False
+            ),
+            name,
+            version,
+        )
+
+    def download_version(self, name: str, version: int, dst: Path) -> Path:
+        """Download the artifacts of a version into ``dst`` and return the model directory."""
+        dst.mkdir(parents=True, exist_ok=True)
+        local = self._call(
+            lambda: mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}",
+                dst_path=str(dst),
+                tracking_uri=self.tracking_uri,
+                registry_uri=self.tracking_uri,
+            ),
+            name,
+            version,
+        )
+        return Path(local)
+
+    def run_of(self, model_uri: str) -> str:
+        """The run id behind ``runs:/<run_id>/<path>`` or ``models:/<model_id>``."""
+        if model_uri.startswith("runs:/"):
+            run_id = model_uri[len("runs:/") :].split("/", 1)[0]
+            if run_id.isalnum() and self.run(run_id) is not None:
+                return run_id
+            raise InvalidInputError(f"no run {run_id!r} behind {model_uri!r}")
+        if model_uri.startswith("models:/m-"):
+            model_id = model_uri[len("models:/") :].split("/", 1)[0]
+            logged = self._call(lambda: self.client.get_logged_model(model_id))
+            return str(logged.source_run_id or "")
+        raise InvalidInputError(
+            f"unsupported model URI {model_uri[:80]!r}: use runs:/<run_id>/<path> "
+            "or the models:/m-<id> URI that log_model returned"
+        )
+
+    # -- runs ----------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunInfo | None:
+        """The run that produced a version, or None if it is gone."""
+        if not run_id:
+            return None
+        try:
+            run = self._call(lambda: self.client.get_run(run_id))
+        except (InvalidInputError, BackendError) as exc:
+            if isinstance(exc, BackendUnavailableError):
+                raise
+            return None
+        digests = tuple(
+            (d.dataset.name, d.dataset.digest)
+            for d in ((run.inputs.dataset_inputs if run.inputs else None) or [])
+        )
+        return RunInfo(
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            user_id=run.info.user_id or "",
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags=dict(run.data.tags),
+            dataset_digests=digests,
+        )
+
+    def run_lineage(self, run_id: str) -> LineageRecord | None:
+        """The ``lineage.json`` modelreg logged into a run, if there is one."""
+        from modelreg.lineage import record_from_json
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self._call(
+                    lambda: mlflow.artifacts.download_artifacts(
+                        run_id=run_id,
+                        artifact_path="modelreg/lineage.json",
+                        dst_path=tmp,
+                        tracking_uri=self.tracking_uri,
+                    )
+                )
+            except (InvalidInputError, BackendError) as exc:
+                if isinstance(exc, BackendUnavailableError):
+                    raise
+                return None
+            except OSError:
+                return None
+            try:
+                return record_from_json(Path(path).read_text())
+            except LineageError:
+                return None
+
+    def search_run_ids(self, filter_string: str) -> set[str]:
+        """Ids of runs (in any experiment) matching an MLflow run filter."""
+        with self._errors():
+            experiments = [
+                e.experiment_id for e in self.client.search_experiments(max_results=1000)
+            ]
+            ids: set[str] = set()
+            token: str | None = None
+            while True:
+                page = self.client.search_runs(
+                    experiments, filter_string, max_results=_PAGE, page_token=token
+                )
+                ids.update(run.info.run_id for run in page)
+                token = page.token
+                if not token:
+                    return ids
+
+    # -- logging into the active run (registration) --------------------------
+
+    def log_lineage(
+        self, record: LineageRecord, tags: Mapping[str, str], pip_freeze: str, datasets: list[Any]
+    ) -> None:
+        """Log lineage into the active run: JSON artifact, pip freeze, tags, params, datasets."""
+        from modelreg.lineage import record_to_json
+
+        with self._errors():
+            run = mlflow.active_run()
+            if run is None:
+                raise LineageError("no active MLflow run to log lineage into")
+            mlflow.log_text(record_to_json(record), "modelreg/lineage.json")
+            mlflow.log_text(pip_freeze, "modelreg/requirements-freeze.txt")
+            mlflow.set_tags(dict(tags))
+            logged = self.client.get_run(run.info.run_id).data.params
+            # MLflow refuses to overwrite a param with a different value.
+            fresh = {k: v for k, v in record.params.items() if k not in logged}
+            if fresh:
+                mlflow.log_params(fresh)
+            for dataset in datasets:
+                mlflow.log_input(dataset, context="training")
+
+    def pandas_dataset(self, frame: Any, name: str, digest: str) -> Any:
+        """An MLflow dataset for a DataFrame, carrying modelreg's fingerprint as digest."""
+        with self._errors():
+            return mlflow.data.from_pandas(  # type: ignore[attr-defined]
+                frame, name=name, digest=digest[:36]
+            )
+
+    def log_sklearn(
+        self, model: Any, signature: Any, input_example: Any, trusted_types: list[str]
+    ) -> str:
+        """Log an sklearn model into the active run (skops format) and return its URI."""
+        with self._errors():
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=input_example,
+                skops_trusted_types=trusted_types or None,
+            )
+        return str(info.model_uri)
+
+    def log_pyfunc_flavor(self, flavor: str, model: Any, signature: Any, input_example: Any) -> str:
+        """Log a model with another MLflow flavor (``mlflow.<flavor>.log_model``)."""
+        module = getattr(mlflow, flavor, None)
+        if module is None or not hasattr(module, "log_model"):
+            raise InvalidInputError(f"unknown MLflow flavor {flavor!r}")
+        with self._errors():
+            info = module.log_model(
+                model, name="model", signature=signature, input_example=input_example
+            )
+        return str(info.model_uri)
+
+    @contextlib.contextmanager
+    def run_context(self, run_id: str | None, experiment: str | None) -> Iterator[str]:
+        """Use the active run, resume ``run_id``, or start a new run; yield its id."""
+        active = mlflow.active_run()
+        if active is not None and run_id in (None, active.info.run_id):
+            yield active.info.run_id
+            return
+        with self._errors():
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+            if experiment:
+                mlflow.set_experiment(experiment)
+            run = mlflow.start_run(run_id=run_id)
+        try:
+            yield run.info.run_id
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.end_run()
+
+
+def infer_signature(inputs: Any, outputs: Any) -> Any:
+    """MLflow's signature inference, re-exported so callers need not import mlflow."""
+    from mlflow.models import infer_signature as _infer
+
+    return _infer(inputs, outputs)
+
+
+def read_mlmodel(model_dir: Path) -> dict[str, Any]:
+    """Flavors and signature of a downloaded model as plain data."""
+    from mlflow.models import Model
+
+    path = model_dir / "MLmodel"
+    if not path.is_file():
+        return {}
+    model = Model.load(str(path))
+    inputs = None
+    if model.signature is not None and model.signature.inputs is not None:
+        inputs = json.loads(model.signature.inputs.to_json())
+    return {"flavors": dict(model.flavors), "inputs": inputs}
+
+
+def temporary_dir(base: Path) -> tempfile.TemporaryDirectory[str]:
+    """A private temporary directory under ``base`` for artifact downloads."""
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o700)
+    return tempfile.TemporaryDirectory(dir=base)

@@ -1,0 +1,206 @@
+"""Registering models with complete lineage, and the facts semver bumps are computed from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelreg import lineage as capture
+from modelreg.domain import DataFingerprint, EnvironmentInfo, GitInfo, LineageRecord
+from modelreg.errors import InvalidInputError
+from modelreg.mlflow_gateway import RunInfo, infer_signature
+from modelreg.semver import InputColumn, VersionFacts
+
+if TYPE_CHECKING:
+    from modelreg.registry import Registry
+    from modelreg.views import VersionView
+
+_GIT_TAGS = ("mlflow.source.git.commit", "mlflow.source.git.branch", "mlflow.source.git.repoURL")
+
+
+def _inputs(mlmodel: Mapping[str, Any]) -> tuple[InputColumn, ...] | None:
+    spec = mlmodel.get("inputs")
+    if spec is None:
+        return None
+    columns = []
+    for index, column in enumerate(spec):
+        kind = column.get("type", "")
+        if kind == "tensor":
+            kind = f"tensor{column.get('tensor-spec', {})}"
+        columns.append(
+            InputColumn(
+                name=str(column.get("name", index)),
+                type=str(kind),
+                required=bool(column.get("required", True)),
+            )
+        )
+    return tuple(columns)
+
+
+def _flavor(mlmodel: Mapping[str, Any]) -> str:
+    flavors = [f for f in mlmodel.get("flavors", {}) if f != "python_function"]
+    return flavors[0] if flavors else ("python_function" if mlmodel.get("flavors") else "")
+
+
+def facts_from(
+    mlmodel: Mapping[str, Any], run: RunInfo | None, record: LineageRecord, model_class: str
+) -> VersionFacts:
+    """The facts a semver bump compares: signature, flavor, class, params, data."""
+    params: Mapping[str, object] = record.params or (run.params if run else {})
+    data = record.data[0].sha256 if record.data else ""
+    return VersionFacts.build(_inputs(mlmodel), _flavor(mlmodel), model_class, params, data)
+
+
+def facts_to_json(facts: VersionFacts) -> dict[str, Any]:
+    """Facts as JSON-ready data for the ledger."""
+    return {
+        "inputs": None
+        if facts.inputs is None
+        else [[c.name, c.type, c.required] for c in facts.inputs],
+        "flavor": facts.flavor,
+        "model_class": facts.model_class,
+        "params": [list(pair) for pair in facts.params],
+        "data_fingerprint": facts.data_fingerprint,
+    }
+
+
+def facts_from_json(data: Mapping[str, Any]) -> VersionFacts:
+    """Facts back from the ledger."""
+    inputs = data.get("inputs")
+    return VersionFacts(
+        inputs=None
+        if inputs is None
+        else tuple(InputColumn(str(n), str(t), bool(r)) for n, t, r in inputs),
+        flavor=str(data.get("flavor", "")),
+        model_class=str(data.get("model_class", "")),
+        params=tuple((str(k), str(v)) for k, v in data.get("params", [])),
+        data_fingerprint=str(data.get("data_fingerprint", "")),
+    )
+
+
+def adopted_lineage(run: RunInfo | None, mlmodel: Mapping[str, Any] | None) -> LineageRecord:
+    """Rebuild as much lineage as MLflow recorded for a version registered without modelreg."""
+    if run is None:
+        return LineageRecord()
+    commit, branch, remote = (run.tags.get(tag) for tag in _GIT_TAGS)
+    git = GitInfo(commit=commit, branch=branch, remote=remote) if commit else None
+    data = [
+        DataFingerprint(name=name, kind="mlflow-dataset", sha256=digest)
+        for name, digest in run.dataset_digests
+    ]
+    environment = None
+    flavors = (mlmodel or {}).get("flavors", {})
+    python = flavors.get("python_function", {}).get("python_version")
+    if python:
+        packages = {
+            f"{flavor}": str(conf.get(f"{flavor}_version"))
+            for flavor, conf in flavors.items()
+            if isinstance(conf, dict) and conf.get(f"{flavor}_version")
+        }
+        environment = EnvironmentInfo(
+            python=str(python), platform="unknown", cpu="unknown", cpu_count=0, packages=packages
+        )
+    return LineageRecord(
+        run_id=run.run_id, git=git, data=data, params=dict(run.params), environment=environment
+    )
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The types skops must trust to load ``model`` back.
+
+    MLflow 3.17 saves sklearn models with skops and refuses to log one whose
+    types are not trusted (every tree model). We just serialised this very
+    object ourselves, so its types are the ones to trust.
+    """
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+def _is_sklearn(model: Any) -> bool:
+    return type(model).__module__.split(".")[0] == "sklearn"
+
+
+def register(
+    registry: Registry,
+    model: Any,
+    *,
+    name: str,
+    training_data: Any = None,
+    input_example: Any = None,
+    signature: Any = None,
+    params: Mapping[str, object] | None = None,
+    data_version: str | None = None,
+    semver: str | None = None,
+    description: str = "",
+    flavor: str | None = None,
+    code_path: str | Path = ".",
+    experiment: str | None = None,
+    run_id: str | None = None,
+    actor: str | None = None,
+) -> VersionView:
+    """Log ``model`` with its signature and complete lineage, and register a new version.
+
+    Works inside an active MLflow run (or resumes ``run_id``, or starts one).
+    The signature is required: pass one, or an ``input_example``/``training_data``
+    to infer it from.
+    """
+    if signature is None:
+        example = input_example if input_example is not None else training_data
+        if example is None:
+            raise InvalidInputError(
+                "a model signature is required: pass signature=, input_example= or training_data="
+            )
+        sample = example.head(50) if hasattr(example, "head") else example[:50]
+        signature = infer_signature(sample, model.predict(sample))
+    if input_example is None and training_data is not None and hasattr(training_data, "head"):
+        input_example = training_data.head(5)
+    hyper = dict(params) if params is not None else _params_of(model)
+    gateway = registry.gateway
+    with gateway.run_context(run_id, experiment) as active_run:
+        data: list[DataFingerprint] = []
+        datasets = []
+        if training_data is not None:
+            fp = capture.fingerprint(training_data, name="training", version=data_version)
+            data.append(fp)
+            if hasattr(training_data, "columns"):
+                datasets.append(gateway.pandas_dataset(training_data, "training", fp.sha256))
+        data += capture.dvc_entries(code_path)
+        record = capture.build_record(
+            run_id=active_run,
+            params=hyper,
+            data=data,
+            git=capture.capture_git(code_path),
+            environment=capture.capture_environment(),
+        )
+        tags = capture.lineage_tags(record)
+        if data_version:
+            tags["data_version"] = data_version
+        gateway.log_lineage(record, tags, capture.pip_freeze(), datasets)
+        if flavor is None and _is_sklearn(model):
+            uri = gateway.log_sklearn(model, signature, input_example, trusted_types(model))
+        else:
+            uri = gateway.log_pyfunc_flavor(flavor or "sklearn", model, signature, input_example)
+        model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+        return registry.register_version(
+            name,
+            uri,
+            active_run,
+            lineage=record,
+            model_class=model_class,
+            explicit_semver=semver,
+            description=description,
+            actor=actor,
+        )
+
+
+def _params_of(model: Any) -> dict[str, object]:
+    get_params = getattr(model, "get_params", None)
+    if get_params is None:
+        return {}
+    return {
+        k: v
+        for k, v in get_params(deep=False).items()
+        if isinstance(v, str | int | float | bool) or v is None
+    }

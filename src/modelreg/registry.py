@@ -1,0 +1,785 @@
+"""The Registry facade: the one entry point for the CLI, the HTTP API and the dashboard.
+
+MLflow holds models and artifacts; the ledger holds governance. Every state
+change happens under the model's ledger lock: plan it from the event fold,
+project it onto MLflow (aliases, stage tags, the deprecated native stage),
+then append the events. If MLflow refuses half-way the projection is undone
+and the ledger transaction rolls back, so a failed change leaves no trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelreg import lifecycle, registration, search, semver
+from modelreg.domain import (
+    Action,
+    Event,
+    LineageRecord,
+    SemVer,
+    Stage,
+    StageChange,
+    check_model_name,
+    parse_version_number,
+)
+from modelreg.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidInputError,
+    InvalidSemVerError,
+    ModelregError,
+    VersionNotFoundError,
+)
+from modelreg.integrity import Manifest, build_manifest, verify
+from modelreg.ledger import Ledger, LedgerTransaction, NewEvent, VersionRecord
+from modelreg.lineage import record_from_json, record_to_json
+from modelreg.mlflow_gateway import (
+    PRODUCTION_ALIAS,
+    STAGING_ALIAS,
+    MlflowGateway,
+    RunInfo,
+    VersionInfo,
+    read_mlmodel,
+    temporary_dir,
+)
+from modelreg.registration import adopted_lineage, facts_from, facts_from_json, facts_to_json
+from modelreg.settings import Settings
+from modelreg.views import (
+    Drift,
+    EventView,
+    HistoryView,
+    LineageView,
+    ModelView,
+    VerifyResult,
+    VersionView,
+)
+
+STAGE_TAG = "modelreg.stage"
+SEMVER_TAG = "modelreg.semver"
+DIGEST_TAG = "modelreg.digest"
+_MAX_REASON = 2000
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(_label: str, _done: int, _total: int) -> None:
+    return None
+
+
+def _reason(text: str) -> str:
+    if len(text) > _MAX_REASON:
+        raise InvalidInputError(
+            f"reason is {len(text)} characters long; keep it under {_MAX_REASON}"
+        )
+    return text
+
+
+class Registry:
+    """Governed access to models in MLflow: register, promote, roll back, audit, repair."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        gateway: MlflowGateway | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.gateway = gateway or MlflowGateway(self.settings.resolved_tracking_uri())
+        self.ledger = ledger or Ledger(self.settings.resolved_ledger_uri())
+
+    @classmethod
+    def connect(
+        cls,
+        tracking_uri: str,
+        ledger_uri: str,
+        *,
+        actor: str | None = None,
+        home: Path | None = None,
+    ) -> Registry:
+        """A registry for explicit URIs (what tests, benchmarks and notebooks use)."""
+        fields: dict[str, Any] = {"tracking_uri": tracking_uri, "ledger_uri": ledger_uri}
+        if actor:
+            fields["actor"] = actor
+        if home:
+            fields["home"] = home
+        return cls(Settings(**fields))
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.ledger.dispose()
+
+    def _actor(self, actor: str | None) -> str:
+        chosen = (actor or self.settings.actor).strip()
+        if not chosen or len(chosen) > 256:
+            raise InvalidInputError("actor must be 1 to 256 characters")
+        return chosen
+
+    # -- resolving references ----------------------------------------------
+
+    def resolve(self, name: str, ref: str | int) -> int:
+        """Turn a version number (``3``) or semver (``1.2.0``) into the MLflow version number."""
+        check_model_name(name)
+        if isinstance(ref, int) or "." not in str(ref):
+            number = ref if isinstance(ref, int) else parse_version_number(ref)
+            self.gateway.version(name, number)
+            return number
+        wanted = semver.parse(str(ref))
+        for record in self.ledger.version_records(name):
+            if record.semver_value.core == wanted.core and (
+                not wanted.build or record.semver_value.build == wanted.build
+            ):
+                return record.version
+        self.gateway.model(name)
+        raise VersionNotFoundError(name, str(ref))
+
+    # -- reads ---------------------------------------------------------------
+
+    def models(self) -> list[ModelView]:
+        """Every registered model with its Production and Staging versions."""
+        records: dict[str, list[VersionRecord]] = {}
+        for record in self.ledger.version_records():
+            records.setdefault(record.model, []).append(record)
+        events: dict[str, list[Event]] = {}
+        for event in self.ledger.events():
+            events.setdefault(event.model, []).append(event)
+        views = []
+        for info in self.gateway.models():
+            own = events.get(info.name, [])
+            state = lifecycle.fold(own)
+            production = lifecycle.holder(state, Stage.PRODUCTION)
+            by_version = {r.version: r for r in records.get(info.name, [])}
+            latest = max((r.semver_value for r in by_version.values()), default=None)
+            views.append(
+                ModelView(
+                    name=info.name,
+                    description=info.description,
+                    versions=len(self.gateway.versions(info.name)),
+                    production=production,
+                    production_semver=by_version[production].semver
+                    if production in by_version
+                    else None,
+                    staging=lifecycle.staging_holder(own),
+                    latest_semver=str(latest) if latest else None,
+                )
+            )
+        return views
+
+    def versions(self, name: str) -> list[VersionView]:
+        """Every version of a model, oldest first."""
+        check_model_name(name)
+        self.gateway.model(name)
+        return self._views(self.gateway.versions(name), with_run=False)
+
+    def show(self, name: str, ref: str | int) -> VersionView:
+        """One version with its semver, stage, digest, lineage status, params and metrics."""
+        number = self.resolve(name, ref)
+        return self._views([self.gateway.version(name, number)], with_run=True)[0]
+
+    def _views(self, infos: Sequence[VersionInfo], *, with_run: bool) -> list[VersionView]:
+        names = {info.name for info in infos}
+        records = {
+            (r.model, r.version): r for model in names for r in self.ledger.version_records(model)
+        }
+        states = {model: lifecycle.fold(self.ledger.events(model)) for model in names}
+        views = []
+        for info in infos:
+            record = records.get((info.name, info.version))
+            run = self.gateway.run(info.run_id) if with_run else None
+            views.append(self._view(info, record, states[info.name], run))
+        return views
+
+    @staticmethod
+    def _view(
+        info: VersionInfo,
+        record: VersionRecord | None,
+        state: Mapping[int, Stage],
+        run: RunInfo | None,
+    ) -> VersionView:
+        return VersionView(
+            name=info.name,
+            version=info.version,
+            semver=record.semver if record else None,
+            stage=state.get(info.version, Stage.NONE),
+            aliases=sorted(info.aliases),
+            digest=record.digest if record else None,
+            run_id=info.run_id,
+            source=info.source,
+            description=info.description,
+            tags=info.tags,
+            lineage_complete=record.lineage_complete if record else None,
+            lineage_missing=[m for m in (record.lineage_missing if record else "").split(",") if m],
+            registered_at=record.registered_at if record else None,
+            registered_by=record.registered_by if record else None,
+            adopted=record is not None,
+            metrics=run.metrics if run else {},
+            params=run.params if run else {},
+        )
+
+    def search(self, filter_text: str) -> list[VersionView]:
+        """Versions matching a filter over tags, params, metrics, stage, semver and more."""
+        query = search.parse(filter_text)
+        mlflow_filter = " and ".join(c.mlflow_text() for c in query.by_namespace("tags"))
+        infos = self.gateway.versions(filter_string=mlflow_filter or None)
+        run_clauses = query.by_namespace("params") + query.by_namespace("metrics")
+        if run_clauses:
+            run_ids = self.gateway.search_run_ids(
+                " and ".join(c.mlflow_text() for c in run_clauses)
+            )
+            infos = [info for info in infos if info.run_id in run_ids]
+        builtin = query.by_namespace("")
+        records = {(r.model, r.version): r for r in self.ledger.version_records()}
+        events: dict[str, list[Event]] = {}
+        for event in self.ledger.events():
+            events.setdefault(event.model, []).append(event)
+        states = {model: lifecycle.fold(evs) for model, evs in events.items()}
+        found = []
+        for info in infos:
+            record = records.get((info.name, info.version))
+            candidate = search.Candidate(
+                name=info.name,
+                version=info.version,
+                stage=states.get(info.name, {}).get(info.version, Stage.NONE),
+                semver=record.semver_value if record else None,
+                run_id=info.run_id,
+                lineage_complete=bool(record and record.lineage_complete),
+            )
+            if all(search.matches(clause, candidate) for clause in builtin):
+                found.append(self._view(info, record, states.get(info.name, {}), None))
+        return found
+
+    def history(self, name: str, at: datetime | None = None) -> HistoryView:
+        """The ordered event history and, with ``at``, the state at that moment."""
+        check_model_name(name)
+        self.gateway.model(name)
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        events = self.ledger.events(name, until=at)
+        state = lifecycle.fold(events)
+        production = lifecycle.holder(state, Stage.PRODUCTION)
+        record = self.ledger.version_record(name, production) if production else None
+        return HistoryView(
+            name=name,
+            at=at,
+            production=production,
+            production_semver=record.semver if record else None,
+            stages=dict(state),
+            events=[EventView.of(e) for e in events],
+        )
+
+    def lineage(self, name: str, ref: str | int) -> LineageView:
+        """Lineage of a version: what modelreg captured, or what MLflow lets us rebuild."""
+        number = self.resolve(name, ref)
+        info = self.gateway.version(name, number)
+        record = self.ledger.version_record(name, number)
+        lineage: LineageRecord | None
+        if record is not None and record.lineage:
+            lineage = record_from_json(record.lineage)
+        else:
+            lineage = self.gateway.run_lineage(info.run_id) if info.run_id else None
+            if lineage is None and (run := self.gateway.run(info.run_id)) is not None:
+                lineage = adopted_lineage(run, None)
+        # modelreg's own capture has git and environment; a rebuilt record lacks the host.
+        origin = "modelreg" if lineage and lineage.captured_at else "mlflow"
+        missing = lineage.missing() if lineage else ["run"]
+        return LineageView(
+            name=name,
+            version=number,
+            semver=record.semver if record else None,
+            run_id=info.run_id,
+            complete=not missing,
+            missing=missing,
+            record=lineage,
+            source=origin,
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def promote(
+        self,
+        name: str,
+        ref: str | int,
+        stage: Stage | str,
+        *,
+        reason: str = "",
+        actor: str | None = None,
+    ) -> list[EventView]:
+        """Move a version to ``stage``; promoting to Production archives the previous one."""
+        target = stage if isinstance(stage, Stage) else Stage.parse(stage)
+        who, why = self._actor(actor), _reason(reason)
+        number = self.resolve(name, ref)
+        self._ensure_adopted(name, number)
+        with self.ledger.locked(name) as txn:
+            events = txn.events(name)
+            changes = lifecycle.plan_transition(name, lifecycle.fold(events), number, target)
+            return self._apply(txn, name, events, changes, who, why)
+
+    def rollback(
+        self, name: str, to: str | int | None = None, *, reason: str = "", actor: str | None = None
+    ) -> list[EventView]:
+        """Return Production to the previous Production version (or to ``to``)."""
+        who, why = self._actor(actor), _reason(reason)
+        target = self.resolve(name, to) if to is not None else None
+        check_model_name(name)
+        self.gateway.model(name)
+        with self.ledger.locked(name) as txn:
+            events = txn.events(name)
+            changes = lifecycle.plan_rollback(name, events, target)
+            return self._apply(txn, name, events, changes, who, why)
+
+    def _apply(
+        self,
+        txn: LedgerTransaction,
+        name: str,
+        events: list[Event],
+        changes: list[StageChange],
+        actor: str,
+        reason: str,
+    ) -> list[EventView]:
+        records = {r.version: r for r in txn.version_records(name)}
+        appended = [
+            txn.append(
+                NewEvent(
+                    model=name,
+                    version=change.version,
+                    action=change.action,
+                    actor=actor,
+                    from_stage=change.from_stage,
+                    to_stage=change.to_stage,
+                    reason=reason,
+                    semver=records[change.version].semver if change.version in records else "",
+                    digest=records[change.version].digest if change.version in records else "",
+                )
+            )
+            for change in changes
+        ]
+        before = events
+        after = events + appended
+        touched = {change.version for change in changes}
+        try:
+            self._project(name, after, touched)
+        except ModelregError:
+            # Put MLflow back as it was; the ledger rolls back as the error leaves the lock.
+            # Whatever cannot be restored now, doctor finds and repairs later.
+            with contextlib.suppress(ModelregError):
+                self._project(name, before, touched)
+            raise
+        return [EventView.of(e) for e in appended]
+
+    def _project(self, name: str, events: Sequence[Event], versions: Iterable[int]) -> None:
+        """Make MLflow show the state the events describe, for ``versions`` and the aliases."""
+        state = lifecycle.fold(events)
+        production = lifecycle.holder(state, Stage.PRODUCTION)
+        staging = lifecycle.staging_holder(events)
+        # The alias is what serving and clients resolve, so it moves first.
+        for alias, holder in ((PRODUCTION_ALIAS, production), (STAGING_ALIAS, staging)):
+            if holder is None:
+                self.gateway.delete_alias(name, alias)
+            else:
+                self.gateway.set_alias(name, alias, holder)
+        for version in sorted(versions):
+            stage = state.get(version, Stage.NONE)
+            self.gateway.set_native_stage(name, version, stage)
+            self.gateway.set_version_tags(name, version, {STAGE_TAG: stage.value})
+
+    # -- registration and adoption ----------------------------------------------
+
+    def _ensure_adopted(self, name: str, version: int) -> None:
+        if self.ledger.version_record(name, version) is None:
+            self.sync(name)
+
+    def sync(self, name: str | None = None, progress: Progress = _no_progress) -> list[VersionView]:
+        """Adopt versions registered by plain MLflow clients: semver, manifest, lineage record."""
+        if name is not None:
+            check_model_name(name)
+            self.gateway.model(name)
+        known = self.ledger.known_versions()
+        pending = [
+            info
+            for info in self.gateway.versions(name)
+            if (info.name, info.version) not in known and info.status == "READY"
+        ]
+        adopted = []
+        for done, info in enumerate(pending, start=1):
+            progress(f"adopting {info.name} v{info.version}", done, len(pending))
+            view = self._adopt(info)
+            if view is not None:
+                adopted.append(view)
+        return adopted
+
+    def _adopt(self, info: VersionInfo) -> VersionView | None:
+        run = self.gateway.run(info.run_id)
+        with temporary_dir(self.settings.resolved_download_dir()) as tmp:
+            model_dir = self.gateway.download_version(info.name, info.version, Path(tmp))
+            manifest = build_manifest(model_dir)
+            mlmodel = read_mlmodel(model_dir)
+        captured = self.gateway.run_lineage(info.run_id) if info.run_id else None
+        lineage = captured or adopted_lineage(run, mlmodel)
+        facts = facts_from(mlmodel, run, lineage, info.tags.get("modelreg.model_class", ""))
+        with self.ledger.locked(info.name) as txn:
+            records = txn.version_records(info.name)
+            if any(r.version == info.version for r in records):
+                return None  # another process adopted it while we were hashing
+            previous = max(records, key=lambda r: r.semver_value, default=None)
+            explicit = _explicit_semver(info.tags.get(SEMVER_TAG))
+            value = semver.next_version(
+                info.name,
+                [r.semver_value for r in records],
+                facts_from_json(previous.facts) if previous else None,
+                facts,
+                explicit,
+            )
+            events = txn.events(info.name)
+            stage = _adopted_stage(info, lifecycle.fold(events))
+            record = self._record(info, value, manifest, lineage, facts, run)
+            txn.add_version(record)
+            event = txn.append(
+                NewEvent(
+                    model=info.name,
+                    version=info.version,
+                    action=Action.ADOPT,
+                    actor=self.settings.actor,
+                    to_stage=stage,
+                    reason="registered outside modelreg; adopted by sync",
+                    semver=record.semver,
+                    digest=record.digest,
+                    details={"lineage_missing": lineage.missing()},
+                )
+            )
+            self.gateway.set_version_tags(
+                info.name,
+                info.version,
+                {SEMVER_TAG: record.semver, DIGEST_TAG: record.digest, STAGE_TAG: stage.value},
+            )
+            state = lifecycle.fold([*events, event])
+        return self._view(info, record, state, None)
+
+    def _record(
+        self,
+        info: VersionInfo,
+        value: SemVer,
+        manifest: Manifest,
+        lineage: LineageRecord,
+        facts: semver.VersionFacts,
+        run: RunInfo | None,
+    ) -> VersionRecord:
+        return VersionRecord(
+            model=info.name,
+            version=info.version,
+            semver=str(value),
+            digest=manifest.digest,
+            manifest=manifest.to_json(),
+            run_id=info.run_id,
+            source=info.source,
+            lineage_complete=not lineage.missing(),
+            lineage_missing=",".join(lineage.missing()),
+            facts=facts_to_json(facts),
+            lineage=record_to_json(lineage),
+            registered_at=datetime.now(UTC),
+            registered_by=(run.user_id if run and run.user_id else info.user_id)
+            or self.settings.actor,
+        )
+
+    def register(self, model: Any, *, name: str, **options: Any) -> VersionView:
+        """Log ``model`` with signature and lineage and register it (``registration.register``)."""
+        return registration.register(self, model, name=name, **options)
+
+    def register_uri(
+        self,
+        name: str,
+        model_uri: str,
+        *,
+        semver: str | None = None,
+        description: str = "",
+        actor: str | None = None,
+    ) -> VersionView:
+        """Register an already logged model (``runs:/<run_id>/<path>``) with its run's lineage."""
+        check_model_name(name)
+        run_id = self.gateway.run_of(model_uri)
+        run = self.gateway.run(run_id)
+        record = self.gateway.run_lineage(run_id) or adopted_lineage(run, None)
+        return self.register_version(
+            name,
+            model_uri,
+            run_id,
+            lineage=record,
+            model_class="",
+            explicit_semver=semver,
+            description=description,
+            actor=actor,
+        )
+
+    def register_version(
+        self,
+        name: str,
+        model_uri: str,
+        run_id: str,
+        *,
+        lineage: LineageRecord,
+        model_class: str,
+        explicit_semver: str | None = None,
+        description: str = "",
+        actor: str | None = None,
+    ) -> VersionView:
+        """Register a logged model as a new version with semver, manifest and lineage.
+
+        The explicit semver is checked before anything is created; if a later
+        step fails, the MLflow version is deleted again.
+        """
+        check_model_name(name)
+        who = self._actor(actor)
+        explicit = semver.parse(explicit_semver) if explicit_semver else None
+        if explicit is not None:
+            semver.next_version(
+                name, self._semvers(name), None, semver.VersionFacts(None), explicit
+            )
+        info = self.gateway.create_version(name, model_uri, run_id)
+        try:
+            return self._complete_registration(
+                info, lineage, model_class, explicit, description, who
+            )
+        except BaseException:
+            # If even the undo fails, sync adopts the orphan rather than losing it.
+            with contextlib.suppress(ModelregError):
+                self.gateway.delete_version(name, info.version)
+            raise
+
+    def _semvers(self, name: str) -> list[SemVer]:
+        return [r.semver_value for r in self.ledger.version_records(name)]
+
+    def _complete_registration(
+        self,
+        info: VersionInfo,
+        lineage: LineageRecord,
+        model_class: str,
+        explicit: SemVer | None,
+        description: str,
+        actor: str,
+    ) -> VersionView:
+        run = self.gateway.run(info.run_id)
+        with temporary_dir(self.settings.resolved_download_dir()) as tmp:
+            model_dir = self.gateway.download_version(info.name, info.version, Path(tmp))
+            manifest = build_manifest(model_dir)
+            mlmodel = read_mlmodel(model_dir)
+        facts = facts_from(mlmodel, run, lineage, model_class)
+        with self.ledger.locked(info.name) as txn:
+            records = txn.version_records(info.name)
+            previous = max(records, key=lambda r: r.semver_value, default=None)
+            value = semver.next_version(
+                info.name,
+                [r.semver_value for r in records],
+                facts_from_json(previous.facts) if previous else None,
+                facts,
+                explicit,
+            )
+            record = self._record(info, value, manifest, lineage, facts, run)
+            record = VersionRecord(**{**record.__dict__, "registered_by": actor})
+            txn.add_version(record)
+            event = txn.append(
+                NewEvent(
+                    model=info.name,
+                    version=info.version,
+                    action=Action.REGISTER,
+                    actor=actor,
+                    to_stage=Stage.NONE,
+                    semver=record.semver,
+                    digest=record.digest,
+                    details={"lineage_missing": lineage.missing(), "run_id": info.run_id},
+                )
+            )
+            tags = {
+                SEMVER_TAG: record.semver,
+                DIGEST_TAG: record.digest,
+                STAGE_TAG: Stage.NONE.value,
+                "modelreg.model_class": model_class,
+            }
+            self.gateway.set_version_tags(info.name, info.version, tags)
+            if description:
+                self.gateway.set_description(info.name, info.version, description)
+            state = lifecycle.fold([*txn.events(info.name), event])
+        fresh = self.gateway.version(info.name, info.version)
+        return self._view(fresh, record, state, run)
+
+    # -- integrity -------------------------------------------------------------
+
+    def verify(
+        self, name: str, ref: str | int | None = None, progress: Progress = _no_progress
+    ) -> list[VerifyResult]:
+        """Re-hash artifacts and compare them with the manifests recorded at registration."""
+        check_model_name(name)
+        numbers = (
+            [self.resolve(name, ref)]
+            if ref is not None
+            else [v.version for v in self.gateway.versions(name)]
+        )
+        if ref is None:
+            self.gateway.model(name)
+        results = []
+        for done, number in enumerate(numbers, start=1):
+            progress(f"verifying {name} v{number}", done, len(numbers))
+            results.append(self._verify_one(name, number))
+        return results
+
+    def _verify_one(self, name: str, number: int) -> VerifyResult:
+        record = self.ledger.version_record(name, number)
+        with temporary_dir(self.settings.resolved_download_dir()) as tmp:
+            model_dir = self.gateway.download_version(name, number, Path(tmp))
+            actual = build_manifest(model_dir)
+            if record is None:
+                problems = ["not adopted: no manifest recorded yet (run `modelreg sync`)"]
+            else:
+                problems = verify(model_dir, Manifest.from_json(record.manifest))
+        return VerifyResult(
+            name=name,
+            version=number,
+            semver=record.semver if record else None,
+            expected_digest=record.digest if record else None,
+            actual_digest=actual.digest,
+            ok=not problems,
+            problems=problems,
+        )
+
+    # -- drift repair --------------------------------------------------------------
+
+    def doctor(self, *, fix: bool = False, actor: str | None = None) -> list[Drift]:
+        """Find (and with ``fix`` repair) differences between the ledger and MLflow."""
+        who = self._actor(actor)
+        drifts: list[Drift] = []
+        known = self.ledger.known_versions()
+        for info in self.gateway.models():
+            infos = self.gateway.versions(info.name)
+            unadopted = [v for v in infos if (v.name, v.version) not in known]
+            drifts += [
+                Drift(
+                    name=v.name,
+                    version=v.version,
+                    kind="unadopted",
+                    expected="in ledger",
+                    actual="missing",
+                )
+                for v in unadopted
+            ]
+            if fix and unadopted:
+                self.sync(info.name)
+            drifts += self._model_drift(info.name, fix=fix, actor=who)
+        if fix:
+            drifts = [d.model_copy(update={"fixed": True}) for d in drifts]
+        return drifts
+
+    def _model_drift(self, name: str, *, fix: bool, actor: str) -> list[Drift]:
+        if not fix:
+            return self._compare(name, self.ledger.events(name))
+        with self.ledger.locked(name) as txn:
+            events = txn.events(name)
+            found = self._compare(name, events)
+            if found:
+                self._project(name, events, lifecycle.fold(events).keys())
+                for version in sorted({d.version or 0 for d in found}):
+                    txn.append(
+                        NewEvent(
+                            model=name,
+                            version=version,
+                            action=Action.REPAIR,
+                            actor=actor,
+                            reason="doctor re-applied the ledger state to MLflow",
+                            details={
+                                "drift": [d.as_json() for d in found if (d.version or 0) == version]
+                            },
+                        )
+                    )
+            return found
+
+    def _compare(self, name: str, events: Sequence[Event]) -> list[Drift]:
+        state = lifecycle.fold(events)
+        if not state:
+            return []
+        model = self.gateway.model(name)
+        drifts = []
+        expected_aliases = {
+            PRODUCTION_ALIAS: lifecycle.holder(state, Stage.PRODUCTION),
+            STAGING_ALIAS: lifecycle.staging_holder(events),
+        }
+        for alias, expected in expected_aliases.items():
+            actual = model.aliases.get(alias)
+            if actual != expected:
+                drifts.append(
+                    Drift(
+                        name=name,
+                        version=actual or expected,
+                        kind=f"alias {alias}",
+                        expected=str(expected),
+                        actual=str(actual),
+                    )
+                )
+        for info in self.gateway.versions(name):
+            if info.version not in state:
+                continue
+            expected_stage = state[info.version].value
+            if info.native_stage != expected_stage:
+                drifts.append(
+                    Drift(
+                        name=name,
+                        version=info.version,
+                        kind="native stage",
+                        expected=expected_stage,
+                        actual=info.native_stage,
+                    )
+                )
+            tag = info.tags.get(STAGE_TAG, "")
+            if tag != expected_stage:
+                drifts.append(
+                    Drift(
+                        name=name,
+                        version=info.version,
+                        kind="stage tag",
+                        expected=expected_stage,
+                        actual=tag or "(none)",
+                    )
+                )
+        return drifts
+
+    def health(self) -> dict[str, str]:
+        """Reachability of MLflow and the ledger, for health endpoints."""
+        status = {}
+        for service, check in (("mlflow", self.gateway.ping), ("ledger", self.ledger.migrate)):
+            try:
+                check()
+                status[service] = "ok"
+            except (BackendError, BackendUnavailableError) as exc:
+                status[service] = exc.message
+        return status
+
+
+def _explicit_semver(tag: str | None) -> SemVer | None:
+    if not tag:
+        return None
+    try:
+        return semver.parse(tag)
+    except InvalidSemVerError:
+        return None
+
+
+def _adopted_stage(info: VersionInfo, state: Mapping[int, Stage]) -> Stage:
+    """The stage an adopted version starts in: what plain MLflow clients gave it."""
+    if PRODUCTION_ALIAS in info.aliases:
+        stage = Stage.PRODUCTION
+    elif STAGING_ALIAS in info.aliases:
+        stage = Stage.STAGING
+    else:
+        stage = Stage.parse(info.native_stage) if info.native_stage else Stage.NONE
+    if stage is Stage.PRODUCTION and lifecycle.holder(state, Stage.PRODUCTION) is not None:
+        # The ledger already has a Production version; a second one is drift, not state.
+        return Stage.ARCHIVED
+    return stage
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a view or a list of views (used by the CLI and the API)."""
+    if isinstance(value, list):
+        return json.dumps([v.as_json() for v in value], indent=2)
+    return json.dumps(value.as_json(), indent=2)

@@ -1,0 +1,227 @@
+"""The search filter language: parse once, split into what MLflow and the ledger answer.
+
+Grammar (``and`` joins clauses; keywords are case-insensitive)::
+
+    filter  := clause ("and" clause)*
+    clause  := key op value
+    key     := name | version | stage | semver | run_id | lineage
+             | tags.<key> | params.<key> | metrics.<key>      (<key> may be `back-quoted`)
+    op      := = | != | > | >= | < | <= | like | ilike
+    value   := 'text' | "text" | number | bare-word
+
+``semver`` takes a version or a range (``'1.2.x'``, ``'>=1.2,<2'``, ``'^1.4.0'``);
+``stage`` one of None/Staging/Production/Archived; ``lineage`` complete/incomplete.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from modelreg import semver
+from modelreg.domain import SemVer, Stage
+from modelreg.errors import InvalidFilterError, InvalidSemVerError, InvalidStageError
+
+_MAX_FILTER = 2000
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<op>!=|>=|<=|=|>|<)
+      | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+      | (?P<bq>`[^`]+`)
+      | (?P<word>[A-Za-z0-9_.\-+*^~:/,]+)
+    )""",
+    re.VERBOSE,
+)
+_KEY = re.compile(r"^(name|version|stage|semver|run_id|lineage|(tags|params|metrics)\..+)$")
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One ``key op value`` condition."""
+
+    key: str
+    op: str
+    value: str
+    quoted: bool
+
+    @property
+    def namespace(self) -> str:
+        """``tags``, ``params``, ``metrics`` or ``""`` for a built-in key."""
+        head, dot, _ = self.key.partition(".")
+        return head if dot and head in {"tags", "params", "metrics"} else ""
+
+    @property
+    def field(self) -> str:
+        """The key without its namespace."""
+        return self.key.partition(".")[2] if self.namespace else self.key
+
+    def mlflow_text(self) -> str:
+        """Render the clause in MLflow's own filter syntax."""
+        value = self.value.replace("'", "\\'")
+        rendered = value if self.namespace == "metrics" else f"'{value}'"
+        op = self.op.upper() if self.op in {"like", "ilike"} else self.op
+        return f"{self.namespace}.`{self.field}` {op} {rendered}"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed filter, split by who can answer each clause."""
+
+    text: str
+    clauses: tuple[Clause, ...]
+
+    def by_namespace(self, namespace: str) -> list[Clause]:
+        """The clauses on ``tags``, ``params``, ``metrics`` or built-in keys (``""``)."""
+        return [c for c in self.clauses if c.namespace == namespace]
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise InvalidFilterError(text, f"unexpected character at position {pos}")
+        kind = match.lastgroup or ""
+        token = match.group(kind)
+        if kind == "bq" and tokens and tokens[-1][0] == "word" and tokens[-1][1].endswith("."):
+            # tags.`key with spaces` arrives as two tokens; join them into one key.
+            tokens[-1] = ("word", tokens[-1][1] + token[1:-1])
+        else:
+            tokens.append((kind, token))
+        pos = match.end()
+    return tokens
+
+
+def _unquote(token: str) -> str:
+    return re.sub(r"\\(.)", r"\1", token[1:-1])
+
+
+def parse(text: str) -> Query:
+    """Parse a filter; raise InvalidFilterError saying what is wrong."""
+    if len(text) > _MAX_FILTER:
+        raise InvalidFilterError(text, f"longer than {_MAX_FILTER} characters")
+    tokens = _tokens(text)
+    if not tokens:
+        raise InvalidFilterError(text, "it is empty")
+    clauses: list[Clause] = []
+    i = 0
+    while i < len(tokens):
+        if clauses:
+            if tokens[i] != ("word", tokens[i][1]) or tokens[i][1].lower() != "and":
+                raise InvalidFilterError(text, f"expected 'and' before {tokens[i][1]!r}")
+            i += 1
+        if i + 3 > len(tokens):
+            raise InvalidFilterError(text, "a condition is incomplete; write key op value")
+        (key_kind, key), (op_kind, op), (value_kind, value) = tokens[i : i + 3]
+        key = _key(text, key_kind, key)
+        if op_kind == "word" and op.lower() in {"like", "ilike"}:
+            op = op.lower()
+        elif op_kind != "op":
+            raise InvalidFilterError(text, f"expected an operator after {key!r}, got {op!r}")
+        if value_kind not in {"str", "word"}:
+            raise InvalidFilterError(text, f"expected a value after {op!r}")
+        quoted = value_kind == "str"
+        clause = Clause(key, op, _unquote(value) if quoted else value, quoted)
+        _check(text, clause)
+        clauses.append(clause)
+        i += 3
+    return Query(text, tuple(clauses))
+
+
+def _key(text: str, kind: str, token: str) -> str:
+    if kind == "word":
+        head, dot, rest = token.partition(".")
+        key = f"{head.lower()}.{rest}" if dot else token.lower()
+    else:
+        raise InvalidFilterError(text, f"expected a key, got {token!r}")
+    if not _KEY.match(key):
+        raise InvalidFilterError(
+            text,
+            f"unknown key {token!r}; use name, version, stage, semver, run_id, lineage, "
+            "tags.<key>, params.<key> or metrics.<key>",
+        )
+    return key
+
+
+def _check(text: str, clause: Clause) -> None:  # noqa: PLR0912 - one branch per key kind
+    like = clause.op in {"like", "ilike"}
+    if clause.namespace == "metrics":
+        if like:
+            raise InvalidFilterError(text, "metrics compare with = != > >= < <=, not LIKE")
+        try:
+            float(clause.value)
+        except ValueError:
+            raise InvalidFilterError(
+                text, f"metric value {clause.value!r} is not a number"
+            ) from None
+    elif clause.namespace == "tags" and clause.op not in {"=", "!=", "like", "ilike"}:
+        raise InvalidFilterError(text, "tags compare with =, !=, LIKE or ILIKE")
+    elif clause.key == "stage":
+        if clause.op not in {"=", "!="}:
+            raise InvalidFilterError(text, "stage compares with = or !=")
+        try:
+            Stage.parse(clause.value)
+        except InvalidStageError as exc:
+            raise InvalidFilterError(text, exc.message) from None
+    elif clause.key == "semver":
+        if clause.op not in {"=", "!="}:
+            raise InvalidFilterError(text, "semver takes = or != with a version or range")
+        try:
+            semver.parse_range(clause.value)
+        except InvalidSemVerError as exc:
+            raise InvalidFilterError(text, exc.message) from None
+    elif clause.key == "version" and not clause.value.isdigit():
+        raise InvalidFilterError(text, f"version {clause.value!r} is not a whole number")
+    elif clause.key == "lineage" and clause.value.lower() not in {"complete", "incomplete"}:
+        raise InvalidFilterError(text, "lineage is 'complete' or 'incomplete'")
+    elif clause.key in {"name", "run_id"} and clause.op not in {"=", "!=", "like", "ilike"}:
+        raise InvalidFilterError(text, f"{clause.key} compares with =, !=, LIKE or ILIKE")
+
+
+def _like(pattern: str, value: str, *, fold: bool) -> bool:
+    regex = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, value, re.IGNORECASE if fold else 0) is not None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The built-in facts of one version that built-in clauses test."""
+
+    name: str
+    version: int
+    stage: Stage
+    semver: SemVer | None
+    run_id: str
+    lineage_complete: bool
+
+
+def matches(clause: Clause, item: Candidate) -> bool:
+    """Whether a built-in clause holds for ``item``."""
+    if clause.key == "stage":
+        equal = item.stage is Stage.parse(clause.value)
+    elif clause.key == "semver":
+        equal = item.semver is not None and semver.parse_range(clause.value).contains(item.semver)
+    elif clause.key == "lineage":
+        equal = item.lineage_complete == (clause.value.lower() == "complete")
+    elif clause.key == "version":
+        return _COMPARE[clause.op](item.version, int(clause.value))
+    else:
+        value = item.name if clause.key == "name" else item.run_id
+        if clause.op in {"like", "ilike"}:
+            return _like(clause.value, value, fold=clause.op == "ilike")
+        return _COMPARE[clause.op](value, clause.value)
+    return equal if clause.op == "=" else not equal

@@ -1,0 +1,136 @@
+"""Read models the facade returns: frozen, JSON-ready, the same for CLI, API and dashboard."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from modelreg.domain import Event, LineageRecord, Stage
+
+
+class View(BaseModel):
+    """Base of every read model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-compatible dict."""
+        return self.model_dump(mode="json")
+
+
+class VersionView(View):
+    """One model version as modelreg sees it: MLflow facts plus governance facts."""
+
+    name: str
+    version: int
+    semver: str | None
+    stage: Stage
+    aliases: list[str]
+    digest: str | None
+    run_id: str
+    source: str
+    description: str
+    tags: dict[str, str]
+    lineage_complete: bool | None
+    lineage_missing: list[str]
+    registered_at: datetime | None
+    registered_by: str | None
+    adopted: bool
+    metrics: dict[str, float] = {}
+    params: dict[str, str] = {}
+
+
+class ModelView(View):
+    """One registered model with its governed state."""
+
+    name: str
+    description: str
+    versions: int
+    production: int | None
+    production_semver: str | None
+    staging: int | None
+    latest_semver: str | None
+
+
+class EventView(View):
+    """One ledger event."""
+
+    id: int
+    model: str
+    version: int
+    action: str
+    actor: str
+    at: datetime
+    from_stage: str | None
+    to_stage: str | None
+    reason: str
+    semver: str
+    digest: str
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> EventView:
+        """Build from a domain event."""
+        return cls(
+            id=event.id,
+            model=event.model,
+            version=event.version,
+            action=event.action.value,
+            actor=event.actor,
+            at=event.at,
+            from_stage=event.from_stage.value if event.from_stage else None,
+            to_stage=event.to_stage.value if event.to_stage else None,
+            reason=event.reason,
+            semver=event.semver,
+            digest=event.digest,
+            details=event.details,
+        )
+
+
+class HistoryView(View):
+    """The ordered history of a model and the state at a point in time."""
+
+    name: str
+    at: datetime | None
+    production: int | None
+    production_semver: str | None
+    stages: dict[int, Stage]
+    events: list[EventView]
+
+
+class LineageView(View):
+    """Lineage of one version and how complete it is."""
+
+    name: str
+    version: int
+    semver: str | None
+    run_id: str
+    complete: bool
+    missing: list[str]
+    record: LineageRecord | None
+    source: str  # "modelreg" when captured at registration, "mlflow" when rebuilt on adoption
+
+
+class VerifyResult(View):
+    """Outcome of re-hashing one version's artifacts."""
+
+    name: str
+    version: int
+    semver: str | None
+    expected_digest: str | None
+    actual_digest: str | None
+    ok: bool
+    problems: list[str]
+
+
+class Drift(View):
+    """One difference between the ledger and what MLflow shows."""
+
+    name: str
+    version: int | None
+    kind: str
+    expected: str
+    actual: str
+    fixed: bool = False
