@@ -287,12 +287,14 @@ class MlflowGateway:
     def download_version(self, name: str, version: int, dst: Path) -> Path:
         """Download the artifacts of a version into ``dst`` and return the model directory."""
         dst.mkdir(parents=True, exist_ok=True)
+        # mlflow 3.17's download_artifacts ignores registry_uri for models:/ URIs and
+        # falls back to ./mlflow.db; resolve the version's location through our client.
+        location = self._call(
+            lambda: self.client.get_model_version_download_uri(name, str(version)), name, version
+        )
         local = self._call(
             lambda: mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}",
-                dst_path=str(dst),
-                tracking_uri=self.tracking_uri,
-                registry_uri=self.tracking_uri,
+                artifact_uri=location, dst_path=str(dst), tracking_uri=self.tracking_uri
             ),
             name,
             version,

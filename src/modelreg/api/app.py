@@ -1,19 +1,187 @@
-"""App factory of the modelreg API service (placeholder until the registry lands)."""
+"""App factory of the modelreg API service: JSON routes over the Registry facade.
+
+Routes parse input, call the facade and return its views; errors map to
+status codes in one table (:data:`STATUS_CODES`), looked up along the class
+hierarchy. A background task adopts versions registered by plain MLflow
+clients every ``sync_interval_seconds``.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
 
+from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from modelreg.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    LineageError,
+    ModelregError,
+    NotFoundError,
+)
+from modelreg.registry import Registry
 from modelreg.settings import Settings
 
+log = logging.getLogger("modelreg.api")
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API application for ``settings`` (read from the environment by default)."""
+STATUS_CODES: dict[type[ModelregError], int] = {
+    InvalidInputError: 400,
+    NotFoundError: 404,
+    ConflictError: 409,
+    IntegrityError: 422,
+    LineageError: 422,
+    BackendUnavailableError: 503,
+    BackendError: 502,
+    ModelregError: 500,
+}
+
+
+def status_for(error: ModelregError) -> int:
+    """The HTTP status of ``error``: the entry of its nearest class in STATUS_CODES."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return 500
+
+
+class PromoteBody(BaseModel):
+    """Body of a promotion request."""
+
+    stage: str = Field(max_length=32)
+    reason: str = Field(default="", max_length=2000)
+
+
+class RollbackBody(BaseModel):
+    """Body of a rollback request."""
+
+    to: str | None = Field(default=None, max_length=64)
+    reason: str = Field(default="", max_length=2000)
+
+
+Actor = Annotated[str | None, Header(alias="X-Modelreg-Actor", max_length=256)]
+
+
+async def _sync_forever(registry: Registry, interval: float) -> None:
+    while True:
+        try:
+            adopted = await asyncio.to_thread(registry.sync)
+            if adopted:
+                log.info("adopted %d version(s) registered outside modelreg", len(adopted))
+        except ModelregError as exc:
+            # A backend outage must not kill the loop; the next round retries.
+            log.warning("background sync failed: %s", exc.message)
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+    """Build the API for ``settings`` (from the environment by default)."""
     settings = settings or Settings()
-    app = FastAPI(title="modelreg")
+    reg = registry or Registry(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_sync_forever(reg, settings.sync_interval_seconds))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            reg.close()
+
+    app = FastAPI(title="modelreg", version="0.1.0", lifespan=lifespan)
+    app.state.registry = reg
+
+    @app.exception_handler(ModelregError)
+    async def _error(_request: Request, exc: ModelregError) -> JSONResponse:
+        status = status_for(exc)
+        return JSONResponse(
+            {"error_code": type(exc).__name__, "message": exc.message}, status_code=status
+        )
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> JSONResponse:
+        """Liveness plus reachability of MLflow and the ledger."""
+        checks = reg.health()
+        ok = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503
+        )
+
+    @app.get("/api/v1/models")
+    def models() -> list[dict[str, Any]]:
+        """Registered models with their Production and Staging versions."""
+        return [m.as_json() for m in reg.models()]
+
+    @app.get("/api/v1/models/{name}/versions")
+    def versions(name: str) -> list[dict[str, Any]]:
+        """Every version of a model."""
+        return [v.as_json() for v in reg.versions(name)]
+
+    @app.get("/api/v1/models/{name}/versions/{ref}")
+    def show(name: str, ref: str) -> dict[str, Any]:
+        """One version (by number or semver)."""
+        return reg.show(name, ref).as_json()
+
+    @app.get("/api/v1/models/{name}/versions/{ref}/lineage")
+    def lineage(name: str, ref: str) -> dict[str, Any]:
+        """Lineage of one version."""
+        return reg.lineage(name, ref).as_json()
+
+    @app.get("/api/v1/models/{name}/versions/{ref}/verify")
+    def verify(name: str, ref: str) -> dict[str, Any]:
+        """Re-hash one version's artifacts against its manifest."""
+        return reg.verify(name, ref)[0].as_json()
+
+    @app.get("/api/v1/models/{name}/history")
+    def history(name: str, at: datetime | None = None) -> dict[str, Any]:
+        """Audit history; with ``at``, the state at that time."""
+        return reg.history(name, at).as_json()
+
+    @app.get("/api/v1/search")
+    def search(filter_text: Annotated[str, Query(alias="filter", max_length=2000)]) -> list[Any]:
+        """Versions matching a filter."""
+        return [v.as_json() for v in reg.search(filter_text)]
+
+    @app.post("/api/v1/models/{name}/versions/{ref}/promote")
+    def promote(
+        name: str, ref: str, body: Annotated[PromoteBody, Body()], actor: Actor = None
+    ) -> list[dict[str, Any]]:
+        """Move a version to a stage."""
+        return [
+            e.as_json() for e in reg.promote(name, ref, body.stage, reason=body.reason, actor=actor)
+        ]
+
+    @app.post("/api/v1/models/{name}/rollback")
+    def rollback(
+        name: str, body: Annotated[RollbackBody, Body()], actor: Actor = None
+    ) -> list[dict[str, Any]]:
+        """Return Production to the previous (or given) version."""
+        return [e.as_json() for e in reg.rollback(name, body.to, reason=body.reason, actor=actor)]
+
+    @app.post("/api/v1/sync")
+    def sync() -> list[dict[str, Any]]:
+        """Adopt versions registered by plain MLflow clients now."""
+        return [v.as_json() for v in reg.sync()]
+
+    @app.get("/api/v1/doctor")
+    def doctor() -> list[dict[str, Any]]:
+        """Drift between the ledger and MLflow."""
+        return [d.as_json() for d in reg.doctor()]
+
+    @app.post("/api/v1/doctor")
+    def doctor_fix(actor: Actor = None) -> list[dict[str, Any]]:
+        """Repair drift by re-applying the ledger state to MLflow."""
+        return [d.as_json() for d in reg.doctor(fix=True, actor=actor)]
 
     return app
