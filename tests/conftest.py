@@ -1,0 +1,149 @@
+"""Shared fixtures: real PostgreSQL, SeaweedFS S3 and MLflow servers for integration tests.
+
+Servers are session-scoped and start lazily, only when a test asks for them,
+so unit tests never pay for them. Nothing here changes process-global state
+outside ``monkeypatch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from uuid import uuid4
+
+import pytest
+
+from modelreg.errors import BackendUnavailableError
+from services import (
+    Backend,
+    S3Store,
+    ServiceSetupError,
+    admin_pg_url,
+    create_database,
+    drop_database,
+    start_mlflow,
+    start_seaweed,
+)
+
+BACKEND_FIXTURES = {"sqlite": "mlflow_sqlite", "postgres": "mlflow_pg_s3"}
+
+
+@contextmanager
+def _required(what: str) -> Iterator[None]:
+    """Turn a service that cannot be provided into a clear test error."""
+    try:
+        yield
+    except (ServiceSetupError, BackendUnavailableError) as exc:
+        # Fail, never skip: a missing service must not turn integration tests green.
+        pytest.fail(f"cannot provide {what} for integration tests: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """Superuser SQLAlchemy URL of the test PostgreSQL server."""
+    with _required("PostgreSQL"):
+        url = admin_pg_url()
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """Return a factory: each call creates a fresh database and returns its URL.
+
+    Every database created this way is dropped at the end of the session.
+    """
+    created: list[str] = []
+
+    def make() -> str:
+        url = create_database(pg_admin_url)
+        created.append(url)
+        return url
+
+    yield make
+    for url in reversed(created):
+        drop_database(pg_admin_url, url)
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Store]:
+    """A SeaweedFS S3 endpoint on free ports with one bucket; see :class:`services.S3Store`."""
+    with _required("SeaweedFS"):
+        server = start_seaweed(tmp_path_factory.mktemp("seaweedfs"))
+    yield server.store
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    """MLflow server on SQLite with a local artifact directory; ledger on its own SQLite file."""
+    workdir = tmp_path_factory.mktemp("mlflow-sqlite")
+    with _required("MLflow on SQLite"):
+        process, tracking_uri = start_mlflow(
+            "mlflow-sqlite",
+            workdir,
+            backend_store_uri=f"sqlite:///{workdir / 'mlflow.db'}",
+            artifacts_destination=str(workdir / "artifacts"),
+        )
+    yield Backend("sqlite", tracking_uri, f"sqlite:///{workdir / 'ledger.db'}")
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_pg_s3(
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_database: Callable[[], str],
+    seaweed_s3: S3Store,
+) -> Iterator[Backend]:
+    """MLflow server on a fresh PostgreSQL database with artifacts in SeaweedFS S3.
+
+    Artifacts land under ``s3://<bucket>/mlflow``; the ledger gets its own
+    fresh PostgreSQL database.
+    """
+    with _required("MLflow on PostgreSQL + S3"):
+        process, tracking_uri = start_mlflow(
+            "mlflow-pg-s3",
+            tmp_path_factory.mktemp("mlflow-pg-s3"),
+            backend_store_uri=pg_database(),
+            artifacts_destination=f"s3://{seaweed_s3.bucket}/mlflow",
+            env=seaweed_s3.server_env(),
+        )
+    yield Backend("postgres", tracking_uri, pg_database())
+    process.stop()
+
+
+@pytest.fixture(scope="session", params=list(BACKEND_FIXTURES), ids=list(BACKEND_FIXTURES))
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each test using it runs once per backend kind: "sqlite" and "postgres"."""
+    # getfixturevalue starts only the server this parameter needs.
+    result: Backend = request.getfixturevalue(BACKEND_FIXTURES[request.param])
+    return result
+
+
+@pytest.fixture(scope="session")
+def postgres_backend(mlflow_pg_s3: Backend) -> Backend:
+    """The PostgreSQL + S3 backend, for tests that only make sense there."""
+    return mlflow_pg_s3
+
+
+@pytest.fixture
+def mlflow_env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """Point MLflow's fluent API at ``backend`` for one test, and undo it afterwards."""
+    import mlflow  # imported late: unit tests should not pay for importing MLflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", backend.tracking_uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    # The env var alone loses against a URI some earlier code set with
+    # mlflow.set_tracking_uri(), which is process-global; set that too.
+    mlflow.set_tracking_uri(backend.tracking_uri)
+    yield backend
+    # A run left open would leak into the next test through MLflow's fluent globals.
+    while mlflow.active_run() is not None:
+        mlflow.end_run(status="KILLED")
+    # None clears the global (and the env var, which monkeypatch then restores).
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def model_name() -> str:
+    """A registered-model name no other test uses."""
+    return f"m-{uuid4().hex[:10]}"

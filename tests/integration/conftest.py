@@ -1,0 +1,46 @@
+"""Fixtures shared by the registry integration tests: a facade, quick versions, tiny models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from registry_helpers import create_versions, labels, training_frame
+from sklearn.tree import DecisionTreeClassifier
+
+from modelreg.registry import Registry
+from services import Backend
+
+
+@pytest.fixture
+def registry(mlflow_env: Backend, tmp_path: Path) -> Iterator[Registry]:
+    """The facade on the parametrised backend, acting as alice; MLflow's fluent API points there."""
+    backend = mlflow_env
+    reg = Registry.connect(backend.tracking_uri, backend.ledger_uri, actor="alice", home=tmp_path)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def register_tree(registry: Registry, model_name: str) -> Callable[..., Any]:
+    """Register a DecisionTree (a skops 'untrusted' type) through modelreg with full lineage."""
+
+    def register(
+        seed: int = 0, depth: int = 3, columns: list[str] | None = None, **options: Any
+    ) -> Any:
+        frame = training_frame(seed, columns=columns)
+        model = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(frame, labels(frame))
+        with mlflow.start_run():
+            mlflow.log_metric("test_auc", 0.8 + depth / 100)
+            return registry.register(model, name=model_name, training_data=frame, **options)
+
+    return register
+
+
+@pytest.fixture
+def quick_versions(backend: Backend, registry: Registry) -> Callable[[str, int], list[int]]:
+    """``create_versions`` bound to the parametrised backend."""
+    return lambda name, count: create_versions(backend, registry, name, count)
