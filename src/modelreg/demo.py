@@ -91,7 +91,8 @@ def run_demo(
         _step(
             console,
             "4. Promote the best version through Staging to Production",
-            f"modelreg promote {MODEL} N --stage staging; modelreg promote {MODEL} N --stage production",
+            f"modelreg promote {MODEL} N --stage staging && "
+            f"modelreg promote {MODEL} N --stage production",
         )
         ranked = sorted(
             (registry.show(MODEL, v.version) for v in registry.versions(MODEL)),

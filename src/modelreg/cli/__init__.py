@@ -10,8 +10,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-import click
+import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
 from modelreg.cli.app import app
 from modelreg.errors import (
@@ -52,14 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         app(args=args, prog_name="modelreg", standalone_mode=False)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code or 0)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         return 130
-    except click.ClickException as exc:
-        err.print(f"error: {exc.format_message()}", markup=False)
-        return exc.exit_code
+    except TyperException as exc:
+        # Usage errors from Typer's click: a missing option, a bad value, `--help` needs.
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        if message.strip():  # empty when Typer has already printed the help
+            err.print(f"error: {message}", markup=False)
+        return int(getattr(exc, "exit_code", 2))
     except ModelregError as exc:
         if show_trace:
             err.print_exception()
