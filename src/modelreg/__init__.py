@@ -2,6 +2,16 @@
 
 from modelreg.domain import Action, Event, LineageRecord, SemVer, Stage
 from modelreg.errors import ModelregError
+from modelreg.registry import Registry
 from modelreg.settings import Settings
 
-__all__ = ["Action", "Event", "LineageRecord", "ModelregError", "SemVer", "Settings", "Stage"]
+__all__ = [
+    "Action",
+    "Event",
+    "LineageRecord",
+    "ModelregError",
+    "Registry",
+    "SemVer",
+    "Settings",
+    "Stage",
+]

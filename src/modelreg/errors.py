@@ -12,7 +12,10 @@ either.
     │   ├── InvalidNameError
     │   ├── InvalidStageError
     │   ├── InvalidFilterError
-    │   └── InvalidSemVerError
+    │   ├── InvalidSemVerError
+    │   └── PayloadError               a scoring request the model cannot take
+    │       ├── PayloadTooLargeError
+    │       └── UnsupportedMediaTypeError
     ├── NotFoundError
     │   ├── ModelNotFoundError
     │   └── VersionNotFoundError
@@ -22,8 +25,9 @@ either.
     │   └── NothingToRollBackError
     ├── IntegrityError                 artifact digests do not match the ledger
     ├── LineageError                   lineage could not be captured
-    └── BackendError                   MLflow, the ledger DB or the object store failed
-        └── BackendUnavailableError
+    ├── BackendError                   MLflow, the ledger DB or the object store failed
+    │   └── BackendUnavailableError
+    └── ModelNotReadyError             a serving slot has no model loaded yet
 
 Messages are built from named arguments and say what to do next.
 """
@@ -85,6 +89,33 @@ class InvalidSemVerError(InvalidInputError):
         shown = text if len(text) <= 40 else text[:37] + "..."
         super().__init__(f"invalid semantic version {shown!r}: {why}")
         self.text = text
+
+
+class PayloadError(InvalidInputError):
+    """A scoring request body is malformed or does not match the model's input schema."""
+
+
+class PayloadTooLargeError(PayloadError):
+    """A scoring request body exceeds the configured size limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"request body of {size} bytes exceeds the limit of {limit} bytes; "
+            "send fewer rows per request"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class UnsupportedMediaTypeError(PayloadError):
+    """A scoring request has a content type the server does not accept."""
+
+    def __init__(self, content_type: str) -> None:
+        shown = content_type if len(content_type) <= 60 else content_type[:57] + "..."
+        super().__init__(
+            f"content type {shown!r} is not supported; use application/json or text/csv"
+        )
+        self.content_type = content_type
 
 
 class NotFoundError(ModelregError):
@@ -182,3 +213,11 @@ class BackendUnavailableError(BackendError):
         )
         self.service = service
         self.target = target
+
+
+class ModelNotReadyError(ModelregError):
+    """A serving slot has not loaded a model yet (or could never load one)."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(f"model {name!r} is not ready to serve: {why}")
+        self.name = name

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,11 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_course_code_runs_unchanged_against_modelreg_up(tmp_path: Path) -> None:
+def test_course_code_runs_unchanged_against_modelreg_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API service adopts plain-MLflow versions in the background; make it quick.
+    monkeypatch.setenv("MODELREG_SYNC_INTERVAL_SECONDS", "1")
     config = StackConfig(home=tmp_path / "home", port=free_port(), api_port=free_port())
     with Stack(config):
         env = {
@@ -46,9 +51,15 @@ def test_course_code_runs_unchanged_against_modelreg_up(tmp_path: Path) -> None:
         assert course.returncode == 0, course.stderr[-2000:]
         assert course.stdout.count("registered fraud-detection") == 3
 
-        synced = _cli(env, "sync", "--json")
-        assert synced.returncode == 0, synced.stderr
-        assert [v["semver"] for v in json.loads(synced.stdout)] == ["1.0.0", "1.1.0", "1.2.0"]
+        deadline = time.monotonic() + 60
+        semvers: list[str | None] = []
+        while time.monotonic() < deadline and semvers != ["1.0.0", "1.1.0", "1.2.0"]:
+            time.sleep(1)
+            listed = _cli(env, "versions", "fraud-detection", "--json")
+            assert listed.returncode == 0, listed.stderr
+            semvers = [v["semver"] for v in json.loads(listed.stdout)]
+        assert semvers == ["1.0.0", "1.1.0", "1.2.0"], "the API service did not adopt them"
+        assert json.loads(_cli(env, "sync", "--json").stdout) == []
         for number in ("1", "2", "3"):
             shown = _cli(env, "show", "fraud-detection", number, "--json")
             assert shown.returncode == 0, shown.stderr

@@ -93,3 +93,31 @@ def test_register_without_signature_source_is_refused(registry: Registry, model_
 
     with pytest.raises(InvalidInputError, match="signature is required"):
         registry.register(DecisionTreeClassifier(), name=model_name)
+
+
+def test_cli_register_takes_a_logged_model_uri(
+    registry: Registry, backend: Backend, model_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from registry_helpers import labels, training_frame
+    from sklearn.linear_model import LogisticRegression
+
+    from modelreg.cli import main
+
+    frame = training_frame()
+    with mlflow.start_run() as run:
+        mlflow.log_params({"C": 1.0})
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit(frame, labels(frame)),
+            name="model",
+            input_example=frame.head(2),
+        )
+    base = ["--tracking-uri", backend.tracking_uri, "--ledger-uri", backend.ledger_uri]
+    for uri in (f"runs:/{run.info.run_id}/model", info.model_uri):
+        assert main([*base, "register", model_name, uri, "--json"]) == 0, capsys.readouterr().err
+    views = registry.versions(model_name)
+    assert [v.semver for v in views] == ["1.0.0", "1.0.1"]
+    assert all(v.run_id == run.info.run_id for v in views)
+    assert main([*base, "register", model_name, "s3://elsewhere/model"]) == 2
+    assert "unsupported model URI" in capsys.readouterr().err
+    assert main([*base, "register", model_name, info.model_uri, "--semver", "1.0.0"]) == 4
+    assert len(registry.versions(model_name)) == 2
