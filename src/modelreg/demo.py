@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
+from modelreg.cli.tables import events_table
 from modelreg.domain import Stage
 from modelreg.registry import Registry
 from modelreg.settings import Settings
@@ -120,18 +121,7 @@ def run_demo(
         when = f"{before_rollout:%H:%M:%S}"
         console.print(f"Production at {when}: v{then.production} ({then.production_semver})")
         history = registry.history(MODEL)
-        table = Table("#", "version", "semver", "action", "from", "to", "actor", "reason")
-        for e in history.events:
-            table.add_row(
-                str(e.id),
-                str(e.version),
-                e.semver,
-                e.action,
-                e.from_stage or "",
-                e.to_stage or "",
-                e.actor,
-                e.reason,
-            )
+        table = events_table(history.events, with_time=False)
         console.print(table)
 
         _step(

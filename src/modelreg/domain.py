@@ -77,22 +77,28 @@ class SemVer:
         return self.core >= other.core
 
 
-@dataclass(frozen=True)
-class Event:
-    """One append-only ledger entry; the current state is a fold over these."""
+@dataclass(frozen=True, kw_only=True)
+class NewEvent:
+    """An event about to be appended; the ledger assigns its id and time."""
 
-    id: int
     model: str
     version: int
     action: Action
     actor: str
-    at: datetime
     from_stage: Stage | None = None
     to_stage: Stage | None = None
     reason: str = ""
     semver: str = ""
     digest: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event(NewEvent):
+    """One append-only ledger entry; the current state is a fold over these."""
+
+    id: int
+    at: datetime
 
 
 @dataclass(frozen=True)

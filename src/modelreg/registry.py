@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from modelreg.domain import (
 from modelreg.errors import (
     BackendError,
     BackendUnavailableError,
+    ConflictError,
     InvalidInputError,
     InvalidSemVerError,
     ModelregError,
@@ -413,77 +415,85 @@ class Registry:
         return adopted
 
     def _adopt(self, info: VersionInfo) -> VersionView | None:
+        entry = _Entry(
+            action=Action.ADOPT,
+            actor=self.settings.actor,
+            model_class=info.tags.get("modelreg.model_class", ""),
+            explicit=_explicit_semver(info.tags.get(SEMVER_TAG)),
+            reason="registered outside modelreg; adopted by sync",
+        )
+        return self._enter(info, entry)
+
+    def _enter(self, info: VersionInfo, entry: _Entry) -> VersionView | None:
+        """Record a new MLflow version in the ledger: manifest, semver, lineage, first event.
+
+        Returns None when another process recorded it first (adoption races).
+        """
         run = self.gateway.run(info.run_id)
         with temporary_dir(self.settings.resolved_download_dir()) as tmp:
             model_dir = self.gateway.download_version(info.name, info.version, Path(tmp))
             manifest = build_manifest(model_dir)
             mlmodel = read_mlmodel(model_dir)
-        captured = self.gateway.run_lineage(info.run_id) if info.run_id else None
-        lineage = captured or adopted_lineage(run, mlmodel)
-        facts = facts_from(mlmodel, run, lineage, info.tags.get("modelreg.model_class", ""))
+        lineage = (
+            entry.lineage
+            or (self.gateway.run_lineage(info.run_id) if info.run_id else None)
+            or adopted_lineage(run, mlmodel)
+        )
+        facts = facts_from(mlmodel, run, lineage, entry.model_class)
         with self.ledger.locked(info.name) as txn:
             records = txn.version_records(info.name)
             if any(r.version == info.version for r in records):
                 return None  # another process adopted it while we were hashing
             previous = max(records, key=lambda r: r.semver_value, default=None)
-            explicit = _explicit_semver(info.tags.get(SEMVER_TAG))
             value = semver.next_version(
                 info.name,
                 [r.semver_value for r in records],
                 facts_from_json(previous.facts) if previous else None,
                 facts,
-                explicit,
+                entry.explicit,
             )
             events = txn.events(info.name)
-            stage = _adopted_stage(info, lifecycle.fold(events))
-            record = self._record(info, value, manifest, lineage, facts, run)
+            adopting = entry.action is Action.ADOPT
+            stage = _adopted_stage(info, lifecycle.fold(events)) if adopting else Stage.NONE
+            registrant = (run.user_id if run else "") or info.user_id or entry.actor
+            record = VersionRecord(
+                model=info.name,
+                version=info.version,
+                semver=str(value),
+                digest=manifest.digest,
+                manifest=manifest.to_json(),
+                run_id=info.run_id,
+                source=info.source,
+                lineage_complete=not lineage.missing(),
+                lineage_missing=",".join(lineage.missing()),
+                facts=facts_to_json(facts),
+                lineage=record_to_json(lineage),
+                registered_at=datetime.now(UTC),
+                registered_by=registrant if adopting else entry.actor,
+            )
             txn.add_version(record)
             event = txn.append(
                 NewEvent(
                     model=info.name,
                     version=info.version,
-                    action=Action.ADOPT,
-                    actor=self.settings.actor,
+                    action=entry.action,
+                    actor=entry.actor,
                     to_stage=stage,
-                    reason="registered outside modelreg; adopted by sync",
+                    reason=entry.reason,
                     semver=record.semver,
                     digest=record.digest,
-                    details={"lineage_missing": lineage.missing()},
+                    details={"lineage_missing": lineage.missing(), "run_id": info.run_id},
                 )
             )
-            self.gateway.set_version_tags(
-                info.name,
-                info.version,
-                {SEMVER_TAG: record.semver, DIGEST_TAG: record.digest, STAGE_TAG: stage.value},
-            )
+            tags = {SEMVER_TAG: record.semver, DIGEST_TAG: record.digest, STAGE_TAG: stage.value}
+            if entry.model_class:
+                tags["modelreg.model_class"] = entry.model_class
+            self.gateway.set_version_tags(info.name, info.version, tags)
+            if entry.description:
+                self.gateway.set_description(info.name, info.version, entry.description)
             state = lifecycle.fold([*events, event])
-        return self._view(info, record, state, None)
-
-    def _record(
-        self,
-        info: VersionInfo,
-        value: SemVer,
-        manifest: Manifest,
-        lineage: LineageRecord,
-        facts: semver.VersionFacts,
-        run: RunInfo | None,
-    ) -> VersionRecord:
-        return VersionRecord(
-            model=info.name,
-            version=info.version,
-            semver=str(value),
-            digest=manifest.digest,
-            manifest=manifest.to_json(),
-            run_id=info.run_id,
-            source=info.source,
-            lineage_complete=not lineage.missing(),
-            lineage_missing=",".join(lineage.missing()),
-            facts=facts_to_json(facts),
-            lineage=record_to_json(lineage),
-            registered_at=datetime.now(UTC),
-            registered_by=(run.user_id if run and run.user_id else info.user_id)
-            or self.settings.actor,
-        )
+        fresh = self.gateway.version(info.name, info.version)
+        return self._view(fresh, record, state, run)
 
     def register(self, model: Any, *, name: str, **options: Any) -> VersionView:
         """Log ``model`` with signature and lineage and register it (``registration.register``)."""
@@ -539,10 +549,22 @@ class Registry:
                 name, self._semvers(name), None, semver.VersionFacts(None), explicit
             )
         info = self.gateway.create_version(name, model_uri, run_id)
+        entry = _Entry(
+            action=Action.REGISTER,
+            actor=who,
+            model_class=model_class,
+            explicit=explicit,
+            lineage=lineage,
+            description=description,
+        )
         try:
-            return self._complete_registration(
-                info, lineage, model_class, explicit, description, who
-            )
+            view = self._enter(info, entry)
+            if view is None:  # the background sync adopted it between create and record
+                raise ConflictError(
+                    f"{name} version {info.version} was adopted by a concurrent sync; "
+                    "its semver and lineage come from MLflow"
+                )
+            return view
         except BaseException:
             # If even the undo fails, sync adopts the orphan rather than losing it.
             with contextlib.suppress(ModelregError):
@@ -551,59 +573,6 @@ class Registry:
 
     def _semvers(self, name: str) -> list[SemVer]:
         return [r.semver_value for r in self.ledger.version_records(name)]
-
-    def _complete_registration(
-        self,
-        info: VersionInfo,
-        lineage: LineageRecord,
-        model_class: str,
-        explicit: SemVer | None,
-        description: str,
-        actor: str,
-    ) -> VersionView:
-        run = self.gateway.run(info.run_id)
-        with temporary_dir(self.settings.resolved_download_dir()) as tmp:
-            model_dir = self.gateway.download_version(info.name, info.version, Path(tmp))
-            manifest = build_manifest(model_dir)
-            mlmodel = read_mlmodel(model_dir)
-        facts = facts_from(mlmodel, run, lineage, model_class)
-        with self.ledger.locked(info.name) as txn:
-            records = txn.version_records(info.name)
-            previous = max(records, key=lambda r: r.semver_value, default=None)
-            value = semver.next_version(
-                info.name,
-                [r.semver_value for r in records],
-                facts_from_json(previous.facts) if previous else None,
-                facts,
-                explicit,
-            )
-            record = self._record(info, value, manifest, lineage, facts, run)
-            record = VersionRecord(**{**record.__dict__, "registered_by": actor})
-            txn.add_version(record)
-            event = txn.append(
-                NewEvent(
-                    model=info.name,
-                    version=info.version,
-                    action=Action.REGISTER,
-                    actor=actor,
-                    to_stage=Stage.NONE,
-                    semver=record.semver,
-                    digest=record.digest,
-                    details={"lineage_missing": lineage.missing(), "run_id": info.run_id},
-                )
-            )
-            tags = {
-                SEMVER_TAG: record.semver,
-                DIGEST_TAG: record.digest,
-                STAGE_TAG: Stage.NONE.value,
-                "modelreg.model_class": model_class,
-            }
-            self.gateway.set_version_tags(info.name, info.version, tags)
-            if description:
-                self.gateway.set_description(info.name, info.version, description)
-            state = lifecycle.fold([*txn.events(info.name), event])
-        fresh = self.gateway.version(info.name, info.version)
-        return self._view(fresh, record, state, run)
 
     # -- integrity -------------------------------------------------------------
 
@@ -753,6 +722,19 @@ class Registry:
             except (BackendError, BackendUnavailableError) as exc:
                 status[service] = exc.message
         return status
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """How a version enters the ledger: registered through modelreg or adopted."""
+
+    action: Action
+    actor: str
+    model_class: str
+    explicit: SemVer | None
+    lineage: LineageRecord | None = None
+    reason: str = ""
+    description: str = ""
 
 
 def _explicit_semver(tag: str | None) -> SemVer | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelreg.domain import Event, LineageRecord, Stage
+from modelreg.domain import Action, Event, LineageRecord, Stage
 
 
 class View(BaseModel):
@@ -60,11 +60,11 @@ class EventView(View):
     id: int
     model: str
     version: int
-    action: str
+    action: Action
     actor: str
     at: datetime
-    from_stage: str | None
-    to_stage: str | None
+    from_stage: Stage | None
+    to_stage: Stage | None
     reason: str
     semver: str
     digest: str
@@ -73,20 +73,7 @@ class EventView(View):
     @classmethod
     def of(cls, event: Event) -> EventView:
         """Build from a domain event."""
-        return cls(
-            id=event.id,
-            model=event.model,
-            version=event.version,
-            action=event.action.value,
-            actor=event.actor,
-            at=event.at,
-            from_stage=event.from_stage.value if event.from_stage else None,
-            to_stage=event.to_stage.value if event.to_stage else None,
-            reason=event.reason,
-            semver=event.semver,
-            digest=event.digest,
-            details=event.details,
-        )
+        return cls.model_validate(event, from_attributes=True)
 
 
 class HistoryView(View):

@@ -16,13 +16,16 @@ from modelreg.stack import Stack, StackConfig, free_port
 pytestmark = pytest.mark.e2e
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    env: dict[str, str], *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from modelreg.cli import run; run()", *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
 
@@ -83,25 +86,8 @@ def test_course_code_runs_unchanged_against_modelreg_up(
 def test_demo_walkthrough_completes(tmp_path: Path) -> None:
     env = {**os.environ, "MODELREG_HOME": str(tmp_path / "home"), "COLUMNS": "120"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from modelreg.cli import run; run()",
-            "demo",
-            "--no-keep-running",
-            "--port",
-            str(free_port()),
-            "--api-port",
-            str(free_port()),
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    ports = ["--port", str(free_port()), "--api-port", str(free_port())]
+    done = _cli(env, "demo", "--no-keep-running", *ports, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for marker in (
         "adopted v3 as 1.2.0",

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from modelreg.cli.tables import events_table, versions_table
 from modelreg.errors import InvalidInputError
 from modelreg.registry import Registry
 from modelreg.settings import Settings
@@ -201,31 +202,11 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     _emit(found, as_json, table)
 
 
-def _versions_table(found: list[Any]) -> Table:
-    table = Table("model", "version", "semver", "stage", "aliases", "digest", "lineage")
-    for v in found:
-        lineage = (
-            "-"
-            if v.lineage_complete is None
-            else ("complete" if v.lineage_complete else "incomplete")
-        )
-        table.add_row(
-            v.name,
-            str(v.version),
-            v.semver or "(not adopted)",
-            v.stage.value,
-            ",".join(v.aliases),
-            (v.digest or "-")[:19],
-            lineage,
-        )
-    return table
-
-
 @app.command()
 def versions(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """List every version of a model."""
     found = _state(ctx).registry.versions(name)
-    _emit(found, as_json, _versions_table(found))
+    _emit(found, as_json, versions_table(found))
 
 
 @app.command()
@@ -280,7 +261,7 @@ def search_cmd(
 ) -> None:
     """Find versions by tags, params, metrics, stage, semver (ranges) and lineage."""
     found = _state(ctx).registry.search(filter_text)
-    _emit(found, as_json, _versions_table(found))
+    _emit(found, as_json, versions_table(found))
 
 
 def _parse_time(text: str) -> datetime:
@@ -301,19 +282,7 @@ def history(
 ) -> None:
     """The append-only audit history; with --at, what was in Production then."""
     view = _state(ctx).registry.history(name, _parse_time(at) if at else None)
-    table = Table("#", "time", "version", "semver", "action", "from", "to", "actor", "reason")
-    for e in view.events:
-        table.add_row(
-            str(e.id),
-            e.at.isoformat(timespec="seconds"),
-            str(e.version),
-            e.semver,
-            e.action,
-            e.from_stage or "",
-            e.to_stage or "",
-            e.actor,
-            e.reason,
-        )
+    table = events_table(view.events)
     if not as_json:
         when = f" at {view.at.isoformat()}" if view.at else ""
         prod = f"v{view.production} ({view.production_semver})" if view.production else "nothing"
@@ -341,15 +310,6 @@ def lineage(ctx: typer.Context, name: str, version: str, as_json: JsonOpt = Fals
 # -- changes ------------------------------------------------------------------------
 
 
-def _events_table(events: list[Any]) -> Table:
-    table = Table("version", "semver", "from", "to", "action", "actor")
-    for e in events:
-        table.add_row(
-            str(e.version), e.semver, e.from_stage or "", e.to_stage or "", e.action, e.actor
-        )
-    return table
-
-
 @app.command()
 def promote(
     ctx: typer.Context,
@@ -361,7 +321,7 @@ def promote(
 ) -> None:
     """Move a version to a stage; a new Production archives the previous one."""
     events = _state(ctx).registry.promote(name, version, stage, reason=reason)
-    _emit(events, as_json, _events_table(events))
+    _emit(events, as_json, events_table(events))
 
 
 @app.command()
@@ -376,7 +336,7 @@ def rollback(
 ) -> None:
     """Return Production to the previous (or a given) Production version."""
     events = _state(ctx).registry.rollback(name, to, reason=reason)
-    _emit(events, as_json, _events_table(events))
+    _emit(events, as_json, events_table(events))
 
 
 @app.command()
@@ -394,7 +354,7 @@ def register(
     view = _state(ctx).registry.register_uri(
         name, model_uri, semver=semver_text, description=description
     )
-    _emit(view, as_json, _versions_table([view]))
+    _emit(view, as_json, versions_table([view]))
 
 
 @app.command()
@@ -408,7 +368,7 @@ def sync(
         adopted = _state(ctx).registry.sync(name, progress=update)
     if not as_json:
         out.print(f"adopted {len(adopted)} version(s)")
-    _emit(adopted, as_json, _versions_table(adopted))
+    _emit(adopted, as_json, versions_table(adopted))
 
 
 @app.command("verify")

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from modelreg.domain import Action, Event, SemVer, Stage
+from modelreg.domain import Action, Event, NewEvent, SemVer, Stage
 from modelreg.errors import BackendError, BackendUnavailableError, InvalidInputError
 from modelreg.ledger.tables import EventRow, VersionRow
 
@@ -54,22 +54,6 @@ class VersionRecord:
         core, _, build = self.semver.partition("+")
         major, minor, patch = (int(part) for part in core.split("."))
         return SemVer(major, minor, patch, build)
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event about to be appended; the ledger assigns id and time."""
-
-    model: str
-    version: int
-    action: Action
-    actor: str
-    from_stage: Stage | None = None
-    to_stage: Stage | None = None
-    reason: str = ""
-    semver: str = ""
-    digest: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _utc(value: datetime) -> datetime:
