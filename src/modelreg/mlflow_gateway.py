@@ -460,6 +460,20 @@ class MlflowGateway:
             raise
         mlflow.end_run()
 
+    # -- serving support ---------------------------------------------------------
+
+    def alias_version(self, name: str, alias: str) -> int:
+        """The version ``alias`` points at, in one call (what model servers poll)."""
+        try:
+            mv = self._call(
+                lambda: self.client.get_model_version_by_alias(name, alias), name, f"@{alias}"
+            )
+        except (VersionNotFoundError, InvalidInputError) as exc:
+            # MLflow 3.17 answers an unset alias with INVALID_PARAMETER_VALUE.
+            self.model(name)  # ModelNotFoundError when the model itself is missing
+            raise VersionNotFoundError(name, f"@{alias}") from exc
+        return int(mv.version)
+
 
 def infer_signature(inputs: Any, outputs: Any) -> Any:
     """MLflow's signature inference, re-exported so callers need not import mlflow."""

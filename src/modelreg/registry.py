@@ -34,6 +34,7 @@ from modelreg.errors import (
     ConflictError,
     InvalidInputError,
     InvalidSemVerError,
+    ModelNotReadyError,
     ModelregError,
     VersionNotFoundError,
 )
@@ -722,6 +723,39 @@ class Registry:
             except (BackendError, BackendUnavailableError) as exc:
                 status[service] = exc.message
         return status
+
+    # -- serving support ---------------------------------------------------------
+
+    def alias_version(self, name: str, alias: str) -> int:
+        """The version ``alias`` points at now: one cheap MLflow call, what model servers poll."""
+        check_model_name(name)
+        return self.gateway.alias_version(name, alias)
+
+    def serving_record(self, name: str, version: int) -> VersionRecord:
+        """Semver, digest and manifest of a version about to be served.
+
+        A version registered by a plain MLflow client is adopted first (one
+        ``sync``); one that still has no manifest is refused, because its
+        artifacts could not be verified before loading.
+        """
+        check_model_name(name)
+        record = self.ledger.version_record(name, version)
+        if record is None:
+            self.sync(name)
+            record = self.ledger.version_record(name, version)
+        if record is None:
+            self.gateway.version(name, version)  # the NotFound error when it does not exist
+            raise ModelNotReadyError(
+                name,
+                f"version {version} has no manifest in the ledger yet, so it cannot be "
+                f"verified; check `modelreg versions {name}` and run `modelreg sync {name}`",
+            )
+        return record
+
+    def download(self, name: str, version: int, dst: Path) -> Path:
+        """Download a version's artifacts under ``dst`` and return the model directory."""
+        check_model_name(name)
+        return self.gateway.download_version(name, version, dst)
 
 
 @dataclass(frozen=True)

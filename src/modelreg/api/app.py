@@ -1,8 +1,8 @@
 """App factory of the modelreg API service: JSON routes over the Registry facade.
 
 Routes parse input, call the facade and return its views; errors map to
-status codes in one table (:data:`STATUS_CODES`), looked up along the class
-hierarchy. A background task adopts versions registered by plain MLflow
+status codes in the web layer's one table (:mod:`modelreg.http_status`), looked up
+along the class hierarchy. A background task adopts versions registered by plain MLflow
 clients every ``sync_interval_seconds``.
 """
 
@@ -19,39 +19,12 @@ from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from modelreg.errors import (
-    BackendError,
-    BackendUnavailableError,
-    ConflictError,
-    IntegrityError,
-    InvalidInputError,
-    LineageError,
-    ModelregError,
-    NotFoundError,
-)
+from modelreg.errors import ModelregError
+from modelreg.http_status import status_for
 from modelreg.registry import Registry
 from modelreg.settings import Settings
 
 log = logging.getLogger("modelreg.api")
-
-STATUS_CODES: dict[type[ModelregError], int] = {
-    InvalidInputError: 400,
-    NotFoundError: 404,
-    ConflictError: 409,
-    IntegrityError: 422,
-    LineageError: 422,
-    BackendUnavailableError: 503,
-    BackendError: 502,
-    ModelregError: 500,
-}
-
-
-def status_for(error: ModelregError) -> int:
-    """The HTTP status of ``error``: the entry of its nearest class in STATUS_CODES."""
-    for cls in type(error).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return 500
 
 
 class PromoteBody(BaseModel):

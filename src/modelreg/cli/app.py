@@ -412,3 +412,107 @@ def doctor(
     _emit(drifts, as_json, table if drifts else None)
     if drifts and not fix:
         raise typer.Exit(1)
+
+
+# -- serving ------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="Model to serve (or give several in --config).")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Alias to follow (default: production).")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(help="Serve this version number instead of following an alias.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file describing several models.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    poll_interval: Annotated[
+        float | None, typer.Option(help="Seconds between alias checks (default 1).")
+    ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Requests per predict call (default 64; 1 = off).")
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None, typer.Option(help="Longest wait for a batch to fill (default 2 ms).")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest scoring body (default 10 MiB).")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Model cache (default: <home>/serving-cache).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve models over HTTP (MLflow /invocations), reloading when their alias moves."""
+    import logging
+
+    import uvicorn
+
+    from modelreg.errors import BackendError
+    from modelreg.serving.app import create_app
+    from modelreg.serving.config import load_config, single_model_config
+    from modelreg.serving.slots import target_version
+
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise InvalidInputError(
+            f"--log-level {log_level[:20]!r}: use debug, info, warning or error"
+        )
+    if config is not None:
+        model_flags = {
+            "NAME": name,
+            "--alias": alias,
+            "--version": version,
+            "--poll-interval": poll_interval,
+            "--max-batch-size": max_batch_size,
+            "--max-wait-ms": max_wait_ms,
+        }
+        given = [flag for flag, value in model_flags.items() if value is not None]
+        if given:
+            raise InvalidInputError(
+                f"--config describes the models; drop {', '.join(given)} or set it in the file"
+            )
+        server = load_config(config).updated(max_body_bytes=max_body_bytes, cache_dir=cache_dir)
+    elif name is None:
+        raise InvalidInputError("name a model to serve (modelreg serve NAME) or pass --config")
+    else:
+        server = single_model_config(
+            name,
+            alias=alias,
+            version=version,
+            poll_interval=poll_interval,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_body_bytes=max_body_bytes,
+            cache_dir=cache_dir,
+        )
+    server = server.with_env_token()
+    registry = _state(ctx).registry
+    for model in server.models:
+        # A misspelt name fails here with a clear message instead of a server that never
+        # becomes ready; an unreachable registry is left to the watchers to retry.
+        try:
+            target_version(model, registry)
+        except BackendError as exc:
+            out.print(f"warning: {exc.message}; serving starts and keeps retrying", markup=False)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    out.print(f"serving {', '.join(m.reference for m in server.models)} on http://{host}:{port}")
+    try:
+        uvicorn.run(
+            create_app(server, registry),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+        )
+    finally:
+        registry.close()

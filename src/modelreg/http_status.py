@@ -1,0 +1,47 @@
+"""The web layer's one table from exception class to HTTP status, shared by every app.
+
+The API service and the model server both answer errors through
+:func:`status_for`, which walks the class hierarchy (as Starlette's
+``_exception_handler.py`` does), so a new subclass inherits its parent's
+status until it needs its own row. :mod:`modelreg.errors` stays free of HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from modelreg.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    LineageError,
+    ModelNotReadyError,
+    ModelregError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+
+STATUS_CODES: Mapping[type[ModelregError], int] = {
+    PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
+    InvalidInputError: 400,
+    NotFoundError: 404,
+    ConflictError: 409,
+    IntegrityError: 422,
+    LineageError: 422,
+    ModelNotReadyError: 503,
+    BackendUnavailableError: 503,
+    BackendError: 502,
+    ModelregError: 500,
+}
+
+
+def status_for(error: ModelregError) -> int:
+    """The HTTP status of ``error``: the entry of its nearest class in STATUS_CODES."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return 500

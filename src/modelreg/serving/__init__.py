@@ -1,0 +1,1 @@
+"""The model server: MLflow-compatible scoring, model slots, micro-batching and metrics."""

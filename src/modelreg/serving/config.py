@@ -1,0 +1,200 @@
+"""Configuration of a model server: which models it serves and how (a TOML file or flags).
+
+A config file serves several models from one process::
+
+    max_body_bytes = 10485760          # larger scoring bodies get 413
+    reload_token = "s3cret"            # or MODELREG_RELOAD_TOKEN; unset disables /-/reload
+    cache_dir = "/var/cache/modelreg"  # default: <MODELREG_HOME>/serving-cache
+
+    [[models]]
+    name = "churn"                     # the first model also answers POST /invocations
+    alias = "production"               # follow an alias (the default) ...
+    poll_interval = 60                 # seconds between alias checks (default 1)
+
+    [[models]]
+    name = "fraud"
+    version = 3                        # ... or pin one version
+    max_batch_size = 1                 # 1 turns micro-batching off
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelreg.domain import check_model_name
+from modelreg.errors import InvalidInputError, InvalidNameError
+
+DEFAULT_ALIAS = "production"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+RELOAD_TOKEN_ENV = "MODELREG_RELOAD_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
+class ModelConfig(BaseModel):
+    """One served model: what to resolve (an alias or a pinned version) and how to batch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Registered model name.")
+    alias: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="MLflow alias to follow; 'production' when neither alias nor version is set.",
+    )
+    version: int | None = Field(
+        default=None, ge=1, description="Pinned MLflow version number (no alias following)."
+    )
+    poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=86400,
+        description="Seconds between alias checks; each check is one cheap MLflow call.",
+    )
+    max_batch_size: int = Field(
+        default=64, ge=1, le=100_000, description="Requests merged into one predict call; 1 = off."
+    )
+    max_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=10_000,
+        description="How long a request may wait for others to join its batch.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        try:
+            return check_model_name(value)
+        except InvalidNameError as exc:
+            raise ValueError(exc.message) from None
+
+    @model_validator(mode="after")
+    def _alias_or_version(self) -> Self:
+        if self.alias is not None and self.version is not None:
+            raise ValueError(
+                f"model {self.name!r} sets both alias and version; "
+                "give an alias to follow promotions or a version to pin one"
+            )
+        if self.alias is None and self.version is None:
+            object.__setattr__(self, "alias", DEFAULT_ALIAS)
+        return self
+
+    @property
+    def reference(self) -> str:
+        """How the model is addressed: ``name@alias`` or ``name/version``."""
+        return f"{self.name}@{self.alias}" if self.alias else f"{self.name}/{self.version}"
+
+
+class ServerConfig(BaseModel):
+    """Everything a model server needs besides where MLflow and the ledger are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: list[ModelConfig] = Field(
+        min_length=1, description="Served models; the first one answers POST /invocations."
+    )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1,
+        description="Largest accepted scoring body in bytes; larger ones get 413.",
+    )
+    reload_token: str | None = Field(
+        default=None,
+        min_length=16,
+        description=f"Bearer token for POST /-/reload (or ${RELOAD_TOKEN_ENV}); "
+        "when unset the endpoint answers 404.",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Content-addressed model cache; defaults to <MODELREG_HOME>/serving-cache.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [model.name for model in self.models]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(
+                f"each model may be served once; {', '.join(duplicates)} appear more than once"
+            )
+        return self
+
+    @property
+    def default_model(self) -> str:
+        """The model behind ``POST /invocations``."""
+        return self.models[0].name
+
+    def updated(self, **fields: Any) -> ServerConfig:
+        """A copy with the fields that are not None replaced, validated again."""
+        return build_config({**self.model_dump(), **_given(fields)}, "serve options")
+
+    def with_env_token(self) -> ServerConfig:
+        """A copy with ``reload_token`` from the environment when the config sets none."""
+        if self.reload_token:
+            return self
+        return self.updated(reload_token=os.environ.get(RELOAD_TOKEN_ENV) or None)
+
+
+def _given(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def build_config(data: dict[str, Any], source: str = "serving config") -> ServerConfig:
+    """Validate ``data`` as a :class:`ServerConfig`; InvalidInputError lists every problem."""
+    try:
+        return ServerConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise InvalidInputError(f"invalid {source}: {problems}") from None
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def load_config(path: Path) -> ServerConfig:
+    """Read and validate a TOML config file; InvalidInputError says what is wrong and where."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot read serving config {str(path)!r}: {exc.strerror or exc}"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError(f"serving config {str(path)!r} is not valid TOML: {exc}") from None
+    return build_config(data, f"serving config {str(path)!r}")
+
+
+def single_model_config(
+    name: str,
+    *,
+    alias: str | None = None,
+    version: int | None = None,
+    poll_interval: float | None = None,
+    max_batch_size: int | None = None,
+    max_wait_ms: float | None = None,
+    max_body_bytes: int | None = None,
+    cache_dir: Path | None = None,
+) -> ServerConfig:
+    """The config ``modelreg serve NAME`` builds from its flags (None: the default)."""
+    model = _given(
+        {
+            "name": name,
+            "alias": alias,
+            "version": version,
+            "poll_interval": poll_interval,
+            "max_batch_size": max_batch_size,
+            "max_wait_ms": max_wait_ms,
+        }
+    )
+    server = _given({"max_body_bytes": max_body_bytes, "cache_dir": cache_dir})
+    return build_config({"models": [model], **server}, "serve options")

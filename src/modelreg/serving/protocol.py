@@ -1,0 +1,548 @@
+"""MLflow's ``/invocations`` protocol: parse scoring requests, enforce the schema, format answers.
+
+A request body is JSON with exactly one of ``dataframe_split``,
+``dataframe_records``, ``instances`` or ``inputs`` (and optionally
+``params``), or CSV. :func:`parse_request` turns it into a
+:class:`ScoringInput` whose frame already conforms to the model's column
+schema; :func:`predictions_json` renders ``{"predictions": ...}`` exactly as
+MLflow's scoring server does. Nothing here knows HTTP status codes: bad input
+raises :class:`~modelreg.errors.PayloadError` (or its media-type subclass),
+and the web layer maps classes to statuses; :data:`ERROR_CODES` gives the
+MLflow ``error_code`` string for the response body.
+
+Deliberate differences from MLflow 3.17's scoring server (the integration
+test ``tests/integration/test_payload_compat.py`` pins each one):
+
+- Lossy conversions are errors: fractions or out-of-range numbers for
+  integer columns, and anything but true/false/0/1 for boolean columns
+  (MLflow's JSON path ``astype``-casts first, so 1.5 becomes 1, 2**40 wraps
+  to 0 in an int32 column and "false" becomes True).
+- No Content-Type header is a 415 (MLflow: 500); ``params`` that is not an
+  object is a 400 (MLflow ignores it when the model declares no params);
+  media types match case-insensitively (MLflow: exact match).
+- Schema mismatches found here carry BAD_REQUEST; MLflow finds them later in
+  ``predict`` and says INVALID_PARAMETER_VALUE. Both are 400.
+- Parquet bodies, the unwrapped LLM formats (``messages``/``prompt``/
+  ``input``) and type-hint signatures are not supported.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelreg.errors import (
+    InvalidInputError,
+    ModelNotReadyError,
+    ModelregError,
+    NotFoundError,
+    PayloadError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+
+JSON_MEDIA_TYPE = "application/json"
+CSV_MEDIA_TYPE = "text/csv"
+
+#: The JSON keys that carry the input data; a request has exactly one of them.
+INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+PARAMS_KEY = "params"
+
+_SPLIT_KEYS = frozenset({"columns", "data", "index"})
+_FLOAT_TYPES: Mapping[str, np.dtype[Any]] = {
+    "double": np.dtype(np.float64),
+    "float": np.dtype(np.float32),
+}
+_INT_TYPES: Mapping[str, np.dtype[Any]] = {
+    "long": np.dtype(np.int64),
+    "integer": np.dtype(np.int32),
+}
+_BOOL_WORDS = {"true": True, "false": False}
+
+#: MLflow ``error_code`` for each error class, looked up along the class hierarchy
+#: (see :func:`error_code_for`). MLflow answers unparsable input with BAD_REQUEST;
+#: it answers a wrong media type with a plain-text 415 that has no code at all.
+ERROR_CODES: Mapping[type[ModelregError], str] = {
+    PayloadTooLargeError: "REQUEST_LIMIT_EXCEEDED",
+    PayloadError: "BAD_REQUEST",
+    InvalidInputError: "INVALID_PARAMETER_VALUE",
+    NotFoundError: "RESOURCE_DOES_NOT_EXIST",
+    ModelNotReadyError: "TEMPORARILY_UNAVAILABLE",
+    ModelregError: "INTERNAL_ERROR",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One named input column of a model signature; ``type`` is MLflow's type name."""
+
+    name: str
+    type: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """The named-column input schema of a model, in signature order."""
+
+    columns: tuple[Column, ...]
+
+    @classmethod
+    def from_mlflow(cls, schema: Any) -> InputSchema | None:
+        """Build from ``pyfunc_model.metadata.get_input_schema()``.
+
+        Returns None when the model has no schema or a tensor-based or unnamed
+        one: such inputs are passed through and only MLflow's own enforcement
+        in ``predict`` applies.
+        """
+        if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
+            return None
+        from mlflow.types import DataType
+
+        columns = []
+        for spec in schema.inputs:
+            kind = spec.type
+            type_name = kind.name if isinstance(kind, DataType) else kind.to_dict()["type"]
+            columns.append(Column(spec.name, type_name, bool(spec.required)))
+        return cls(tuple(columns))
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """Column names in signature order."""
+        return tuple(column.name for column in self.columns)
+
+    @cached_property
+    def index(self) -> pd.Index:
+        """Column names as a pandas Index, built once and shared by every frame."""
+        return pd.Index(self.names)
+
+    @cached_property
+    def uniform_float(self) -> np.dtype[Any] | None:
+        """The dtype when every column is required and of one float type (the fast path)."""
+        kinds = {column.type for column in self.columns}
+        if len(kinds) != 1 or not all(column.required for column in self.columns):
+            return None
+        return _FLOAT_TYPES.get(kinds.pop())
+
+
+@dataclass(frozen=True)
+class ScoringInput:
+    """One parsed scoring request: the model input frame, its params and row count."""
+
+    frame: pd.DataFrame
+    params: dict[str, Any] | None
+    rows: int
+
+
+def parse_request(
+    body: bytes, content_type: str | None, schema: InputSchema | None
+) -> ScoringInput:
+    """Parse an ``/invocations`` body into a frame that conforms to ``schema``.
+
+    Raises :class:`UnsupportedMediaTypeError` for anything but JSON or CSV in
+    UTF-8, and :class:`PayloadError` naming the problem for malformed bodies,
+    missing columns and values of the wrong type.
+    """
+    media_type = _media_type(content_type)
+    if not body.strip():
+        raise PayloadError(
+            "the request body is empty; send a JSON object with one of the input fields "
+            f"{_keys_text()} or a CSV table with a header row"
+        )
+    params: dict[str, Any] | None = None
+    if media_type == CSV_MEDIA_TYPE:
+        fast = _float_csv_frame(body, schema) if schema is not None else None
+        if fast is not None:
+            return ScoringInput(fast, None, len(fast))
+        frame = _parse_csv(body, schema)
+    else:
+        key, value, params = _parse_json(body)
+        fast = _float_frame(key, value, schema) if schema is not None else None
+        if fast is not None:
+            return ScoringInput(fast, params, len(fast))
+        frame = _json_frame(key, value, schema)
+    if schema is not None:
+        frame = enforce(frame, schema)
+    return ScoringInput(frame, params, len(frame))
+
+
+def _keys_text() -> str:
+    return ", ".join(repr(key) for key in INPUT_KEYS)
+
+
+def _media_type(content_type: str | None) -> str:
+    """Return the bare media type, accepting only JSON or CSV with an optional UTF-8 charset.
+
+    MLflow 3.17 also answers 415 to its pre-2.0 ``format=pandas-split`` parameter
+    (``scoring_server/__init__.py:294``), so we do too.
+    """
+    if content_type is None:
+        raise UnsupportedMediaTypeError("(none)")
+    media_type, *parameters = content_type.split(";")
+    media_type = media_type.strip().lower()
+    if media_type not in (JSON_MEDIA_TYPE, CSV_MEDIA_TYPE):
+        raise UnsupportedMediaTypeError(content_type)
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() != "charset" or value.strip().strip('"').lower() != "utf-8":
+            raise UnsupportedMediaTypeError(content_type)
+    return media_type
+
+
+def _parse_csv(body: bytes, schema: InputSchema | None) -> pd.DataFrame:
+    # Like MLflow, read string columns as text so "007" stays "007"; numbers and
+    # dates are converted afterwards by enforce(), which names the bad column.
+    text_columns = (
+        {c.name: object for c in schema.columns if c.type in ("string", "binary")}
+        if schema is not None
+        else {}
+    )
+    try:
+        return pd.read_csv(io.BytesIO(body), dtype=text_columns or None)
+    except ValueError as exc:  # also ParserError, EmptyDataError, UnicodeDecodeError
+        raise PayloadError(
+            f"malformed CSV: {exc}; send a table with a header row, as DataFrame.to_csv() writes"
+        ) from exc
+
+
+def _float_csv_frame(body: bytes, schema: InputSchema) -> pd.DataFrame | None:
+    """Fast path for all-float schemas: the csv module and one numpy call instead of read_csv.
+
+    read_csv costs about half a millisecond even for one row; anything it would
+    treat specially (empty cells, "NA", odd quoting) makes this return None.
+    """
+    dtype = schema.uniform_float
+    if dtype is None:
+        return None
+    try:
+        header, *rows = csv.reader(io.StringIO(body.decode()))
+        return _float_rows_frame(rows, header, schema, dtype) if rows else None
+    except (ValueError, TypeError, csv.Error):
+        return None
+
+
+def _parse_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
+    """Return the input key, its value and the params of a JSON body."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise PayloadError(f"malformed JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise PayloadError(
+            "the input must be a JSON object with exactly one of the input fields "
+            f"{_keys_text()}; got a JSON {_json_type(document)}"
+        )
+    # Other keys are ignored, as MLflow does (scoring_server/__init__.py:158).
+    present = [key for key in INPUT_KEYS if key in document]
+    if len(present) != 1:
+        raise PayloadError(
+            "the input must be a JSON object with exactly one of the input fields "
+            f"{_keys_text()} (and optionally 'params'); got fields {list(document)}"
+        )
+    params = document.get(PARAMS_KEY)
+    if params is not None and not isinstance(params, dict):
+        raise PayloadError(
+            "'params' must be a JSON object of parameter names to values; "
+            f"got a JSON {_json_type(params)}"
+        )
+    key = present[0]
+    value = document[key]
+    if key == "dataframe_split" and (
+        not isinstance(value, dict) or "data" not in value or not value.keys() <= _SPLIT_KEYS
+    ):
+        got = sorted(value) if isinstance(value, dict) else f"a JSON {_json_type(value)}"
+        raise PayloadError(
+            "'dataframe_split' must be an object with a 'data' field and optionally "
+            f"'columns' and 'index' (as DataFrame.to_dict(orient='split') writes); got {got}"
+        )
+    if key == "dataframe_records" and not isinstance(value, list):
+        raise PayloadError(
+            "'dataframe_records' must be a list of records (JSON objects); "
+            f"got a JSON {_json_type(value)}"
+        )
+    return key, value, params
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    return "boolean" if isinstance(value, bool) else "number"
+
+
+def _float_frame(key: str, value: Any, schema: InputSchema) -> pd.DataFrame | None:
+    """Fast path for all-float schemas: numbers converted in one numpy call, no pandas parsing.
+
+    Returns a frame that already conforms to ``schema``, or None whenever
+    anything is unusual (missing, duplicate or unnamed columns, ragged rows,
+    text, an explicit index); the general path then produces the precise error.
+    """
+    dtype = schema.uniform_float
+    if dtype is None:
+        return None
+    try:
+        if key == "dataframe_split":
+            columns = value.get("columns")
+            if "index" in value or not isinstance(columns, list):
+                return None
+            return _float_rows_frame(value["data"], columns, schema, dtype)
+        if isinstance(value, dict):  # inputs/instances as {column: values}
+            values = np.asarray([value[name] for name in schema.names], dtype)
+            if values.ndim not in (1, 2):
+                return None
+            values = values.reshape(len(schema.names), -1).T
+            return pd.DataFrame(values, columns=schema.index, copy=False)
+        if isinstance(value, list) and value and isinstance(value[0], dict):  # records
+            rows = [[record[name] for name in schema.names] for record in value]
+            return _float_rows_frame(rows, list(schema.names), schema, dtype)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _float_rows_frame(
+    data: Any, columns: list[Any], schema: InputSchema, dtype: np.dtype[Any]
+) -> pd.DataFrame | None:
+    values = np.asarray(data, dtype=dtype)
+    if values.ndim != 2 or values.shape[1] != len(columns):
+        return None
+    if columns != list(schema.names):
+        positions = {name: i for i, name in enumerate(columns) if isinstance(name, str)}
+        if len(positions) != len(columns) or not positions.keys() >= set(schema.names):
+            return None
+        values = values[:, [positions[name] for name in schema.names]]
+    return pd.DataFrame(values, columns=schema.index, copy=False)
+
+
+def _json_frame(key: str, value: Any, schema: InputSchema | None) -> pd.DataFrame:
+    """Build the frame for any JSON input format with pandas, as MLflow does."""
+    try:
+        if key == "dataframe_split":
+            return pd.DataFrame(
+                data=value["data"], columns=value.get("columns"), index=value.get("index")
+            )
+        if key == "dataframe_records" or (
+            isinstance(value, list) and value and isinstance(value[0], dict)
+        ):
+            return pd.DataFrame(value)
+        if isinstance(value, dict):
+            # {column: values}; all-scalar values make one row, as in MLflow (models/utils.py:1167).
+            if all(np.isscalar(item) or item is None for item in value.values()):
+                return pd.DataFrame([value])
+            return pd.DataFrame(value)
+    except (ValueError, TypeError) as exc:
+        raise PayloadError(f"{key!r} does not describe a table: {exc}") from exc
+    return _unnamed_frame(key, value, schema)
+
+
+def _unnamed_frame(key: str, value: Any, schema: InputSchema | None) -> pd.DataFrame:
+    """Build the frame for ``instances``/``inputs`` given as plain rows or one value."""
+    if schema is not None and isinstance(value, list) and value:
+        if len(schema.columns) == 1:
+            # MLflow maps a plain list onto a single-column schema (proto_json_utils.py:520).
+            return pd.DataFrame({schema.names[0]: value})
+        # MLflow turns unnamed rows into columns 0..n-1 and then fails with a 500
+        # ("Model is missing inputs"); it never maps positions onto names. Neither do we.
+        raise PayloadError(
+            f"{key!r} holds rows without column names, but the model expects the named "
+            f"columns {list(schema.names)}; send a list of objects or use 'dataframe_split' "
+            "with 'columns'"
+        )
+    try:
+        return pd.DataFrame(value if isinstance(value, list) else [value])
+    except (ValueError, TypeError) as exc:
+        raise PayloadError(f"{key!r} does not describe a table: {exc}") from exc
+
+
+def enforce(frame: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
+    """Return ``frame`` with the schema's columns, in schema order, converted to its types.
+
+    Extra columns are dropped and a missing required column is an error, as in
+    MLflow (``models/utils.py:1236``). Conversions follow MLflow's rules for the
+    common types; every failure names the column and the expected type.
+    """
+    if not frame.columns.is_unique:
+        duplicated = sorted({str(name) for name in frame.columns[frame.columns.duplicated()]})
+        raise PayloadError(f"the input repeats the column(s) {duplicated}; send each column once")
+    present = set(frame.columns)
+    missing = [c.name for c in schema.columns if c.required and c.name not in present]
+    if missing:
+        extra = [name for name in frame.columns if name not in set(schema.names)]
+        hint = f"; it has columns the model does not know: {extra}" if extra else ""
+        raise PayloadError(
+            f"the input is missing the required column(s) {missing}{hint}; "
+            f"the model expects {list(schema.names)}"
+        )
+    dtype = schema.uniform_float
+    if dtype is not None:
+        fast = _uniform_values(frame, schema, dtype)
+        if fast is not None:
+            return pd.DataFrame(fast, columns=schema.index, index=frame.index, copy=False)
+    converted = {c.name: _convert(frame[c.name], c) for c in schema.columns if c.name in present}
+    if dtype is not None:
+        values = np.column_stack([series.to_numpy() for series in converted.values()])
+        return pd.DataFrame(values, columns=schema.index, index=frame.index, copy=False)
+    return pd.DataFrame(converted, index=frame.index)
+
+
+def _uniform_values(frame: pd.DataFrame, schema: InputSchema, dtype: np.dtype[Any]) -> Any:
+    """Convert all-numeric columns in one call; None when a column needs a closer look."""
+    if any(column_type.kind in "mM" for column_type in frame.dtypes):
+        return None  # numpy would turn timestamps into numbers without complaint
+    positions = frame.columns.get_indexer(schema.index)
+    try:
+        values = frame.to_numpy(dtype=dtype)
+    except (ValueError, TypeError):
+        return None
+    if positions.tolist() != list(range(frame.shape[1])):
+        values = values[:, positions]
+    return values
+
+
+def _convert(values: pd.Series, column: Column) -> pd.Series:
+    """Convert one column to the schema type, or raise PayloadError naming column and type."""
+    try:
+        if column.type in _FLOAT_TYPES:
+            return _to_float(values, _FLOAT_TYPES[column.type])
+        if column.type in _INT_TYPES:
+            return _to_int(values, _INT_TYPES[column.type])
+        if column.type == "boolean":
+            return _to_bool(values)
+        if column.type == "string":
+            return values if _is_text(values) else values.astype(object)
+        if column.type == "datetime":
+            return _to_datetime(values)
+        if column.type == "binary":
+            # MLflow expects binary columns base64-encoded (proto_json_utils.py:302).
+            return values.map(lambda text: base64.decodebytes(text.encode()))
+    except (ValueError, TypeError, OverflowError, AttributeError) as exc:
+        raise PayloadError(f"column {column.name!r} expects {column.type} values: {exc}") from exc
+    # Arrays, objects, maps and 'any' are validated by MLflow's own enforcement in predict.
+    return values
+
+
+def _is_text(values: pd.Series) -> bool:
+    return values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+
+
+def _to_float(values: pd.Series, dtype: np.dtype[Any]) -> pd.Series:
+    if values.dtype == dtype:
+        return values
+    if values.dtype.kind == "M":
+        raise TypeError("got timestamps")
+    return values.astype(dtype)
+
+
+def _to_int(values: pd.Series, dtype: np.dtype[Any]) -> pd.Series:
+    if _is_text(values):
+        values = pd.to_numeric(values)
+    kind = values.dtype.kind
+    if kind == "b":
+        return values.astype(dtype)
+    if kind == "f":
+        if values.isna().any():
+            raise ValueError(
+                "got missing values (null/NaN), which integer columns cannot hold; "
+                "declare the column as double in the model signature"
+            )
+        fractional = values[values != np.floor(values)]
+        if len(fractional):
+            raise ValueError(f"{fractional.iloc[0]} is not a whole number")
+    elif kind not in "iu":
+        raise TypeError(f"got values of type {values.dtype}")
+    if len(values):
+        limits = np.iinfo(dtype)
+        low, high = values.min(), values.max()
+        if low < limits.min or high > limits.max:
+            bad = low if low < limits.min else high
+            raise ValueError(f"{bad} is out of range [{limits.min}, {limits.max}]")
+    return values.astype(dtype)
+
+
+def _to_bool(values: pd.Series) -> pd.Series:
+    kind = values.dtype.kind
+    if kind == "b":
+        return values
+    if kind in "iu" and values.isin([0, 1]).all():
+        return values.astype(bool)
+    if _is_text(values):
+        return values.map(_bool_value).astype(bool)
+    raise TypeError(f"got values of type {values.dtype}; send true or false")
+
+
+def _bool_value(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.lower()]
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _to_datetime(values: pd.Series) -> pd.Series:
+    parsed = values if values.dtype.kind == "M" else pd.to_datetime(values)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        raise ValueError("timestamps with a time zone are not supported; send naive timestamps")
+    # pandas 3 parses to microseconds; MLflow's datetime type is nanoseconds.
+    return parsed.dt.as_unit("ns")
+
+
+def predictions_json(predictions: Any) -> bytes:
+    """Render ``{"predictions": ...}`` byte for byte as MLflow's scoring server does.
+
+    DataFrames become records and Series one-column records
+    (``scoring_server/__init__.py:241``, ``proto_json_utils.py:440``); NaN is
+    written as the bare ``NaN`` token, as Python's json module (and MLflow) does.
+    """
+    if isinstance(predictions, np.ndarray):
+        jsonable: Any = predictions.tolist()
+    elif isinstance(predictions, pd.DataFrame):
+        jsonable = predictions.to_dict(orient="records")
+    elif isinstance(predictions, pd.Series):
+        jsonable = predictions.to_frame().to_dict(orient="records")
+    else:
+        jsonable = predictions
+    return json.dumps({"predictions": jsonable}, default=_json_default).encode()
+
+
+def _json_default(value: Any) -> Any:
+    """Encode what the json module cannot, like MLflow's NumpyEncoder."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes | bytearray):
+        return base64.encodebytes(value).decode("ascii")
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):  # pydantic models
+        return value.model_dump()
+    raise TypeError(f"predictions of type {type(value).__name__} cannot be written as JSON")
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    """The JSON error body MLflow's servers return: ``{"error_code": ..., "message": ...}``."""
+    return {"error_code": code, "message": message}
+
+
+def error_code_for(error: BaseException) -> str:
+    """The MLflow ``error_code`` for ``error``: the nearest class in :data:`ERROR_CODES`."""
+    for cls in type(error).__mro__:
+        code = ERROR_CODES.get(cls)
+        if code is not None:
+            return code
+    return "INTERNAL_ERROR"

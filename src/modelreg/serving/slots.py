@@ -1,0 +1,381 @@
+"""Model slots: what each served model runs right now, and the watcher that reloads it.
+
+A slot follows one :class:`~modelreg.serving.config.ModelConfig`. Its watcher
+asks the registry every ``poll_interval`` seconds which version the alias
+points at (one cheap MLflow call); when that changes, the slot loads the new
+version beside the old one and swaps only once the new one has proved it can
+serve. Any failure leaves the old version serving and is reported as a
+degraded state in logs, metrics and ``/version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from modelreg.errors import (
+    BackendError,
+    IntegrityError,
+    ModelNotReadyError,
+    ModelregError,
+    NotFoundError,
+)
+from modelreg.registry import Registry
+from modelreg.serving.batcher import MicroBatcher
+from modelreg.serving.config import ModelConfig
+from modelreg.serving.loader import LoadedModel, ModelLoader
+from modelreg.serving.metrics import ServingMetrics
+
+log = logging.getLogger("modelreg.serving")
+
+DEFAULT_VARIANT = "default"
+
+# After a failed load of a version, wait this long before trying it again
+# (doubling per failure, up to _MAX_BACKOFF): a refused artifact is not
+# downloaded and hashed again every second. A forced check ignores the wait.
+_MAX_BACKOFF = 300.0
+# Checks that have not succeeded for this many poll intervals (and at least
+# _STALE_FLOOR seconds) mark the slot degraded even while a call still hangs.
+_STALE_POLLS = 5
+_STALE_FLOOR = 10.0
+
+_FAILURE_REASONS: tuple[tuple[type[ModelregError], str], ...] = (
+    (IntegrityError, "integrity"),
+    (ModelNotReadyError, "not_adopted"),
+    (NotFoundError, "not_found"),
+    (BackendError, "backend"),
+)
+
+
+class CheckResult(StrEnum):
+    """What one check of a slot did."""
+
+    UNCHANGED = "unchanged"
+    RELOADED = "reloaded"
+    FAILED = "failed"
+    WAITING = "waiting"  # a failed version is in back-off; the old one keeps serving
+
+
+def failure_reason(error: BaseException, stage: str) -> str:
+    """The metrics label for a failed load: the error's class, or the stage that failed."""
+    if stage == "load" and isinstance(error, ModelregError):
+        for cls, reason in _FAILURE_REASONS:
+            if isinstance(error, cls):
+                return reason
+    return stage
+
+
+def target_version(config: ModelConfig, registry: Registry) -> int:
+    """The version ``config`` asks for now: where its alias points, or the pinned version."""
+    if config.alias is not None:
+        return registry.alias_version(config.name, config.alias)
+    assert config.version is not None  # noqa: S101 - the config validator guarantees one of them
+    return config.version
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A loaded model and the batcher in front of it; swapped as one value."""
+
+    model: LoadedModel
+    batcher: MicroBatcher
+
+
+@dataclass(frozen=True)
+class SlotError:
+    """The last thing that went wrong in a slot."""
+
+    message: str
+    at: datetime
+    version: int | None
+
+
+@dataclass
+class _Failure:
+    version: int
+    attempts: int
+    retry_at: float
+
+
+class ModelSlot:
+    """One served model (and variant): the current version, its watcher and its health."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        registry: Registry,
+        loader: ModelLoader,
+        metrics: ServingMetrics,
+        *,
+        variant: str = DEFAULT_VARIANT,
+        executor: Executor | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.loader = loader
+        self.metrics = metrics
+        self.variant = variant
+        self.executor = executor
+        self.current: Serving | None = None
+        self.last_check: datetime | None = None
+        self.last_error: SlotError | None = None
+        self._last_ok = time.monotonic()
+        self._check_failed: str | None = None
+        self._failure: _Failure | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        """The served model's name."""
+        return self.config.name
+
+    def serving(self) -> Serving:
+        """What this slot serves now; ModelNotReadyError while nothing is loaded."""
+        current = self.current
+        if current is None:
+            why = self.last_error.message if self.last_error else "the first load is running"
+            raise ModelNotReadyError(self.name, why)
+        return current
+
+    # -- health --------------------------------------------------------------------
+
+    def reasons(self) -> list[str]:
+        """Why the slot is degraded; empty when it serves what the registry asks for."""
+        found = []
+        if self.current is None:
+            found.append("no model loaded")
+        if self._check_failed is not None:
+            found.append(f"registry check failed: {self._check_failed}")
+        stale = time.monotonic() - self._last_ok
+        if stale > max(_STALE_POLLS * self.config.poll_interval, _STALE_FLOOR):
+            found.append(f"no successful registry check for {stale:.0f} s")
+        if self._failure is not None:
+            serving = f"v{self.current.model.version}" if self.current else "nothing"
+            found.append(f"version {self._failure.version} could not be loaded; serving {serving}")
+        return found
+
+    def status(self) -> dict[str, Any]:
+        """What ``/version`` shows for this slot."""
+        model = self.current.model if self.current else None
+        reasons = self.reasons()
+        error = self.last_error
+        return {
+            "model": self.name,
+            "variant": self.variant,
+            "alias": self.config.alias,
+            "pinned_version": self.config.version,
+            "ready": model is not None,
+            "version": model.version if model else None,
+            "semver": model.semver if model else None,
+            "digest": model.digest if model else None,
+            "loaded_at": model.loaded_at.isoformat() if model else None,
+            "last_check": self.last_check.isoformat() if self.last_check else None,
+            "last_error": {
+                "message": error.message,
+                "at": error.at.isoformat(),
+                "version": error.version,
+            }
+            if error
+            else None,
+            "degraded": bool(reasons),
+            "reasons": reasons,
+        }
+
+    # -- checking and reloading ----------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Check the registry every ``poll_interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.config.poll_interval)
+            await self.check()
+
+    async def check(self, *, force: bool = False) -> CheckResult:
+        """Ask the registry which version to serve and reload if it changed.
+
+        ``force`` retries a version that failed before without waiting for its
+        back-off (what ``POST /-/reload`` does). Never raises for registry or
+        model problems: they are recorded and the current model keeps serving.
+        """
+        async with self._lock:
+            self.last_check = datetime.now(UTC)
+            try:
+                wanted = await asyncio.to_thread(target_version, self.config, self.registry)
+            except ModelregError as exc:
+                self._check_failed = exc.message
+                self._record_error(exc.message, None)
+                self._update_gauges()
+                log.warning("%s: registry check failed: %s", self.config.reference, exc.message)
+                return CheckResult.FAILED
+            self._check_failed = None
+            self._last_ok = time.monotonic()
+            self.metrics.last_check.labels(self.name, self.variant).set(time.time())
+            result = await self._converge(wanted, force=force)
+            self._update_gauges()
+            return result
+
+    async def _converge(self, wanted: int, *, force: bool) -> CheckResult:
+        if self.current is not None and self.current.model.version == wanted:
+            self._failure = None  # e.g. the alias moved back from a refused version
+            return CheckResult.UNCHANGED
+        failure = self._failure
+        if (
+            not force
+            and failure is not None
+            and failure.version == wanted
+            and time.monotonic() < failure.retry_at
+        ):
+            return CheckResult.WAITING
+        return await self._reload(wanted)
+
+    async def _reload(self, version: int) -> CheckResult:
+        # Load, verify and warm the new version while the old one keeps serving,
+        # swap only then, drain the old batcher and drop the old model last. In
+        # this order every request is answered by a model that has proved it can
+        # predict, a failure at any step leaves the old model untouched, and
+        # requests already queued for the old model finish on it.
+        stage = "load"
+        try:
+            loaded = await asyncio.to_thread(self.loader.load, self.name, version)
+            stage = "warmup"
+            await asyncio.to_thread(loaded.warm_up)
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the old model serving
+            self._load_failed(version, exc, stage)
+            return CheckResult.FAILED
+        batcher = MicroBatcher(
+            loaded.predict,
+            max_batch_size=self.config.max_batch_size,
+            max_wait_ms=self.config.max_wait_ms,
+            executor=self.executor,
+            on_batch=self._observe_batch,
+        )
+        old, self.current = self.current, Serving(loaded, batcher)
+        self._failure = None
+        self.metrics.serving(self.name, self.variant, version, loaded.semver, loaded.digest)
+        self.metrics.reloads.labels(self.name, self.variant, "success").inc()
+        if old is None:
+            log.info("%s: serving v%d (%s)", self.config.reference, version, loaded.semver)
+            return CheckResult.RELOADED
+        log.info(
+            "%s: now serving v%d (%s), was v%d; draining the old model",
+            self.config.reference,
+            version,
+            loaded.semver,
+            old.model.version,
+        )
+        await old.batcher.drain()
+        del old  # the last reference: the old model can be freed
+        return CheckResult.RELOADED
+
+    def _load_failed(self, version: int, error: BaseException, stage: str) -> None:
+        reason = failure_reason(error, stage)
+        message = error.message if isinstance(error, ModelregError) else f"{stage} failed: {error}"
+        previous = self._failure
+        attempts = previous.attempts + 1 if previous and previous.version == version else 1
+        backoff = min(
+            self.config.poll_interval * 2**attempts, max(_MAX_BACKOFF, self.config.poll_interval)
+        )
+        self._failure = _Failure(version, attempts, time.monotonic() + backoff)
+        self._record_error(message, version)
+        self.metrics.reloads.labels(self.name, self.variant, "failure").inc()
+        self.metrics.load_failures.labels(self.name, self.variant, reason).inc()
+        serving = f"v{self.current.model.version}" if self.current else "nothing"
+        log_error = log.error if reason == "integrity" else log.warning
+        log_error(
+            "%s: refused v%d (%s): %s; still serving %s, next try in %.0f s",
+            self.config.reference,
+            version,
+            reason,
+            message,
+            serving,
+            backoff,
+            exc_info=not isinstance(error, ModelregError),
+        )
+
+    def _record_error(self, message: str, version: int | None) -> None:
+        self.last_error = SlotError(message, datetime.now(UTC), version)
+
+    def _observe_batch(self, size: int) -> None:
+        self.metrics.batch_size.labels(self.name, self.variant).observe(size)
+
+    def _update_gauges(self) -> None:
+        self.metrics.degraded.labels(self.name, self.variant).set(1 if self.reasons() else 0)
+
+    async def close(self) -> None:
+        """Finish queued requests and drop the model (server shutdown)."""
+        current, self.current = self.current, None
+        if current is not None:
+            with contextlib.suppress(Exception):
+                await current.batcher.drain()
+
+
+class SlotSet:
+    """Every slot of one server, by model name; the first one is the default model."""
+
+    def __init__(self, slots: list[ModelSlot]) -> None:
+        if not slots:
+            raise ValueError("a server needs at least one model slot")
+        self.slots = {slot.name: slot for slot in slots}
+        self.default = slots[0]
+        self._watchers: list[asyncio.Task[None]] = []
+
+    def get(self, name: str) -> ModelSlot:
+        """The slot serving ``name``; NotFoundError when this server does not serve it."""
+        slot = self.slots.get(name)
+        if slot is None:
+            shown = name if len(name) <= 60 else name[:57] + "..."
+            raise NotFoundError(
+                f"model {shown!r} is not served here; this server serves: {', '.join(self.slots)}"
+            )
+        return slot
+
+    @property
+    def ready(self) -> bool:
+        """Whether every slot has a model loaded (possibly a stale one)."""
+        return all(slot.current is not None for slot in self.slots.values())
+
+    def readiness(self) -> dict[str, Any]:
+        """Ready and degraded flags of the server and of each model, with reasons."""
+        states = {name: slot.status() for name, slot in self.slots.items()}
+        return {
+            "ready": self.ready,
+            "degraded": any(state["degraded"] for state in states.values()),
+            "models": {name: _readiness(state) for name, state in states.items()},
+        }
+
+    def versions(self) -> dict[str, Any]:
+        """What every slot serves, when it last checked and what last went wrong."""
+        states = [slot.status() for slot in self.slots.values()]
+        return {
+            "default_model": self.default.name,
+            "degraded": any(state["degraded"] for state in states),
+            "models": states,
+        }
+
+    async def check_all(self, *, force: bool) -> dict[str, CheckResult]:
+        """Check every slot at once."""
+        results = await asyncio.gather(*(slot.check(force=force) for slot in self.slots.values()))
+        return dict(zip(self.slots, results, strict=True))
+
+    async def start(self) -> None:
+        """Load every model (failures are recorded, not raised), then start the watchers."""
+        await self.check_all(force=True)
+        self._watchers = [asyncio.create_task(slot.watch()) for slot in self.slots.values()]
+
+    async def stop(self) -> None:
+        """Stop the watchers and finish queued requests."""
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        self._watchers = []
+        await asyncio.gather(*(slot.close() for slot in self.slots.values()))
+
+
+def _readiness(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: state[key] for key in ("ready", "version", "degraded", "reasons")}
