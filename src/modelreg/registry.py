@@ -133,11 +133,9 @@ class Registry:
             self.gateway.version(name, number)
             return number
         wanted = semver.parse(str(ref))
-        for record in self.ledger.version_records(name):
-            if record.semver_value.core == wanted.core and (
-                not wanted.build or record.semver_value.build == wanted.build
-            ):
-                return record.version
+        record = self.ledger.version_by_semver(name, wanted)
+        if record is not None and (not wanted.build or record.semver_value.build == wanted.build):
+            return record.version
         self.gateway.model(name)
         raise VersionNotFoundError(name, str(ref))
 
@@ -185,6 +183,14 @@ class Registry:
         return self._views([self.gateway.version(name, number)], with_run=True)[0]
 
     def _views(self, infos: Sequence[VersionInfo], *, with_run: bool) -> list[VersionView]:
+        if len(infos) == 1:
+            # One version's stage folds from its own events; reading the whole
+            # model's history made `show` O(versions).
+            only = infos[0]
+            record = self.ledger.version_record(only.name, only.version)
+            state = lifecycle.fold(self.ledger.events(only.name, version=only.version))
+            run = self.gateway.run(only.run_id) if with_run else None
+            return [self._view(only, record, state, run)]
         names = {info.name for info in infos}
         records = {
             (r.model, r.version): r for model in names for r in self.ledger.version_records(model)
@@ -344,7 +350,11 @@ class Registry:
         actor: str,
         reason: str,
     ) -> list[EventView]:
-        records = {r.version: r for r in txn.version_records(name)}
+        records = {
+            change.version: record
+            for change in changes
+            if (record := txn.version_record(name, change.version)) is not None
+        }
         appended = [
             txn.append(
                 NewEvent(
@@ -442,10 +452,10 @@ class Registry:
         )
         facts = facts_from(mlmodel, run, lineage, entry.model_class)
         with self.ledger.locked(info.name) as txn:
-            records = txn.version_records(info.name)
-            if any(r.version == info.version for r in records):
+            if txn.version_record(info.name, info.version) is not None:
                 return None  # another process adopted it while we were hashing
-            previous = max(records, key=lambda r: r.semver_value, default=None)
+            records = txn.version_records(info.name)
+            previous = txn.highest_record(info.name)
             value = semver.next_version(
                 info.name,
                 [r.semver_value for r in records],

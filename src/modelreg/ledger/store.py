@@ -61,7 +61,8 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _event(row: EventRow) -> Event:
+def _event(row: Any) -> Event:
+    """An Event from an ORM row or a Core row with the same column names."""
     return Event(
         id=row.id,
         model=row.model,
@@ -78,19 +79,21 @@ def _event(row: EventRow) -> Event:
     )
 
 
-def _record(row: VersionRow) -> VersionRecord:
+def _record(row: Any) -> VersionRecord:
+    """A VersionRecord from a row; summary rows carry no manifest, facts or lineage."""
+    mapping = row._mapping
     return VersionRecord(
         model=row.model,
         version=row.version,
         semver=row.semver,
         digest=row.digest,
-        manifest=row.manifest,
+        manifest=mapping.get("manifest", ""),
         run_id=row.run_id,
         source=row.source,
         lineage_complete=row.lineage_complete,
         lineage_missing=row.lineage_missing,
-        facts=dict(row.facts or {}),
-        lineage=row.lineage,
+        facts=dict(mapping.get("facts") or {}),
+        lineage=mapping.get("lineage", ""),
         registered_at=_utc(row.registered_at),
         registered_by=row.registered_by,
     )
@@ -104,11 +107,26 @@ class LedgerTransaction:
 
     def events(self, model: str) -> list[Event]:
         """All events of ``model`` in append order, as seen inside the lock."""
-        return _select_events(self._session, model, None)
+        return _select_events(self._session, model)
 
     def version_records(self, model: str) -> list[VersionRecord]:
-        """Registration facts of every version of ``model``."""
+        """Registration summaries (no manifest, facts or lineage) of every version."""
         return _select_records(self._session, model)
+
+    def version_record(self, model: str, version: int) -> VersionRecord | None:
+        """Full registration facts of one version, as seen inside the lock."""
+        return _select_record(self._session, model, version)
+
+    def highest_record(self, model: str) -> VersionRecord | None:
+        """Full registration facts of the version with the highest semver."""
+        query = (
+            select(*VersionRow.__table__.columns)
+            .where(VersionRow.model == model)
+            .order_by(VersionRow.major.desc(), VersionRow.minor.desc(), VersionRow.patch.desc())
+            .limit(1)
+        )
+        row = self._session.execute(query).first()
+        return _record(row) if row else None
 
     def append(self, new: NewEvent) -> Event:
         """Append one event; it becomes visible when the transaction commits."""
@@ -155,20 +173,40 @@ class LedgerTransaction:
         self._session.flush()
 
 
-def _select_events(session: Session, model: str | None, until: datetime | None) -> list[Event]:
-    query = select(EventRow).order_by(EventRow.id)
+def _select_events(
+    session: Session, model: str | None, until: datetime | None = None, version: int | None = None
+) -> list[Event]:
+    # Core rows, not ORM objects: folds read every event of a model, and building
+    # ORM instances was most of the cost at 10k versions.
+    query = select(*EventRow.__table__.columns).order_by(EventRow.id)
     if model is not None:
         query = query.where(EventRow.model == model)
+    if version is not None:
+        query = query.where(EventRow.version == version)
     if until is not None:
         query = query.where(EventRow.at <= until)
-    return [_event(row) for row in session.scalars(query)]
+    return [_event(row) for row in session.execute(query)]
+
+
+_HEAVY = {"manifest", "lineage", "facts"}
+_SUMMARY = [c for c in VersionRow.__table__.columns if c.name not in _HEAVY]
 
 
 def _select_records(session: Session, model: str | None) -> list[VersionRecord]:
-    query = select(VersionRow).order_by(VersionRow.model, VersionRow.version)
+    # Lists need semvers and digests; decoding every version's JSON facts and
+    # manifest was 90% of a 10k-version listing, so summaries leave them out.
+    query = select(*_SUMMARY).order_by(VersionRow.model, VersionRow.version)
     if model is not None:
         query = query.where(VersionRow.model == model)
-    return [_record(row) for row in session.scalars(query)]
+    return [_record(row) for row in session.execute(query)]
+
+
+def _select_record(session: Session, model: str, version: int) -> VersionRecord | None:
+    query = select(*VersionRow.__table__.columns).where(
+        VersionRow.model == model, VersionRow.version == version
+    )
+    row = session.execute(query).first()
+    return _record(row) if row else None
 
 
 def _lock_key(model: str) -> int:
@@ -268,20 +306,33 @@ class Ledger:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(model)})
             yield LedgerTransaction(session)
 
-    def events(self, model: str | None = None, *, until: datetime | None = None) -> list[Event]:
-        """Events of one model (or all) in append order, optionally up to a time."""
+    def events(
+        self, model: str | None = None, *, until: datetime | None = None, version: int | None = None
+    ) -> list[Event]:
+        """Events of one model (or all; or one version) in append order, optionally up to a time."""
         with self._session() as session:
-            return _select_events(session, model, until)
+            return _select_events(session, model, until, version)
 
     def version_records(self, model: str | None = None) -> list[VersionRecord]:
-        """Registration facts of the versions of one model (or of all models)."""
+        """Registration summaries (no manifest, facts or lineage) of a model's versions, or all."""
         with self._session() as session:
             return _select_records(session, model)
 
     def version_record(self, model: str, version: int) -> VersionRecord | None:
-        """Registration facts of one version, or None if it was never recorded."""
+        """Full registration facts of one version, or None if it was never recorded."""
         with self._session() as session:
-            row = session.get(VersionRow, (model, version))
+            return _select_record(session, model, version)
+
+    def version_by_semver(self, model: str, value: SemVer) -> VersionRecord | None:
+        """The version of ``model`` whose semver core equals ``value``'s (indexed lookup)."""
+        query = select(*_SUMMARY).where(
+            VersionRow.model == model,
+            VersionRow.major == value.major,
+            VersionRow.minor == value.minor,
+            VersionRow.patch == value.patch,
+        )
+        with self._session() as session:
+            row = session.execute(query).first()
             return _record(row) if row else None
 
     def known_versions(self) -> set[tuple[str, int]]:
