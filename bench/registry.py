@@ -43,7 +43,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,6 +100,7 @@ class Cost:
     rest_calls: int = 0
     rest_ms: float = 0
     endpoints: Counter[str] = field(default_factory=Counter)
+    endpoint_ms: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     ledger_reads: int = 0
     ledger_rows: int = 0
     ledger_ms: float = 0
@@ -109,10 +110,15 @@ class Cost:
         """``value`` averaged over the probed calls."""
         return value / max(self.calls, 1)
 
+    def request_ms(self, endpoint: str) -> float:
+        """Average milliseconds of one request to ``endpoint``."""
+        return self.endpoint_ms[endpoint] / max(self.endpoints[endpoint], 1)
+
     def endpoint_text(self) -> str:
-        """Requests per call by endpoint, most frequent first."""
+        """Requests per call by endpoint with their average time, most frequent first."""
         return ", ".join(
-            f"{self.per_call(n):g}x {endpoint}" for endpoint, n in self.endpoints.most_common()
+            f"{self.per_call(n):g}x {endpoint} ({_ms(self.request_ms(endpoint))} ms)"
+            for endpoint, n in self.endpoints.most_common()
         )
 
 
@@ -141,7 +147,9 @@ def probe(cost: Cost) -> Iterator[None]:
         _session, method, url = args[:3]
         cost.rest_calls += 1
         cost.rest_ms += seconds * 1000
-        cost.endpoints[f"{method} {url.split('/mlflow/', 1)[-1]}"] += 1
+        endpoint = f"{method} {url.split('/mlflow/', 1)[-1]}"
+        cost.endpoints[endpoint] += 1
+        cost.endpoint_ms[endpoint] += seconds * 1000
 
     def ledger(_args: Any, result: Any, seconds: float) -> None:
         cost.ledger_reads += 1
@@ -281,6 +289,7 @@ class Seeded:
     size: int
     run_id: str
     phases: dict[str, float] = field(default_factory=dict)
+    loads: list[float] = field(default_factory=list)  # 1-minute load average while measuring
 
     @property
     def total(self) -> float:
@@ -417,7 +426,7 @@ def operations(
 
     def raw_show(i: int) -> None:
         mv = client.get_model_version(name, str(shown[i]))
-        client.get_run(mv.run_id)
+        client.get_run(str(mv.run_id))
 
     def raw_all_versions(_i: int) -> None:
         token = None
@@ -547,8 +556,8 @@ def split(results: Sequence[Result]) -> str:
         other = max(c.total_ms - c.rest_ms - c.ledger_ms, 0)
         lines.append(
             f"- {r.operation.label}, {r.size:,} versions: {c.per_call(c.total_ms):,.0f} ms = "
-            f"REST {c.per_call(c.rest_ms):,.0f} ms ({c.per_call(c.rest_calls):g} requests; "
-            f"raw side {raw.per_call(raw.rest_calls):g} requests, {raw.per_call(raw.rest_ms):,.0f}"
+            f"REST {c.per_call(c.rest_ms):,.0f} ms ({c.per_call(c.rest_calls):g} req.; "
+            f"raw side {raw.per_call(raw.rest_calls):g} req., {raw.per_call(raw.rest_ms):,.0f}"
             f" ms) + ledger {c.per_call(c.ledger_ms):,.0f} ms ({c.per_call(c.ledger_reads):g} "
             f"reads, {c.per_call(c.ledger_rows):,.0f} rows) + fold/views/other "
             f"{c.per_call(other):,.0f} ms"
@@ -583,12 +592,46 @@ def scaling(results: Sequence[Result]) -> str:
         for label in labels
         if rows[label, large] > 0.5 * (large / small) * max(rows[label, small], 1)
     ]
-    if not growing:
-        return "No operation reads more ledger rows as the number of versions grows."
+    if growing:
+        text = (
+            f"Ledger rows read per call grow in proportion to the number of versions "
+            f"({small:,} to {large:,}) for: {', '.join(growing)}. History returns every "
+            "event, so it must; the others return one version or a handful."
+        )
+    else:
+        text = "No operation reads more ledger rows as the number of versions grows."
+    return f"{text}\n\n{_slow_endpoints(results, small, large)}"
+
+
+def _slow_endpoints(results: Sequence[Result], small: int, large: int) -> str:
+    """MLflow endpoints whose time per request grows with the number of versions."""
+    totals: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for r in results:
+        for cost in (r.modelreg_cost, r.raw_cost):
+            for endpoint, n in cost.endpoints.items():
+                totals[endpoint, r.size][0] += cost.endpoint_ms[endpoint]
+                totals[endpoint, r.size][1] += n
+    per_request = {key: ms / n for key, (ms, n) in totals.items() if n}
+    growing = sorted(
+        (
+            (endpoint, per_request[endpoint, small], ms)
+            for (endpoint, size), ms in per_request.items()
+            if size == large and (endpoint, small) in per_request
+        ),
+        key=lambda item: item[2] / max(item[1], 0.01),
+        reverse=True,
+    )
+    slow = [
+        f"{endpoint} ({_ms(before)} ms at {small:,}, {_ms(after)} ms at {large:,})"
+        for endpoint, before, after in growing
+        if after > 3 * before
+    ]
+    if not slow:
+        return "No single MLflow request gets much slower as the number of versions grows."
     return (
-        f"Ledger rows read per call grow in proportion to the number of versions "
-        f"({small:,} to {large:,}) for: {', '.join(growing)}. History returns every event, "
-        "so it must; the others return one version or a handful."
+        "MLflow requests that get slower per request as the number of versions grows: "
+        + "; ".join(slow)
+        + "."
     )
 
 
@@ -614,6 +657,9 @@ def section(args: argparse.Namespace, results: Sequence[Result], seeds: Sequence
         + "; ".join(f"{label} {seconds:,.1f} s" for label, seconds in s.phases.items())
         for s in seeds
     )
+    load = "; ".join(
+        f"{s.size:,} versions {min(s.loads):.1f} to {max(s.loads):.1f}" for s in seeds if s.loads
+    )
     command = " ".join([".venv/bin/python bench/registry.py", *_redacted(args.argv)])
     backend = "custom backend store" if args.backend_store_uri else "SQLite backend store"
     ledger = "custom ledger database" if args.ledger_uri else "SQLite ledger"
@@ -630,6 +676,8 @@ Ratio = modelreg p50 / raw p50.
   {args.repeat} runs per operation (fewer when an operation used more than
   {args.budget_seconds:.0f} s)
 - Command: `{command}`
+- Other load on the machine (1-minute load average sampled around each operation; it
+  slows both sides alike, so ratios are steadier than absolute times): {load}
 
 {table(results)}
 
@@ -700,7 +748,9 @@ def run_size(args: argparse.Namespace, size: int) -> tuple[Seeded, list[Result]]
             print(f"  seeding total: {seeded.total:.1f} s; measuring", file=sys.stderr, flush=True)
             results: list[Result] = []
             for group in operations(registry, client, seeded, args.repeat):
+                seeded.loads.append(os.getloadavg()[0])
                 measured = measure(size, group, args.repeat, args.budget_seconds)
+                seeded.loads.append(os.getloadavg()[0])
                 attribute(measured, first=WARMUPS + args.repeat)
                 for r in measured:
                     print(

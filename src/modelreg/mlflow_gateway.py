@@ -223,10 +223,16 @@ class MlflowGateway:
 
     def version(self, name: str, version: int) -> VersionInfo:
         """One model version; VersionNotFoundError / ModelNotFoundError if absent."""
-        self.model(name)  # distinguishes "no such model" from "no such version"
-        return _version(
-            self._call(lambda: self.client.get_model_version(name, str(version)), name, version)
-        )
+        try:
+            mv = self._call(
+                lambda: self.client.get_model_version(name, str(version)), name, version
+            )
+        except VersionNotFoundError:
+            # Only now ask which is missing: get_registered_model loads every
+            # version server-side, which grows with the model's history.
+            self.model(name)
+            raise
+        return _version(mv)
 
     def create_version(self, name: str, source: str, run_id: str | None) -> VersionInfo:
         """Register a new version of ``name`` (creating the model if needed)."""

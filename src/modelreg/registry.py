@@ -233,7 +233,11 @@ class Registry:
     def search(self, filter_text: str) -> list[VersionView]:
         """Versions matching a filter over tags, params, metrics, stage, semver and more."""
         query = search.parse(filter_text)
-        mlflow_filter = " and ".join(c.mlflow_text() for c in query.by_namespace("tags"))
+        # MLflow's version search answers tag and name clauses itself.
+        pushed = query.by_namespace("tags") + [
+            c for c in query.by_namespace("") if c.key == "name" and c.op in {"=", "like", "ilike"}
+        ]
+        mlflow_filter = " and ".join(c.mlflow_text() for c in pushed)
         infos = self.gateway.versions(filter_string=mlflow_filter or None)
         run_clauses = query.by_namespace("params") + query.by_namespace("metrics")
         if run_clauses:
@@ -242,11 +246,10 @@ class Registry:
             )
             infos = [info for info in infos if info.run_id in run_ids]
         builtin = query.by_namespace("")
-        records = {(r.model, r.version): r for r in self.ledger.version_records()}
-        events: dict[str, list[Event]] = {}
-        for event in self.ledger.events():
-            events.setdefault(event.model, []).append(event)
-        states = {model: lifecycle.fold(evs) for model, evs in events.items()}
+        # Ledger rows only for the models MLflow returned, not the whole ledger.
+        names = sorted({info.name for info in infos})
+        records = {(r.model, r.version): r for m in names for r in self.ledger.version_records(m)}
+        states = {m: lifecycle.fold(self.ledger.events(m)) for m in names}
         found = []
         for info in infos:
             record = records.get((info.name, info.version))
@@ -265,10 +268,11 @@ class Registry:
     def history(self, name: str, at: datetime | None = None) -> HistoryView:
         """The ordered event history and, with ``at``, the state at that moment."""
         check_model_name(name)
-        self.gateway.model(name)
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         events = self.ledger.events(name, until=at)
+        if not events:
+            self.gateway.model(name)  # tell "unknown model" from "no history yet"
         state = lifecycle.fold(events)
         production = lifecycle.holder(state, Stage.PRODUCTION)
         record = self.ledger.version_record(name, production) if production else None
@@ -375,7 +379,7 @@ class Registry:
         after = events + appended
         touched = {change.version for change in changes}
         try:
-            self._project(name, after, touched)
+            self._project(name, after, touched, unchanged_from=before)
         except ModelregError:
             # Put MLflow back as it was; the ledger rolls back as the error leaves the lock.
             # Whatever cannot be restored now, doctor finds and repairs later.
@@ -384,13 +388,25 @@ class Registry:
             raise
         return [EventView.of(e) for e in appended]
 
-    def _project(self, name: str, events: Sequence[Event], versions: Iterable[int]) -> None:
-        """Make MLflow show the state the events describe, for ``versions`` and the aliases."""
+    def _project(
+        self,
+        name: str,
+        events: Sequence[Event],
+        versions: Iterable[int],
+        unchanged_from: Sequence[Event] | None = None,
+    ) -> None:
+        """Make MLflow show the state the events describe, for ``versions`` and the aliases.
+
+        With ``unchanged_from`` (the events before a change, whose projection
+        MLflow already shows) only aliases whose holder changed are written.
+        """
         state = lifecycle.fold(events)
-        production = lifecycle.holder(state, Stage.PRODUCTION)
-        staging = lifecycle.staging_holder(events)
+        holders = _alias_holders(events, state)
+        before = None if unchanged_from is None else _alias_holders(unchanged_from, None)
         # The alias is what serving and clients resolve, so it moves first.
-        for alias, holder in ((PRODUCTION_ALIAS, production), (STAGING_ALIAS, staging)):
+        for alias, holder in holders.items():
+            if before is not None and before[alias] == holder:
+                continue
             if holder is None:
                 self.gateway.delete_alias(name, alias)
             else:
@@ -779,6 +795,17 @@ class _Entry:
     lineage: LineageRecord | None = None
     reason: str = ""
     description: str = ""
+
+
+def _alias_holders(
+    events: Sequence[Event], state: Mapping[int, Stage] | None
+) -> dict[str, int | None]:
+    """Which version each managed alias should point at after ``events``."""
+    folded = lifecycle.fold(events) if state is None else state
+    return {
+        PRODUCTION_ALIAS: lifecycle.holder(folded, Stage.PRODUCTION),
+        STAGING_ALIAS: lifecycle.staging_holder(events),
+    }
 
 
 def _explicit_semver(tag: str | None) -> SemVer | None:

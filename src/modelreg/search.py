@@ -71,7 +71,8 @@ class Clause:
         value = self.value.replace("'", "\\'")
         rendered = value if self.namespace == "metrics" else f"'{value}'"
         op = self.op.upper() if self.op in {"like", "ilike"} else self.op
-        return f"{self.namespace}.`{self.field}` {op} {rendered}"
+        key = f"{self.namespace}.`{self.field}`" if self.namespace else self.field
+        return f"{key} {op} {rendered}"
 
 
 @dataclass(frozen=True)
