@@ -242,6 +242,16 @@ class SeaweedServer:
             for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
                 sock.unlink(missing_ok=True)
 
+    def restart(self) -> None:
+        """Start the stopped server again on its ports and data; wait until it takes writes."""
+        self.process.start()
+        try:
+            self.process.wait_ready(SERVER_START_TIMEOUT)
+            _create_bucket_when_writable(self.store)
+        except BaseException:
+            self.stop()
+            raise
+
 
 def start_seaweed(workdir: Path, bucket: str = "modelreg-test") -> SeaweedServer:
     """Start ``weed server`` with S3 in ``workdir`` on free ports and create ``bucket``."""

@@ -457,10 +457,12 @@ def serve(
     import uvicorn
 
     from modelreg.errors import BackendError
+    from modelreg.mlflow_gateway import use_serving_http_defaults
     from modelreg.serving.app import create_app
     from modelreg.serving.config import load_config, single_model_config
     from modelreg.serving.slots import target_version
 
+    use_serving_http_defaults()
     if log_level not in ("debug", "info", "warning", "error"):
         raise InvalidInputError(
             f"--log-level {log_level[:20]!r}: use debug, info, warning or error"

@@ -41,6 +41,10 @@ DEFAULT_VARIANT = "default"
 # (doubling per failure, up to _MAX_BACKOFF): a refused artifact is not
 # downloaded and hashed again every second. A forced check ignores the wait.
 _MAX_BACKOFF = 300.0
+# A load that failed because MLflow or the object store was unreachable says
+# nothing against the version; it is tried at least this often, so it serves
+# within seconds of the backend coming back, not minutes.
+_MAX_BACKEND_BACKOFF = 5.0
 # Checks that have not succeeded for this many poll intervals (and at least
 # _STALE_FLOOR seconds) mark the slot degraded even while a call still hangs.
 _STALE_POLLS = 5
@@ -278,8 +282,9 @@ class ModelSlot:
         message = error.message if isinstance(error, ModelregError) else f"{stage} failed: {error}"
         previous = self._failure
         attempts = previous.attempts + 1 if previous and previous.version == version else 1
+        ceiling = _MAX_BACKEND_BACKOFF if reason == "backend" else _MAX_BACKOFF
         backoff = min(
-            self.config.poll_interval * 2**attempts, max(_MAX_BACKOFF, self.config.poll_interval)
+            self.config.poll_interval * 2**attempts, max(ceiling, self.config.poll_interval)
         )
         self._failure = _Failure(version, attempts, time.monotonic() + backoff)
         self._record_error(message, version)
