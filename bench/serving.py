@@ -428,6 +428,7 @@ def profile_modelreg(process: ServiceProcess, url: str, ctx: Context) -> Profile
                 py_spy,
                 "record",
                 "--gil",
+                "--subprocesses",  # --workers N: the uvicorn workers are child processes
                 "--nonblocking",
                 "--format",
                 "raw",
@@ -574,10 +575,18 @@ def mlflow_serving(ctx: Context, port: int) -> ServiceProcess:
 
 
 def modelreg_serving(ctx: Context, port: int) -> ServiceProcess:
-    """``modelreg serve`` of the model, at modelreg's defaults."""
+    """``modelreg serve`` of the model, at modelreg's defaults but for ``--workers``."""
     return ServiceProcess(
         "modelreg-serve",
-        [str(BIN / "modelreg"), "serve", ctx.model, "--port", str(port)],
+        [
+            str(BIN / "modelreg"),
+            "serve",
+            ctx.model,
+            "--port",
+            str(port),
+            "--workers",
+            str(ctx.args.workers),
+        ],
         health_url=f"http://127.0.0.1:{port}/ping",
         env=ctx.observed(
             {
@@ -621,7 +630,12 @@ def bench_server(ctx: Context, name: str) -> Served:
             timeout=30,
         )
         answer.raise_for_status()
-        served = Served(name, _shown_command(name), _workers(name, process), answer=answer.text)
+        served = Served(
+            name,
+            _shown_command(name, ctx.args.workers),
+            _workers(name, process),
+            answer=answer.text,
+        )
         for connections in ctx.args.connection_list:
             served.runs.append(measure(name, process, url, connections, ctx))
         if name == MODELREG and ctx.args.profile:
@@ -632,13 +646,16 @@ def bench_server(ctx: Context, name: str) -> Served:
     return served
 
 
-def _shown_command(name: str) -> str:
+def _shown_command(name: str, workers: int) -> str:
     if name == MLFLOW:
         return (
             "MLFLOW_TRACKING_URI=... mlflow models serve -m models:/<name>@production "
             "--env-manager local -h 127.0.0.1 -p PORT"
         )
-    return "MODELREG_TRACKING_URI=... MODELREG_LEDGER_URI=... modelreg serve <name> --port PORT"
+    return (
+        "MODELREG_TRACKING_URI=... MODELREG_LEDGER_URI=... modelreg serve <name> --port PORT "
+        f"--workers {workers}"
+    )
 
 
 def _workers(name: str, process: ServiceProcess) -> str:
@@ -649,8 +666,8 @@ def _workers(name: str, process: ServiceProcess) -> str:
         how = f"MLFLOW_MODELS_WORKERS={given}" if given else "MLflow's default, no --workers"
         return f"{started} uvicorn worker process{'es' if started != 1 else ''} ({how})"
     return (
-        f"{started} uvicorn process, one event loop; predict in a thread pool; "
-        "micro-batching on (max 64 rows, 2 ms wait)"
+        f"{started} uvicorn process{'es' if started != 1 else ''}, one event loop each; "
+        "predict in a thread pool; micro-batching on (max 64 rows, 2 ms wait)"
     )
 
 
@@ -843,6 +860,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--connections", default="1,16,64", help="comma-separated wrk connection counts"
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (at most connections)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="modelreg serve --workers (one per core)"
+    )
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="wrk request timeout in seconds"
     )

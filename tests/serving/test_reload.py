@@ -157,3 +157,25 @@ def test_a_tampered_version_is_refused_and_the_old_one_keeps_serving(
         assert retried["results"] == {name: "failed"}
         assert server.score(_body()).headers["X-Model-Version"] == "1"
         assert "refused v2 (integrity)" in server.process.log_tail(50)
+
+
+def test_several_worker_processes_each_serve_and_follow_promotions(
+    backend: Backend, module_registry: Registry, tmp_path: Path
+) -> None:
+    name = unique_name("workers")
+    create_versions(backend, module_registry, name, 2)
+    to_production(module_registry, name, 1)
+    with serving(backend, tmp_path, name, "--poll-interval", "0.5", "--workers", "2") as server:
+        # uvicorn starts the workers as child processes, each with its own slot.
+        started = (tmp_path / "serve.log").read_text().count("Started server process")
+        assert started == 2
+        assert {server.score(_body()).headers["X-Model-Version"] for _ in range(20)} == {"1"}
+        to_production(module_registry, name, 2)
+        # Each worker polls on its own; once both have swapped, only v2 answers.
+        deadline = time.monotonic() + PICKUP_TIMEOUT
+        while True:
+            versions = [server.score(_body()).headers["X-Model-Version"] for _ in range(20)]
+            if set(versions) == {"2"}:
+                break
+            assert time.monotonic() < deadline, versions
+            time.sleep(0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -450,6 +451,9 @@ def serve(
         Path | None, typer.Option(help="Model cache (default: <home>/serving-cache).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes (each uses a core; default 1).")
+    ] = 1,
 ) -> None:
     """Serve models over HTTP (MLflow /invocations), reloading when their alias moves."""
     import logging
@@ -458,7 +462,7 @@ def serve(
 
     from modelreg.errors import BackendError
     from modelreg.mlflow_gateway import use_serving_http_defaults
-    from modelreg.serving.app import create_app
+    from modelreg.serving.app import CONFIG_ENV, create_app
     from modelreg.serving.config import load_config, single_model_config
     from modelreg.serving.slots import target_version
 
@@ -508,13 +512,33 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     out.print(f"serving {', '.join(m.reference for m in server.models)} on http://{host}:{port}")
-    try:
-        uvicorn.run(
-            create_app(server, registry),
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-        )
-    finally:
-        registry.close()
+    if workers == 1:
+        try:
+            uvicorn.run(
+                create_app(server, registry),
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+            )
+        finally:
+            registry.close()
+        return
+    registry.close()
+    # Each worker process builds its own slots from the environment (uvicorn
+    # needs an import string to start several processes).
+    settings = _state(ctx).settings
+    os.environ[CONFIG_ENV] = server.model_dump_json()
+    os.environ["MODELREG_HOME"] = str(settings.home)
+    os.environ["MODELREG_TRACKING_URI"] = settings.resolved_tracking_uri()
+    os.environ["MODELREG_LEDGER_URI"] = settings.resolved_ledger_uri()
+    os.environ["MODELREG_ACTOR"] = settings.actor
+    uvicorn.run(
+        "modelreg.serving.app:create_app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+    )

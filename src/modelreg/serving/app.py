@@ -52,6 +52,7 @@ from modelreg.serving.config import ServerConfig
 from modelreg.serving.loader import LoadedModel, ModelLoader
 from modelreg.serving.metrics import CONTENT_TYPE, UNKNOWN_MODEL, ServingMetrics, exposition
 from modelreg.serving.slots import DEFAULT_VARIANT, ModelSlot, Serving, SlotSet
+from modelreg.settings import Settings
 
 log = logging.getLogger("modelreg.serving")
 
@@ -302,3 +303,19 @@ def _denied(request: Request, token: str | None) -> JSONResponse | None:
             status_code=403,
         )
     return None
+
+
+CONFIG_ENV = "MODELREG_SERVE_CONFIG"
+
+
+def create_app_from_env() -> FastAPI:
+    """Build the server from ``MODELREG_SERVE_CONFIG`` (JSON) and ``MODELREG_*`` settings.
+
+    This is the factory each uvicorn worker process calls when ``modelreg serve
+    --workers N`` runs several processes: one Python process holds the GIL for
+    routing and for ``predict``, so a second process is what uses a second core.
+    """
+    text = os.environ.get(CONFIG_ENV)
+    if not text:
+        raise RuntimeError(f"{CONFIG_ENV} is not set; start workers with `modelreg serve`")
+    return create_app(ServerConfig.model_validate_json(text), Registry(Settings()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from concurrent.futures import Executor
@@ -265,6 +266,7 @@ class ModelSlot:
         self.metrics.reloads.labels(self.name, self.variant, "success").inc()
         if old is None:
             log.info("%s: serving v%d (%s)", self.config.reference, version, loaded.semver)
+            _settle_heap()
             return CheckResult.RELOADED
         log.info(
             "%s: now serving v%d (%s), was v%d; draining the old model",
@@ -275,6 +277,7 @@ class ModelSlot:
         )
         await old.batcher.drain()
         del old  # the last reference: the old model can be freed
+        _settle_heap()
         return CheckResult.RELOADED
 
     def _load_failed(self, version: int, error: BaseException, stage: str) -> None:
@@ -384,3 +387,16 @@ class SlotSet:
 
 def _readiness(state: dict[str, Any]) -> dict[str, Any]:
     return {key: state[key] for key in ("ready", "version", "degraded", "reasons")}
+
+
+def _settle_heap() -> None:
+    """Collect once, then freeze what is left out of the garbage collector's sight.
+
+    A loaded model is hundreds of thousands of long-lived objects (a forest's
+    trees); every full collection walked all of them, stopping the server for
+    80-190 ms, 18 times in 20 s under load (bench/serving.py). Frozen objects
+    are skipped. Unfreezing first lets a replaced model be freed.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
