@@ -713,6 +713,11 @@ refuses to modify prompts), so each write costs two requests on both sides:
 
 def write_docs(path: Path, text: str) -> None:
     """Replace (or add) the Registry section of ``path``, keeping everything else."""
+    write_section(path, SECTION, text)
+
+
+def write_section(path: Path, section: str, text: str) -> None:
+    """Replace (or add) the ``section`` heading's part of ``path``, keeping everything else."""
     if path.exists():
         current = path.read_text()
     else:
@@ -723,7 +728,7 @@ def write_docs(path: Path, text: str) -> None:
             "asserted in tests. Every section names the machine and date of its run.\n\n"
             f"Machine this file was started on: {machine()}, {datetime.now(UTC):%Y-%m-%d}.\n"
         )
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    pattern = re.compile(rf"^{re.escape(section)}\n.*?(?=^## |\Z)", re.M | re.S)
     if pattern.search(current):
         updated = pattern.sub(lambda _m: text.rstrip() + "\n\n", current).rstrip() + "\n"
     else:

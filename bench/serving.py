@@ -63,7 +63,7 @@ from modelreg.domain import Stage
 from modelreg.examples.course_register import fraud_data
 from modelreg.registry import Registry
 from modelreg.stack import MLFLOW_SERVER_ENV, ServiceProcess, free_port, mlflow_server_argv
-from registry import machine
+from registry import machine, write_section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SECTION = "## Serving"
@@ -838,14 +838,7 @@ def _shown_argv(argv: Sequence[str]) -> list[str]:
 
 def write_docs(path: Path, text: str) -> None:
     """Replace (or add) the Serving section of ``path``, keeping everything else."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text.rstrip() + "\n\n", current).rstrip() + "\n"
-    else:
-        updated = current.rstrip() + "\n\n" + text.rstrip() + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(updated)
+    write_section(path, SECTION, text)
 
 
 # -- main ------------------------------------------------------------------------------
