@@ -51,6 +51,7 @@ from modelreg.mlflow_gateway import (
     temporary_dir,
 )
 from modelreg.registration import adopted_lineage, facts_from, facts_from_json, facts_to_json
+from modelreg.search import Query
 from modelreg.settings import Settings
 from modelreg.views import (
     Drift,
@@ -66,6 +67,7 @@ STAGE_TAG = "modelreg.stage"
 SEMVER_TAG = "modelreg.semver"
 DIGEST_TAG = "modelreg.digest"
 _MAX_REASON = 2000
+_FEW = 50  # up to this many versions are fetched one by one rather than listed
 
 Progress = Callable[[str, int, int], None]
 
@@ -238,7 +240,9 @@ class Registry:
             c for c in query.by_namespace("") if c.key == "name" and c.op in {"=", "like", "ilike"}
         ]
         mlflow_filter = " and ".join(c.mlflow_text() for c in pushed)
-        infos = self.gateway.versions(filter_string=mlflow_filter or None)
+        infos = self._stage_candidates(query) if not query.by_namespace("tags") else None
+        if infos is None:
+            infos = self.gateway.versions(filter_string=mlflow_filter or None)
         run_clauses = query.by_namespace("params") + query.by_namespace("metrics")
         if run_clauses:
             run_ids = self.gateway.search_run_ids(
@@ -264,6 +268,31 @@ class Registry:
             if all(search.matches(clause, candidate) for clause in builtin):
                 found.append(self._view(info, record, states.get(info.name, {}), None))
         return found
+
+    def _stage_candidates(self, query: Query) -> list[VersionInfo] | None:
+        """For ``stage = S`` filters, the few versions the ledger says are in S.
+
+        Listing every version from MLflow took 4.7 s at 10k versions to find
+        the one in Production; the ledger knows it. Returns None (list from
+        MLflow instead) when there is no such clause or too many candidates.
+        """
+        wanted = {
+            Stage.parse(c.value) for c in query.by_namespace("") if c.key == "stage" and c.op == "="
+        }
+        if len(wanted) != 1:
+            return None
+        by_model: dict[str, list[Event]] = {}
+        for event in self.ledger.events():
+            by_model.setdefault(event.model, []).append(event)
+        found = [
+            (model, version)
+            for model, events in by_model.items()
+            for version, stage in lifecycle.fold(events).items()
+            if stage in wanted
+        ]
+        if len(found) > _FEW:
+            return None
+        return [self.gateway.version(model, version) for model, version in sorted(found)]
 
     def history(self, name: str, at: datetime | None = None) -> HistoryView:
         """The ordered event history and, with ``at``, the state at that moment."""
