@@ -129,15 +129,18 @@ class Registry:
 
     def resolve(self, name: str, ref: str | int) -> int:
         """Turn a version number (``3``) or semver (``1.2.0``) into the MLflow version number."""
+        return self._resolve_info(name, ref).version
+
+    def _resolve_info(self, name: str, ref: str | int) -> VersionInfo:
+        """MLflow's record of the version ``ref`` names, fetched once for callers that need it."""
         check_model_name(name)
         if isinstance(ref, int) or "." not in str(ref):
             number = ref if isinstance(ref, int) else parse_version_number(ref)
-            self.gateway.version(name, number)
-            return number
+            return self.gateway.version(name, number)
         wanted = semver.parse(str(ref))
         record = self.ledger.version_by_semver(name, wanted)
         if record is not None and (not wanted.build or record.semver_value.build == wanted.build):
-            return record.version
+            return self.gateway.version(name, record.version)
         self.gateway.model(name)
         raise VersionNotFoundError(name, str(ref))
 
@@ -181,8 +184,7 @@ class Registry:
 
     def show(self, name: str, ref: str | int) -> VersionView:
         """One version with its semver, stage, digest, lineage status, params and metrics."""
-        number = self.resolve(name, ref)
-        return self._views([self.gateway.version(name, number)], with_run=True)[0]
+        return self._views([self._resolve_info(name, ref)], with_run=True)[0]
 
     def _views(self, infos: Sequence[VersionInfo], *, with_run: bool) -> list[VersionView]:
         if len(infos) == 1:
@@ -316,8 +318,8 @@ class Registry:
 
     def lineage(self, name: str, ref: str | int) -> LineageView:
         """Lineage of a version: what modelreg captured, or what MLflow lets us rebuild."""
-        number = self.resolve(name, ref)
-        info = self.gateway.version(name, number)
+        info = self._resolve_info(name, ref)
+        number = info.version
         record = self.ledger.version_record(name, number)
         lineage: LineageRecord | None
         if record is not None and record.lineage:
