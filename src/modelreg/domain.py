@@ -40,6 +40,10 @@ class Action(enum.StrEnum):
     AUTO_ARCHIVE = "auto_archive"  # the previous Production version archived by a promotion
     ROLLBACK = "rollback"  # Production returned to an earlier version
     REPAIR = "repair"  # doctor re-applied the ledger state to MLflow
+    REQUEST = "request"  # a promotion requested; gates passed, approvals pending
+    APPROVE = "approve"  # an approval of the version's artifacts (bound to their digest)
+    REJECT = "reject"  # a rejection with a comment; closes the open request
+    DECLINE = "decline"  # a request or auto-promotion refused by the gates; nothing moved
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ either.
     │   ├── InvalidStageError
     │   ├── InvalidFilterError
     │   ├── InvalidSemVerError
+    │   ├── PolicyError                the policy file is malformed
     │   └── PayloadError               a scoring request the model cannot take
     │       ├── PayloadTooLargeError
     │       └── UnsupportedMediaTypeError
@@ -22,7 +23,12 @@ either.
     ├── ConflictError                  the request is valid but the state forbids it
     │   ├── TransitionNotAllowedError
     │   ├── SemVerConflictError
-    │   └── NothingToRollBackError
+    │   ├── NothingToRollBackError
+    │   ├── GateFailedError            a version does not pass its policy's gates
+    │   └── ApprovalError              no open request, or a request already decided
+    ├── AccessError                    who is acting may not do this
+    │   ├── AuthenticationError        credentials missing or wrong
+    │   └── PermissionDeniedError      role or separation of duties forbids it
     ├── IntegrityError                 artifact digests do not match the ledger
     ├── LineageError                   lineage could not be captured
     ├── BackendError                   MLflow, the ledger DB or the object store failed
@@ -89,6 +95,16 @@ class InvalidSemVerError(InvalidInputError):
         shown = text if len(text) <= 40 else text[:37] + "..."
         super().__init__(f"invalid semantic version {shown!r}: {why}")
         self.text = text
+
+
+class PolicyError(InvalidInputError):
+    """The policy file cannot be read, parsed or validated."""
+
+    def __init__(self, source: str, why: str) -> None:
+        super().__init__(
+            f"policy {source} is invalid: {why}; see docs/governance.md for the reference"
+        )
+        self.source = source
 
 
 class PayloadError(InvalidInputError):
@@ -179,6 +195,41 @@ class NothingToRollBackError(ConflictError):
     def __init__(self, name: str, why: str) -> None:
         super().__init__(f"cannot roll back {name!r}: {why}")
         self.name = name
+
+
+class GateFailedError(ConflictError):
+    """A version fails the gates of its model's policy."""
+
+    def __init__(self, name: str, version: int, failures: list[str]) -> None:
+        super().__init__(
+            f"{name} version {version} does not pass its policy: "
+            + "; ".join(failures)
+            + f". Run `modelreg validate {name} {version}` for every gate"
+        )
+        self.name = name
+        self.version = version
+        self.failures = failures
+
+
+class ApprovalError(ConflictError):
+    """An approval, rejection or request does not fit the version's open request."""
+
+
+class AccessError(ModelregError):
+    """The acting user may not do what was asked."""
+
+
+class AuthenticationError(AccessError):
+    """Credentials are missing or wrong."""
+
+
+class PermissionDeniedError(AccessError):
+    """The user's role, the approver list or separation of duties forbids the action."""
+
+    def __init__(self, actor: str, action: str, why: str) -> None:
+        super().__init__(f"{actor} may not {action}: {why}")
+        self.actor = actor
+        self.action = action
 
 
 class IntegrityError(ModelregError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from modelreg.errors import (
+    AuthenticationError,
     BackendError,
     BackendUnavailableError,
     ConflictError,
@@ -21,6 +22,7 @@ from modelreg.errors import (
     ModelregError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     UnsupportedMediaTypeError,
 )
 
@@ -30,6 +32,8 @@ STATUS_CODES: Mapping[type[ModelregError], int] = {
     InvalidInputError: 400,
     NotFoundError: 404,
     ConflictError: 409,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
     IntegrityError: 422,
     LineageError: 422,
     ModelNotReadyError: 503,

@@ -120,6 +120,22 @@ def plan_transition(
     return changes
 
 
+def plan_governed_promotion(
+    name: str, state: Mapping[int, Stage], version: int
+) -> list[StageChange]:
+    """Plan a policy-approved move to Production, passing through Staging from None.
+
+    Approvals and auto-promotion vouch for Production directly; making the
+    caller stage the version first would add a step without adding a check.
+    """
+    if state.get(version) is not Stage.NONE:
+        return plan_transition(name, state, version, Stage.PRODUCTION)
+    staged = plan_transition(name, state, version, Stage.STAGING)
+    return staged + plan_transition(
+        name, {**state, version: Stage.STAGING}, version, Stage.PRODUCTION
+    )
+
+
 def plan_rollback(name: str, events: Sequence[Event], to: int | None = None) -> list[StageChange]:
     """Plan returning Production of model ``name`` to an earlier Production version.
 

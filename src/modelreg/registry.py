@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modelreg import lifecycle, registration, search, semver
+from modelreg import lifecycle, policy, registration, search, semver
 from modelreg.domain import (
     Action,
     Event,
@@ -29,6 +29,7 @@ from modelreg.domain import (
     parse_version_number,
 )
 from modelreg.errors import (
+    AuthenticationError,
     BackendError,
     BackendUnavailableError,
     ConflictError,
@@ -36,8 +37,10 @@ from modelreg.errors import (
     InvalidSemVerError,
     ModelNotReadyError,
     ModelregError,
+    PermissionDeniedError,
     VersionNotFoundError,
 )
+from modelreg.governance import Governance
 from modelreg.integrity import Manifest, build_manifest, verify
 from modelreg.ledger import Ledger, LedgerTransaction, NewEvent, VersionRecord
 from modelreg.lineage import record_from_json, record_to_json
@@ -50,10 +53,12 @@ from modelreg.mlflow_gateway import (
     read_mlmodel,
     temporary_dir,
 )
+from modelreg.policy import Permission, PolicyFile, Role
 from modelreg.registration import adopted_lineage, facts_from, facts_from_json, facts_to_json
 from modelreg.search import Query
 from modelreg.settings import Settings
 from modelreg.views import (
+    DecisionView,
     Drift,
     EventView,
     HistoryView,
@@ -97,6 +102,8 @@ class Registry:
         self.settings = settings or Settings()
         self.gateway = gateway or MlflowGateway(self.settings.resolved_tracking_uri())
         self.ledger = ledger or Ledger(self.settings.resolved_ledger_uri())
+        self.governance = Governance(self)
+        self._policy: tuple[tuple[int, int] | None, PolicyFile] | None = None
 
     @classmethod
     def connect(
@@ -124,6 +131,76 @@ class Registry:
         if not chosen or len(chosen) > 256:
             raise InvalidInputError("actor must be 1 to 256 characters")
         return chosen
+
+    # -- policy and access -------------------------------------------------------
+
+    def policy(self) -> PolicyFile:
+        """The governance policy, re-read when its file changes (open policy without one)."""
+        path = self.settings.resolved_policy_file()
+        try:
+            stat = path.stat()
+            key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            key = None
+        if self._policy is None or self._policy[0] != key:
+            self._policy = (key, policy.load(path))
+        return self._policy[1]
+
+    def role_of(self, actor: str | None = None) -> Role:
+        """The role the policy's [access] table gives ``actor``."""
+        return self.policy().access.role_of(self._actor(actor))
+
+    def authorize(self, actor: str | None, needed: Permission, action: str) -> tuple[str, Role]:
+        """Check that ``actor`` holds ``needed``; return the actor's name and role.
+
+        The adapters authenticate (HTTP Basic against MLflow, or the configured
+        actor in the embedded default); roles are enforced here either way.
+        """
+        who = self._actor(actor)
+        role = self.policy().access.role_of(who)
+        if role.rank < needed.minimum.rank:
+            raise PermissionDeniedError(
+                who, action, f"that needs the {needed.minimum.value} role and you are {role.value}"
+            )
+        return who, role
+
+    def authenticate(self, username: str, password: str) -> str:
+        """Check ``username``/``password`` against MLflow's basic-auth app; return the user."""
+        if not username or not password:
+            raise AuthenticationError("give a username and password (MLflow basic-auth)")
+        if not self.gateway.credentials_valid(username, password):
+            raise AuthenticationError(
+                f"MLflow refused the credentials of {username[:60]!r}; check user and password"
+            )
+        return username
+
+    # -- governance --------------------------------------------------------------
+
+    def validate(self, name: str, ref: str | int, *, actor: str | None = None) -> DecisionView:
+        """Run every gate of the model's policy against a version."""
+        return self.governance.validate(name, ref, actor=actor)
+
+    def request(
+        self, name: str, ref: str | int, *, comment: str = "", actor: str | None = None
+    ) -> DecisionView:
+        """Open a Production request for a version (promotes at once if no approval is needed)."""
+        return self.governance.request(name, ref, comment=comment, actor=actor)
+
+    def approve(
+        self, name: str, ref: str | int, *, comment: str = "", actor: str | None = None
+    ) -> DecisionView:
+        """Approve a version's open request; promotes it when enough approvals count."""
+        return self.governance.approve(name, ref, comment=comment, actor=actor)
+
+    def reject(
+        self, name: str, ref: str | int, *, comment: str, actor: str | None = None
+    ) -> DecisionView:
+        """Reject a version's open request with a comment."""
+        return self.governance.reject(name, ref, comment=comment, actor=actor)
+
+    def auto_promote(self, name: str, ref: str | int, *, actor: str | None = None) -> DecisionView:
+        """Promote a version without a human when the policy allows it."""
+        return self.governance.auto_promote(name, ref, actor=actor)
 
     # -- resolving references ----------------------------------------------
 
@@ -355,7 +432,11 @@ class Registry:
     ) -> list[EventView]:
         """Move a version to ``stage``; promoting to Production archives the previous one."""
         target = stage if isinstance(stage, Stage) else Stage.parse(stage)
-        who, why = self._actor(actor), _reason(reason)
+        # Production normally comes through request/approve or auto-promote; moving a
+        # version there directly is an admin's override, recorded like any move.
+        needed = Permission.ADMINISTER if target is Stage.PRODUCTION else Permission.CONTRIBUTE
+        who, _role = self.authorize(actor, needed, f"move versions to {target.value}")
+        why = _reason(reason)
         number = self.resolve(name, ref)
         self._ensure_adopted(name, number)
         with self.ledger.locked(name) as txn:
@@ -367,7 +448,8 @@ class Registry:
         self, name: str, to: str | int | None = None, *, reason: str = "", actor: str | None = None
     ) -> list[EventView]:
         """Return Production to the previous Production version (or to ``to``)."""
-        who, why = self._actor(actor), _reason(reason)
+        who, _role = self.authorize(actor, Permission.APPROVE, "roll back Production")
+        why = _reason(reason)
         target = self.resolve(name, to) if to is not None else None
         check_model_name(name)
         self.gateway.model(name)
@@ -385,6 +467,23 @@ class Registry:
         actor: str,
         reason: str,
     ) -> list[EventView]:
+        return [
+            EventView.of(e) for e in self._apply_events(txn, name, events, changes, actor, reason)
+        ]
+
+    def _apply_events(
+        self,
+        txn: LedgerTransaction,
+        name: str,
+        events: list[Event],
+        changes: list[StageChange],
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> list[Event]:
+        """Append ``changes`` and project them onto MLflow; undo MLflow if that fails."""
+        # Subscribers of a promotion want to know what it replaced.
+        previous = next((c.version for c in changes if c.from_stage is Stage.PRODUCTION), None)
         records = {
             change.version: record
             for change in changes
@@ -402,6 +501,9 @@ class Registry:
                     reason=reason,
                     semver=records[change.version].semver if change.version in records else "",
                     digest=records[change.version].digest if change.version in records else "",
+                    details={**(details or {}), "previous_version": previous}
+                    if change.to_stage is Stage.PRODUCTION
+                    else dict(details or {}),
                 )
             )
             for change in changes
@@ -417,7 +519,7 @@ class Registry:
             with contextlib.suppress(ModelregError):
                 self._project(name, before, touched)
             raise
-        return [EventView.of(e) for e in appended]
+        return appended
 
     def _project(
         self,
@@ -600,7 +702,7 @@ class Registry:
         step fails, the MLflow version is deleted again.
         """
         check_model_name(name)
-        who = self._actor(actor)
+        who, _role = self.authorize(actor, Permission.CONTRIBUTE, "register versions")
         explicit = semver.parse(explicit_semver) if explicit_semver else None
         if explicit is not None:
             semver.next_version(
@@ -675,7 +777,8 @@ class Registry:
 
     def doctor(self, *, fix: bool = False, actor: str | None = None) -> list[Drift]:
         """Find (and with ``fix`` repair) differences between the ledger and MLflow."""
-        who = self._actor(actor)
+        needed = Permission.ADMINISTER if fix else Permission.READ
+        who, _role = self.authorize(actor, needed, "repair drift" if fix else "check drift")
         drifts: list[Drift] = []
         known = self.ledger.known_versions()
         for info in self.gateway.models():

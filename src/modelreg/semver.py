@@ -127,9 +127,10 @@ def _columns(inputs: tuple[InputColumn, ...]) -> dict[str, InputColumn]:
     return {column.name: column for column in inputs}
 
 
-def _breaks_inputs(
+def breaks_inputs(
     prev: tuple[InputColumn, ...] | None, new: tuple[InputColumn, ...] | None
 ) -> bool:
+    """Whether callers of a model with inputs ``prev`` break on one with inputs ``new``."""
     if prev is None:
         return False  # nothing was promised, so nothing can break
     if new is None:
@@ -144,7 +145,7 @@ def _breaks_inputs(
 
 def classify(prev: VersionFacts, new: VersionFacts) -> Bump:
     """Classify the change from ``prev`` to ``new`` as a MAJOR, MINOR or PATCH bump."""
-    if _breaks_inputs(prev.inputs, new.inputs):
+    if breaks_inputs(prev.inputs, new.inputs):
         return Bump.MAJOR
     inputs_changed = (
         prev.inputs is not None

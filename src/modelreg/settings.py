@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,37 @@ class Settings(BaseSettings):
         default=None,
         description="Where artifacts are downloaded for hashing. Defaults to <home>/cache.",
     )
+
+    policy_file: Path | None = Field(
+        default=None,
+        description="Governance policy (TOML). Defaults to <home>/policy.toml; without a file "
+        "there are no gates and every user is an admin. `modelreg policy init` writes one.",
+    )
+    auth: Literal["none", "mlflow"] = Field(
+        default="none",
+        description="'mlflow': users authenticate with their MLflow basic-auth credentials "
+        "(HTTP Basic on the API; MODELREG_USERNAME/MODELREG_PASSWORD for the CLI). "
+        "'none': the actor is taken as given, roles are still enforced.",
+    )
+    username: str | None = Field(
+        default=None, description="CLI user to authenticate as when auth = 'mlflow'."
+    )
+    password: str | None = Field(
+        default=None, description="Password of `username` when auth = 'mlflow'.", repr=False
+    )
+    automation_actor: str = Field(
+        default="modelreg-automation",
+        description="Actor recorded on promotions made by auto-promote.",
+    )
+    mlflow_webhook_secret: str | None = Field(
+        default=None,
+        description="Secret of the MLflow registry webhook whose deliveries trigger a sync.",
+        repr=False,
+    )
+
+    def resolved_policy_file(self) -> Path:
+        """Where the governance policy lives."""
+        return (self.policy_file or self.home / "policy.toml").resolve()
 
     def resolved_tracking_uri(self) -> str:
         """The MLflow tracking URI to use."""

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from modelreg.domain import Action, Event, LineageRecord, Stage
+from modelreg.policy import GateResult
 
 
 class View(BaseModel):
@@ -110,6 +111,42 @@ class VerifyResult(View):
     actual_digest: str | None
     ok: bool
     problems: list[str]
+
+
+class GateView(View):
+    """One policy gate: what it required, what it observed, whether it passed."""
+
+    gate: str
+    passed: bool
+    required: str
+    observed: str
+
+    @classmethod
+    def of(cls, result: GateResult) -> GateView:
+        """Build from a policy gate result."""
+        return cls(
+            gate=result.gate,
+            passed=result.passed,
+            required=result.required,
+            observed=result.observed,
+        )
+
+
+class DecisionView(View):
+    """The outcome of validate, request, approve, reject or auto-promote."""
+
+    name: str
+    version: int
+    semver: str | None
+    outcome: str  # valid, invalid, requested, pending, promoted, rejected, declined
+    passed: bool
+    promoted: bool
+    gates: list[GateView]
+    approvers: list[str]
+    required_approvals: int
+    policy: str
+    message: str = ""
+    events: list[EventView] = []
 
 
 class Drift(View):

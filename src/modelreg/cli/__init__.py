@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
+from modelreg.cli import governance  # noqa: F401 - importing registers its commands on `app`
 from modelreg.cli.app import app
 from modelreg.errors import (
+    AccessError,
     BackendError,
     ConflictError,
     IntegrityError,
@@ -31,6 +33,7 @@ EXIT_CODES: tuple[tuple[type[ModelregError], int], ...] = (
     (ConflictError, 4),
     (IntegrityError, 5),
     (BackendError, 6),
+    (AccessError, 7),
     (ModelregError, 1),
 )
 INTERNAL_ERROR = 70

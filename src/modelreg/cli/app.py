@@ -45,13 +45,25 @@ class CliState:
 
     @property
     def registry(self) -> Registry:
-        """The facade, created lazily so `--help` and `up` need no running stack."""
+        """The facade, created lazily so `--help` and `up` need no running stack.
+
+        With ``MODELREG_AUTH=mlflow`` the caller is authenticated against MLflow
+        (MODELREG_USERNAME / MODELREG_PASSWORD) and acts as that user, whatever
+        ``--actor`` or MODELREG_ACTOR say.
+        """
         if self._registry is None:
-            self._registry = Registry(self.settings)
+            settings = self.settings
+            if settings.auth == "mlflow":
+                user = Registry(settings).authenticate(
+                    settings.username or "", settings.password or ""
+                )
+                settings = settings.model_copy(update={"actor": user})
+            self._registry = Registry(settings)
         return self._registry
 
 
-def _state(ctx: typer.Context) -> CliState:
+def state_of(ctx: typer.Context) -> CliState:
+    """The CLI state the global-options callback stored on the context."""
     state = ctx.obj
     assert isinstance(state, CliState)  # noqa: S101 - set by the callback below, always
     return state
@@ -91,7 +103,8 @@ def _options(
     ctx.obj = CliState(Settings(**overrides))
 
 
-def _emit(value: View | list[Any], as_json: bool, table: Table | None = None) -> None:
+def emit(value: View | list[Any], as_json: bool, table: Table | None = None) -> None:
+    """Print ``value`` as JSON, or ``table`` for people."""
     if as_json:
         data = [v.as_json() for v in value] if isinstance(value, list) else value.as_json()
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -137,7 +150,7 @@ def up(
     """Start MLflow and the modelreg API service; stop both on Ctrl-C."""
     from modelreg.stack import Stack, StackConfig
 
-    settings = _state(ctx).settings
+    settings = state_of(ctx).settings
     config = StackConfig(
         home=settings.home,
         host=host,
@@ -174,7 +187,7 @@ def demo(
 
     raise typer.Exit(
         run_demo(
-            _state(ctx).settings,
+            state_of(ctx).settings,
             port=port,
             api_port=api_port,
             keep_running=keep_running,
@@ -189,7 +202,7 @@ def demo(
 @app.command()
 def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List registered models with their Production and Staging versions."""
-    found = _state(ctx).registry.models()
+    found = state_of(ctx).registry.models()
     table = Table("model", "versions", "production", "staging", "latest semver")
     for m in found:
         prod = f"v{m.production} ({m.production_semver})" if m.production else "-"
@@ -200,14 +213,14 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             f"v{m.staging}" if m.staging else "-",
             m.latest_semver or "-",
         )
-    _emit(found, as_json, table)
+    emit(found, as_json, table)
 
 
 @app.command()
 def versions(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """List every version of a model."""
-    found = _state(ctx).registry.versions(name)
-    _emit(found, as_json, versions_table(found))
+    found = state_of(ctx).registry.versions(name)
+    emit(found, as_json, versions_table(found))
 
 
 @app.command()
@@ -218,7 +231,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one version: semver, stage, digest, lineage, params and metrics."""
-    view = _state(ctx).registry.show(name, version)
+    view = state_of(ctx).registry.show(name, version)
     table = Table("field", "value", show_header=False)
     rows: list[tuple[str, str]] = [
         ("model", view.name),
@@ -246,7 +259,7 @@ def show(
     rows += [(f"tag {k}", v) for k, v in sorted(view.tags.items())]
     for key, value in rows:
         table.add_row(key, value)
-    _emit(view, as_json, table)
+    emit(view, as_json, table)
 
 
 @app.command("search")
@@ -261,8 +274,8 @@ def search_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Find versions by tags, params, metrics, stage, semver (ranges) and lineage."""
-    found = _state(ctx).registry.search(filter_text)
-    _emit(found, as_json, versions_table(found))
+    found = state_of(ctx).registry.search(filter_text)
+    emit(found, as_json, versions_table(found))
 
 
 def _parse_time(text: str) -> datetime:
@@ -282,21 +295,21 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """The append-only audit history; with --at, what was in Production then."""
-    view = _state(ctx).registry.history(name, _parse_time(at) if at else None)
+    view = state_of(ctx).registry.history(name, _parse_time(at) if at else None)
     table = events_table(view.events)
     if not as_json:
         when = f" at {view.at.isoformat()}" if view.at else ""
         prod = f"v{view.production} ({view.production_semver})" if view.production else "nothing"
         out.print(f"Production{when}: {prod}")
-    _emit(view, as_json, table)
+    emit(view, as_json, table)
 
 
 @app.command()
 def lineage(ctx: typer.Context, name: str, version: str, as_json: JsonOpt = False) -> None:
     """Which run, code, data, parameters and environment produced a version."""
-    view = _state(ctx).registry.lineage(name, version)
+    view = state_of(ctx).registry.lineage(name, version)
     if as_json:
-        _emit(view, True)
+        emit(view, True)
         return
     out.print(f"{view.name} v{view.version} ({view.semver or 'not adopted'}), run {view.run_id}")
     out.print(
@@ -321,8 +334,8 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Move a version to a stage; a new Production archives the previous one."""
-    events = _state(ctx).registry.promote(name, version, stage, reason=reason)
-    _emit(events, as_json, events_table(events))
+    events = state_of(ctx).registry.promote(name, version, stage, reason=reason)
+    emit(events, as_json, events_table(events))
 
 
 @app.command()
@@ -336,8 +349,8 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Return Production to the previous (or a given) Production version."""
-    events = _state(ctx).registry.rollback(name, to, reason=reason)
-    _emit(events, as_json, events_table(events))
+    events = state_of(ctx).registry.rollback(name, to, reason=reason)
+    emit(events, as_json, events_table(events))
 
 
 @app.command()
@@ -352,10 +365,10 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register an already logged model as a new version with semver, digest and lineage."""
-    view = _state(ctx).registry.register_uri(
+    view = state_of(ctx).registry.register_uri(
         name, model_uri, semver=semver_text, description=description
     )
-    _emit(view, as_json, versions_table([view]))
+    emit(view, as_json, versions_table([view]))
 
 
 @app.command()
@@ -366,10 +379,10 @@ def sync(
 ) -> None:
     """Adopt versions registered by plain MLflow clients (semver, digest, lineage record)."""
     with _progress() as update:
-        adopted = _state(ctx).registry.sync(name, progress=update)
+        adopted = state_of(ctx).registry.sync(name, progress=update)
     if not as_json:
         out.print(f"adopted {len(adopted)} version(s)")
-    _emit(adopted, as_json, versions_table(adopted))
+    emit(adopted, as_json, versions_table(adopted))
 
 
 @app.command("verify")
@@ -381,7 +394,7 @@ def verify_cmd(
 ) -> None:
     """Re-hash artifacts and report any change since registration (exit 5 if tampered)."""
     with _progress() as update:
-        results = _state(ctx).registry.verify(name, version, progress=update)
+        results = state_of(ctx).registry.verify(name, version, progress=update)
     table = Table("version", "semver", "result", "problems")
     for r in results:
         table.add_row(
@@ -390,7 +403,7 @@ def verify_cmd(
             "[green]ok[/green]" if r.ok else "[red]TAMPERED[/red]",
             "; ".join(r.problems),
         )
-    _emit(results, as_json, table)
+    emit(results, as_json, table)
     if not all(r.ok for r in results):
         raise typer.Exit(5)
 
@@ -402,7 +415,7 @@ def doctor(
     as_json: JsonOpt = False,
 ) -> None:
     """Find drift between the ledger and MLflow (exit 1 if found and not fixed)."""
-    drifts = _state(ctx).registry.doctor(fix=fix)
+    drifts = state_of(ctx).registry.doctor(fix=fix)
     table = Table("model", "version", "what", "ledger says", "MLflow shows", "fixed")
     for d in drifts:
         table.add_row(
@@ -410,7 +423,7 @@ def doctor(
         )
     if not as_json:
         out.print("no drift" if not drifts else f"{len(drifts)} difference(s)")
-    _emit(drifts, as_json, table if drifts else None)
+    emit(drifts, as_json, table if drifts else None)
     if drifts and not fix:
         raise typer.Exit(1)
 
@@ -500,7 +513,7 @@ def serve(
             cache_dir=cache_dir,
         )
     server = server.with_env_token()
-    registry = _state(ctx).registry
+    registry = state_of(ctx).registry
     for model in server.models:
         # A misspelt name fails here with a clear message instead of a server that never
         # becomes ready; an unreachable registry is left to the watchers to retry.
@@ -527,7 +540,7 @@ def serve(
     registry.close()
     # Each worker process builds its own slots from the environment (uvicorn
     # needs an import string to start several processes).
-    settings = _state(ctx).settings
+    settings = state_of(ctx).settings
     os.environ[CONFIG_ENV] = server.model_dump_json()
     os.environ["MODELREG_HOME"] = str(settings.home)
     os.environ["MODELREG_TRACKING_URI"] = settings.resolved_tracking_uri()

@@ -1,0 +1,152 @@
+"""Governance commands: policy, validate, request, approve, reject, auto-promote."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from modelreg import policy
+from modelreg.cli.app import JsonOpt, app, emit, out, state_of
+from modelreg.cli.tables import events_table
+from modelreg.errors import ConflictError, InvalidInputError
+from modelreg.views import DecisionView
+
+policy_app = typer.Typer(help="Write and inspect the governance policy.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+CommentOpt = Annotated[str, typer.Option("--comment", help="Recorded in the ledger and MLflow.")]
+DECLINED_EXIT = 4  # the exit code of a ConflictError: CI steps can tell "not promoted"
+
+
+def _decision_table(view: DecisionView) -> Table:
+    table = Table("gate", "result", "required", "observed")
+    for gate in view.gates:
+        verdict = "[green]pass[/green]" if gate.passed else "[red]FAIL[/red]"
+        table.add_row(gate.gate, verdict, gate.required, gate.observed)
+    return table
+
+
+def _report(view: DecisionView, as_json: bool) -> None:
+    if as_json:
+        emit(view, True)
+        return
+    semver = f" ({view.semver})" if view.semver else ""
+    out.print(f"{view.name} v{view.version}{semver}: [bold]{view.outcome}[/bold]")
+    if view.gates:
+        out.print(_decision_table(view))
+    if view.required_approvals and view.outcome in {"pending", "promoted", "requested"}:
+        out.print(
+            f"approvals: {len(view.approvers)}/{view.required_approvals}"
+            + (f" ({', '.join(view.approvers)})" if view.approvers else "")
+        )
+    if view.message:
+        out.print(view.message, markup=False)
+    if view.events:
+        out.print(events_table(view.events, with_time=False))
+
+
+@policy_app.command("init")
+def policy_init(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter policy with the course's rules (you become its admin)."""
+    settings = state_of(ctx).settings
+    path = settings.resolved_policy_file()
+    if path.exists() and not force:
+        raise ConflictError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(policy.starter([settings.actor]), encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written policy behind
+    out.print(f"wrote {path}; {settings.actor} is its admin. Edit it, then `modelreg policy show`.")
+
+
+@policy_app.command("show")
+def policy_show(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Model (default: the default policy).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the effective policy for a model, with its source file."""
+    registry = state_of(ctx).registry
+    loaded = registry.policy()
+    effective = loaded.for_model(name) if name else loaded.default
+    data = {
+        "source": loaded.source or None,
+        "model": name,
+        "policy": effective.model_dump(mode="json"),
+        "your_role": registry.role_of().value,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    if not loaded.source:
+        out.print(
+            "no policy file: no gates, every user is an admin. "
+            "Run `modelreg policy init` to govern promotions."
+        )
+    else:
+        out.print(f"policy from {loaded.source}" + (f" for model {name}" if name else ""))
+    out.print_json(data=data["policy"])
+    out.print(f"your role: {data['your_role']}")
+
+
+@app.command()
+def validate(ctx: typer.Context, name: str, version: str, as_json: JsonOpt = False) -> None:
+    """Run every policy gate against a version (exit 4 if one fails)."""
+    view = state_of(ctx).registry.validate(name, version)
+    _report(view, as_json)
+    if not view.passed:
+        raise typer.Exit(DECLINED_EXIT)
+
+
+@app.command()
+def request(
+    ctx: typer.Context,
+    name: str,
+    version: str,
+    stage: Annotated[str, typer.Option("--stage", help="Only Production is governed.")],
+    comment: CommentOpt = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Request promotion to Production; the gates must pass."""
+    if stage.strip().lower() != "production":
+        raise InvalidInputError(
+            f"--stage {stage[:20]!r}: requests are for Production; "
+            "move versions to Staging with `modelreg promote`"
+        )
+    _report(state_of(ctx).registry.request(name, version, comment=comment), as_json)
+
+
+@app.command()
+def approve(
+    ctx: typer.Context, name: str, version: str, comment: CommentOpt = "", as_json: JsonOpt = False
+) -> None:
+    """Approve a version's open request; it is promoted once enough approvals count."""
+    _report(state_of(ctx).registry.approve(name, version, comment=comment), as_json)
+
+
+@app.command()
+def reject(
+    ctx: typer.Context,
+    name: str,
+    version: str,
+    comment: Annotated[str, typer.Option("--comment", help="Why (required).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a version's open request; only the ledger and tags change."""
+    _report(state_of(ctx).registry.reject(name, version, comment=comment), as_json)
+
+
+@app.command("auto-promote")
+def auto_promote(ctx: typer.Context, name: str, version: str, as_json: JsonOpt = False) -> None:
+    """Promote if the gates pass and the version beats Production (exit 4 if not)."""
+    view = state_of(ctx).registry.auto_promote(name, version)
+    _report(view, as_json)
+    if view.outcome == "declined":
+        raise typer.Exit(DECLINED_EXIT)

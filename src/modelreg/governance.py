@@ -1,0 +1,397 @@
+"""Approvals, validation gates and automated promotion over the Registry's lifecycle.
+
+The policy (:mod:`modelreg.policy`) decides; this module gathers the evidence
+(MLflow run metrics and tags, ledger facts, a fresh artifact hash, the current
+Production version), records requests, approvals, rejections and refusals in
+the ledger, and promotes through the registry's serialised lifecycle when the
+policy is satisfied. Approvals are bound to the artifact digest observed when
+they were given: if the artifacts change, they no longer count.
+
+Everything that moves a stage or counts approvals runs under the model's
+ledger lock, with the champion read inside it, so two concurrent requests
+cannot both promote against the same, stale Production version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelreg import lifecycle, policy
+from modelreg.domain import Action, Event, Stage
+from modelreg.errors import (
+    ApprovalError,
+    GateFailedError,
+    InvalidInputError,
+    PermissionDeniedError,
+)
+from modelreg.ledger import LedgerTransaction, NewEvent, VersionRecord
+from modelreg.mlflow_gateway import VersionInfo
+from modelreg.policy import Decision, Evidence, Permission, Role, Vote
+from modelreg.registration import facts_from_json
+from modelreg.views import DecisionView, EventView, GateView
+
+if TYPE_CHECKING:
+    from modelreg.registry import Registry
+
+APPROVAL_TAG = "modelreg.approval"
+_MAX_COMMENT = 2000
+
+
+@dataclass(frozen=True)
+class Request:
+    """An open promotion request and the approvals given since it was opened."""
+
+    id: int
+    actor: str
+    digest: str
+    votes: tuple[Vote, ...]
+
+
+def open_request(events: Sequence[Event], version: int) -> Request | None:
+    """The version's request that is neither rejected nor fulfilled, from its events."""
+    current: Request | None = None
+    for event in events:
+        if event.version != version:
+            continue
+        if event.action is Action.REQUEST:
+            current = Request(event.id, event.actor, event.digest, ())
+        elif current is not None and event.action is Action.APPROVE:
+            role = Role(event.details.get("role", Role.VIEWER.value))
+            vote = Vote(event.actor, role, event.digest)
+            current = dataclasses.replace(current, votes=(*current.votes, vote))
+        elif event.action is Action.REJECT or event.to_stage is not None:
+            current = None  # rejected, or the version moved: the request is over
+    return current
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """What is known about a version before the lock is taken (hashing is slow)."""
+
+    info: VersionInfo
+    record: VersionRecord | None
+    evidence: Evidence
+    digest: str  # the digest observed now; "" when not hashed
+    registrants: frozenset[str]
+
+
+def _comment(text: str) -> str:
+    if len(text) > _MAX_COMMENT:
+        raise InvalidInputError(
+            f"comment is {len(text)} characters long; keep it under {_MAX_COMMENT}"
+        )
+    return text.strip()
+
+
+class Governance:
+    """Validate, request, approve, reject and auto-promote versions of a registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._reg = registry
+
+    # -- evidence ------------------------------------------------------------------
+
+    def _candidate(self, name: str, ref: str | int, *, hash_artifacts: bool) -> _Candidate:
+        reg = self._reg
+        info = reg._resolve_info(name, ref)
+        reg._ensure_adopted(name, info.version)
+        record = reg.ledger.version_record(name, info.version)
+        run = reg.gateway.run(info.run_id) if info.run_id else None
+        metadata = {**(run.params if run else {}), **(run.tags if run else {}), **info.tags}
+        problems: list[str] | None = None
+        digest = ""
+        if hash_artifacts and record is not None:
+            verified = reg._verify_one(name, info.version)
+            problems, digest = verified.problems, verified.actual_digest or ""
+        evidence = Evidence(
+            name=name,
+            version=info.version,
+            semver=record.semver_value if record else None,
+            metrics=run.metrics if run else {},
+            metadata=metadata,
+            description=info.description,
+            facts=facts_from_json(record.facts) if record else None,
+            lineage_missing=[m for m in record.lineage_missing.split(",") if m] if record else None,
+            digest_problems=problems,
+        )
+        registrants = {record.registered_by if record else "", info.user_id}
+        registrants.add(run.user_id if run else "")
+        return _Candidate(info, record, evidence, digest, frozenset(r for r in registrants if r))
+
+    def _with_champion(self, txn: LedgerTransaction, candidate: _Candidate) -> Evidence:
+        """The candidate's evidence plus the Production version as it is inside the lock."""
+        name = candidate.info.name
+        holder = lifecycle.holder(lifecycle.fold(txn.events(name)), Stage.PRODUCTION)
+        if holder is None or holder == candidate.info.version:
+            return candidate.evidence
+        info = self._reg.gateway.version(name, holder)
+        run = self._reg.gateway.run(info.run_id) if info.run_id else None
+        record = txn.version_record(name, holder)
+        champion = policy.ChampionEvidence(
+            version=holder,
+            semver=record.semver_value if record else None,
+            metrics=run.metrics if run else {},
+            facts=facts_from_json(record.facts) if record else None,
+        )
+        return dataclasses.replace(candidate.evidence, champion=champion)
+
+    def _rules(self, name: str) -> policy.ModelPolicy:
+        return self._reg.policy().for_model(name)
+
+    def _view(
+        self,
+        candidate: _Candidate,
+        outcome: str,
+        decision: Decision,
+        *,
+        events: Sequence[Event] = (),
+        approvers: Sequence[str] = (),
+        message: str = "",
+    ) -> DecisionView:
+        rules = self._rules(candidate.info.name)
+        return DecisionView(
+            name=candidate.info.name,
+            version=candidate.info.version,
+            semver=str(candidate.evidence.semver) if candidate.evidence.semver else None,
+            outcome=outcome,
+            passed=decision.passed,
+            promoted=any(e.to_stage is Stage.PRODUCTION for e in events),
+            gates=[GateView.of(r) for r in decision.results],
+            approvers=list(approvers),
+            required_approvals=rules.approvals.required,
+            policy=self._reg.policy().source or "(none: open policy)",
+            message=message,
+            events=[EventView.of(e) for e in events],
+        )
+
+    # -- operations ----------------------------------------------------------------
+
+    def validate(self, name: str, ref: str | int, *, actor: str | None = None) -> DecisionView:
+        """Every gate of the model's policy, with observed and required values."""
+        self._reg.authorize(actor, Permission.READ, "validate versions")
+        rules = self._rules(name)
+        candidate = self._candidate(name, ref, hash_artifacts=rules.gates.require_verified_digest)
+        with self._reg.ledger.locked(name) as txn:
+            decision = policy.evaluate(rules, self._with_champion(txn, candidate))
+        return self._view(candidate, "valid" if decision.passed else "invalid", decision)
+
+    def request(
+        self, name: str, ref: str | int, *, comment: str = "", actor: str | None = None
+    ) -> DecisionView:
+        """Open a request to promote a version to Production; gates must pass first.
+
+        With no approvals required by the policy, the version is promoted at once.
+        A request refused by the gates is recorded (DECLINE) and raises.
+        """
+        who, _role = self._reg.authorize(actor, Permission.CONTRIBUTE, "request promotions")
+        note = _comment(comment)
+        rules = self._rules(name)
+        candidate = self._candidate(name, ref, hash_artifacts=True)
+        number = candidate.info.version
+        with self._reg.ledger.locked(name) as txn:
+            events = txn.events(name)
+            lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
+            if (pending := open_request(events, number)) is not None:
+                raise ApprovalError(
+                    f"{name} version {number} already has an open request (#{pending.id} by "
+                    f"{pending.actor}); approve or reject it with `modelreg approve|reject`"
+                )
+            decision = policy.evaluate(rules, self._with_champion(txn, candidate))
+            if not decision.passed:
+                txn.append(self._decline(candidate, who, decision, "request"))
+            else:
+                opened = txn.append(
+                    self._event(candidate, Action.REQUEST, who, note, {"target": "Production"})
+                )
+                done = [opened]
+                if rules.approvals.required == 0:
+                    done += self._promote(txn, candidate, who, f"request #{opened.id}", [])
+                else:
+                    self._reg.gateway.set_version_tags(
+                        name, number, {APPROVAL_TAG: f"requested by {who}"}
+                    )
+                outcome = "promoted" if len(done) > 1 else "requested"
+                return self._view(candidate, outcome, decision, events=done)
+        raise GateFailedError(name, number, [r.explain() for r in decision.failures])
+
+    def approve(
+        self, name: str, ref: str | int, *, comment: str = "", actor: str | None = None
+    ) -> DecisionView:
+        """Approve a version's open request; promote it when enough approvals count."""
+        note = _comment(comment)
+        rules = self._rules(name)
+        who, role = self._reg.authorize(actor, Permission.READ, "approve")
+        if not policy.may_approve(rules.approvals, who, role):
+            raise PermissionDeniedError(who, "approve", _eligibility(rules.approvals, role))
+        candidate = self._candidate(name, ref, hash_artifacts=True)
+        number = candidate.info.version
+        with self._reg.ledger.locked(name) as txn:
+            events = txn.events(name)
+            pending = open_request(events, number)
+            requester = pending.actor if pending else ""
+            conflict = policy.conflicts_of_interest(
+                rules.approvals, who, candidate.registrants, requester
+            )
+            if conflict:
+                raise PermissionDeniedError(
+                    who, f"approve {name} version {number}", f"separation of duties ({conflict})"
+                )
+            decision = policy.evaluate(rules, self._with_champion(txn, candidate))
+            if not decision.passed:
+                raise GateFailedError(name, number, [r.explain() for r in decision.failures])
+            if pending is None:
+                raise ApprovalError(
+                    f"{name} version {number} has no open promotion request; open one with "
+                    f"`modelreg request {name} {number} --stage production`"
+                )
+            if any(v.actor == who and v.digest == candidate.digest for v in pending.votes):
+                raise ApprovalError(f"{who} has already approved {name} version {number}")
+            vote = txn.append(
+                self._event(candidate, Action.APPROVE, who, note, {"request": pending.id}, role)
+            )
+            votes = [*pending.votes, Vote(who, role, candidate.digest)]
+            counted = policy.counted_approvers(
+                rules.approvals, votes, candidate.digest, candidate.registrants, requester
+            )
+            self._reg.gateway.set_version_tags(
+                name,
+                number,
+                {
+                    "approved_by": ",".join(counted),
+                    "approved_at": vote.at.isoformat(timespec="seconds"),
+                    "comment": note,
+                    APPROVAL_TAG: f"approved {len(counted)}/{rules.approvals.required}",
+                },
+            )
+            done = [vote]
+            if len(counted) >= rules.approvals.required:
+                why = f"request #{pending.id} approved by {', '.join(counted)}"
+                done += self._promote(txn, candidate, who, why, counted)
+            outcome = "promoted" if len(done) > 1 else "pending"
+            return self._view(candidate, outcome, decision, events=done, approvers=counted)
+
+    def reject(
+        self, name: str, ref: str | int, *, comment: str, actor: str | None = None
+    ) -> DecisionView:
+        """Reject a version's open request with a comment; nothing but the ledger changes."""
+        note = _comment(comment)
+        if not note:
+            raise ApprovalError("a rejection needs a comment saying why (--comment TEXT)")
+        rules = self._rules(name)
+        who, role = self._reg.authorize(actor, Permission.READ, "reject")
+        if not policy.may_approve(rules.approvals, who, role):
+            raise PermissionDeniedError(who, "reject", _eligibility(rules.approvals, role))
+        candidate = self._candidate(name, ref, hash_artifacts=False)
+        number = candidate.info.version
+        with self._reg.ledger.locked(name) as txn:
+            pending = open_request(txn.events(name), number)
+            if pending is None:
+                raise ApprovalError(f"{name} version {number} has no open promotion request")
+            event = txn.append(
+                self._event(candidate, Action.REJECT, who, note, {"request": pending.id}, role)
+            )
+            self._reg.gateway.set_version_tags(
+                name,
+                number,
+                {
+                    "rejected_by": who,
+                    "rejected_at": event.at.isoformat(timespec="seconds"),
+                    "comment": note,
+                    APPROVAL_TAG: f"rejected by {who}",
+                },
+            )
+            return self._view(candidate, "rejected", Decision(), events=[event])
+
+    def auto_promote(self, name: str, ref: str | int, *, actor: str | None = None) -> DecisionView:
+        """Promote when the gates pass and the candidate beats Production by the margin.
+
+        The promotion is recorded with the automation's actor and who triggered
+        it. When the policy still wants a human, a request is opened instead.
+        """
+        who, _role = self._reg.authorize(actor, Permission.CONTRIBUTE, "run auto-promotion")
+        bot = self._reg.settings.automation_actor
+        rules = self._rules(name)
+        candidate = self._candidate(name, ref, hash_artifacts=True)
+        number = candidate.info.version
+        with self._reg.ledger.locked(name) as txn:
+            events = txn.events(name)
+            lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
+            decision = policy.auto_promotion(rules, self._with_champion(txn, candidate))
+            trigger = {"triggered_by": who}
+            if not decision.passed:
+                declined = txn.append(self._decline(candidate, bot, decision, "auto-promotion"))
+                message = "; ".join(r.explain() for r in decision.failures)
+                return self._view(
+                    candidate, "declined", decision, events=[declined], message=message
+                )
+            if rules.auto_promote.require_approval and rules.approvals.required > 0:
+                if open_request(events, number) is not None:
+                    return self._view(candidate, "requested", decision, message="already open")
+                opened = txn.append(
+                    self._event(candidate, Action.REQUEST, bot, "auto-promotion passed", trigger)
+                )
+                self._reg.gateway.set_version_tags(
+                    name, number, {APPROVAL_TAG: "requested by auto-promotion"}
+                )
+                return self._view(candidate, "requested", decision, events=[opened])
+            done = self._promote(txn, candidate, bot, f"auto-promotion triggered by {who}", [])
+            return self._view(candidate, "promoted", decision, events=done)
+
+    # -- ledger records --------------------------------------------------------------
+
+    def _event(
+        self,
+        candidate: _Candidate,
+        action: Action,
+        actor: str,
+        comment: str,
+        details: Mapping[str, object],
+        role: Role | None = None,
+    ) -> NewEvent:
+        extra: dict[str, object] = {**details, "comment": comment} if comment else dict(details)
+        if role is not None:
+            extra["role"] = role.value
+        return NewEvent(
+            model=candidate.info.name,
+            version=candidate.info.version,
+            action=action,
+            actor=actor,
+            reason=comment,
+            semver=candidate.record.semver if candidate.record else "",
+            digest=candidate.digest or (candidate.record.digest if candidate.record else ""),
+            details=extra,
+        )
+
+    def _decline(
+        self, candidate: _Candidate, actor: str, decision: Decision, what: str
+    ) -> NewEvent:
+        failures = [r.explain() for r in decision.failures]
+        return dataclasses.replace(
+            self._event(candidate, Action.DECLINE, actor, "", {"refused": what}),
+            reason=f"{what} refused: " + "; ".join(failures),
+            details={"refused": what, "failures": failures},
+        )
+
+    def _promote(
+        self,
+        txn: LedgerTransaction,
+        candidate: _Candidate,
+        actor: str,
+        reason: str,
+        approvers: Sequence[str],
+    ) -> list[Event]:
+        name, number = candidate.info.name, candidate.info.version
+        events = txn.events(name)
+        changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
+        details = {"approvers": list(approvers)} if approvers else {}
+        return self._reg._apply_events(txn, name, events, changes, actor, reason, details)
+
+
+def _eligibility(rules: policy.Approvals, role: Role) -> str:
+    if not rules.approvers and not rules.roles:
+        return f"approving needs the approver or admin role (you are {role.value})"
+    allowed = [*rules.approvers, *(f"role {r.value}" for r in rules.roles)]
+    return "the policy lets only these approve: " + ", ".join(allowed)

@@ -1,0 +1,622 @@
+"""Governance policy: gates, approval rules, auto-promotion and roles, from one TOML file.
+
+The policy file has a ``[default]`` policy, per-model overrides under
+``[models.<name>]`` (merged key by key over the default), an ``[access]``
+table that gives users roles, and ``[[webhooks]]`` subscribers. It is
+validated on load; a bad file is refused with the key that is wrong.
+
+Everything here is pure: :func:`evaluate` turns a policy and the evidence about
+a candidate version (:class:`Evidence`) into a :class:`Decision`, and
+:func:`approval_standing` counts which approvals still count. The registry
+gathers the evidence and acts on the decision.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import operator
+import re
+import tomllib
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelreg.domain import SemVer, check_model_name
+from modelreg.errors import InvalidNameError, PolicyError
+from modelreg.semver import VersionFacts, breaks_inputs
+
+MAX_POLICY_BYTES = 1 << 20
+
+
+class Role(enum.StrEnum):
+    """What a user may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"
+    CONTRIBUTOR = "contributor"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        """Position in the viewer < contributor < approver < admin order."""
+        return list(Role).index(self)
+
+
+class Permission(enum.StrEnum):
+    """A kind of operation, allowed from a minimum role upwards."""
+
+    READ = "read"  # list, show, search, history, lineage, validate
+    CONTRIBUTE = "contribute"  # register, sync, request, Staging/Archived moves, auto-promote
+    APPROVE = "approve"  # approve, reject, roll back
+    ADMINISTER = "administer"  # promote to Production directly, doctor --fix
+
+    @property
+    def minimum(self) -> Role:
+        """The least role holding this permission."""
+        return {
+            Permission.READ: Role.VIEWER,
+            Permission.CONTRIBUTE: Role.CONTRIBUTOR,
+            Permission.APPROVE: Role.APPROVER,
+            Permission.ADMINISTER: Role.ADMIN,
+        }[self]
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+_GATE = re.compile(r"^\s*([A-Za-z0-9_.\-/ ]+?)\s*(>=|<=|>|<)\s*(-?[0-9.]+(?:[eE]-?[0-9]+)?)\s*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MetricGate(_Strict):
+    """``metric op threshold``, e.g. ``test_auc >= 0.85``, checked on the version's run."""
+
+    metric: str
+    op: str
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: str) -> MetricGate:
+        """Parse ``"test_auc >= 0.85"``; raise ValueError naming what is wrong."""
+        match = _GATE.match(text)
+        if match is None:
+            raise ValueError(
+                f"metric gate {text!r} must look like 'test_auc >= 0.85' (operators >=, >, <=, <)"
+            )
+        value = float(match.group(3))
+        if not math.isfinite(value):
+            raise ValueError(f"metric gate {text!r} needs a finite threshold")
+        return cls(metric=match.group(1), op=match.group(2), threshold=value)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+    def holds(self, observed: float) -> bool:
+        """Whether ``observed`` satisfies the gate."""
+        return _OPS[self.op](observed, self.threshold)
+
+
+class Gates(_Strict):
+    """What a version must show before it may enter Production."""
+
+    metrics: list[MetricGate] = []
+    required_metadata: list[str] = []
+    require_description: bool = False
+    require_signature: bool = False
+    require_complete_lineage: bool = False
+    require_verified_digest: bool = True
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _parse_metrics(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [MetricGate.parse(v) if isinstance(v, str) else v for v in value]
+        return value
+
+
+class Champion(_Strict):
+    """How a candidate compares with the current Production version."""
+
+    metric: str = ""  # empty: no metric comparison
+    margin: float = Field(default=0.0, ge=0)
+    higher_is_better: bool = True
+    protect_signature: bool = True  # a breaking input change needs a new MAJOR
+
+
+class Approvals(_Strict):
+    """Who must sign off, and how many of them."""
+
+    required: int = Field(default=0, ge=0, le=20)
+    approvers: list[str] = []  # users allowed to approve; with roles empty: anyone identified
+    roles: list[Role] = []  # roles allowed to approve
+    separation_of_duties: bool = True  # registrant and requester may not approve
+
+
+class AutoPromote(_Strict):
+    """Whether a better candidate may be promoted without a human."""
+
+    enabled: bool = False
+    metric: str = ""
+    margin: float = Field(default=0.0, ge=0)
+    higher_is_better: bool = True
+    require_approval: bool = False
+
+
+class ModelPolicy(_Strict):
+    """The effective rules for one model."""
+
+    gates: Gates = Gates()
+    champion: Champion = Champion()
+    approvals: Approvals = Approvals()
+    auto_promote: AutoPromote = AutoPromote()
+
+
+class Access(_Strict):
+    """Roles of users; users not listed get ``default_role``."""
+
+    default_role: Role = Role.VIEWER
+    users: dict[str, Role] = {}
+
+    def role_of(self, user: str) -> Role:
+        """The role ``user`` holds."""
+        return self.users.get(user, self.default_role)
+
+
+class Webhook(_Strict):
+    """A subscriber that receives every ledger event, signed with HMAC-SHA256."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+    secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # env var holding the secret
+    actions: list[str] = []  # empty: every action
+
+
+class PolicyFile(_Strict):
+    """A whole policy file."""
+
+    default: ModelPolicy = ModelPolicy()
+    models: dict[str, dict[str, Any]] = {}
+    access: Access = Access()
+    webhooks: list[Webhook] = []
+    source: str = ""  # where it was read from; "" for the built-in open policy
+
+    def for_model(self, name: str) -> ModelPolicy:
+        """The default policy with ``name``'s overrides merged in."""
+        override = self.models.get(name)
+        if not override:
+            return self.default
+        merged = _merge(self.default.model_dump(mode="json"), override)
+        try:
+            return ModelPolicy.model_validate(merged)
+        except ValidationError as exc:  # checked on load; kept for direct construction
+            raise PolicyError(
+                self.source or "policy", _first_problem(exc, ("models", name))
+            ) from exc
+
+
+OPEN_POLICY = PolicyFile(
+    default=ModelPolicy(gates=Gates(require_verified_digest=False)),
+    access=Access(default_role=Role.ADMIN),
+)
+"""Used when there is no policy file: no gates and every user an admin, as in plain MLflow."""
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _first_problem(exc: ValidationError, prefix: Sequence[str | int] = ()) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in (*prefix, *error["loc"])) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def parse(text: str, source: str) -> PolicyFile:
+    """Parse and validate policy TOML; raise PolicyError naming the offending key."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(source, f"not valid TOML: {exc}") from exc
+    try:
+        policy = PolicyFile.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        raise PolicyError(source, _first_problem(exc)) from exc
+    for name, override in policy.models.items():
+        try:
+            check_model_name(name)
+        except InvalidNameError as exc:
+            raise PolicyError(source, f"models.{name}: {exc.message}") from exc
+        try:
+            ModelPolicy.model_validate(_merge(policy.default.model_dump(mode="json"), override))
+        except ValidationError as exc:
+            raise PolicyError(source, _first_problem(exc, ("models", name))) from exc
+    return policy
+
+
+def load(path: Path) -> PolicyFile:
+    """Read the policy file at ``path``; the open policy when it does not exist."""
+    if not path.exists():
+        return OPEN_POLICY
+    try:
+        if path.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyError(str(path), f"larger than {MAX_POLICY_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(str(path), f"cannot be read: {exc}") from exc
+    return parse(text, str(path))
+
+
+# -- evaluation --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChampionEvidence:
+    """What is known about the current Production version."""
+
+    version: int
+    semver: SemVer | None
+    metrics: Mapping[str, float]
+    facts: VersionFacts | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """Everything the gates look at for one candidate version."""
+
+    name: str
+    version: int
+    semver: SemVer | None
+    metrics: Mapping[str, float]
+    metadata: Mapping[str, str]  # version tags, then run tags, then run params
+    description: str
+    facts: VersionFacts | None  # None: not adopted into the ledger
+    lineage_missing: Sequence[str] | None  # None: not adopted
+    digest_problems: Sequence[str] | None  # None: not verified
+    champion: ChampionEvidence | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One check with what was required and what was observed."""
+
+    gate: str
+    passed: bool
+    required: str
+    observed: str
+
+    def explain(self) -> str:
+        """One line: the gate, required and observed values."""
+        verdict = "passed" if self.passed else "failed"
+        return f"{self.gate} {verdict}: required {self.required}, observed {self.observed}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gates a version went through, in order."""
+
+    results: tuple[GateResult, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        """True when every gate passed."""
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        """The gates that failed."""
+        return [r for r in self.results if not r.passed]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _metric_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
+    results = []
+    for gate in gates.metrics:
+        observed = evidence.metrics.get(gate.metric)
+        results.append(
+            GateResult(
+                gate=f"metric {gate.metric}",
+                passed=observed is not None and gate.holds(observed),
+                required=str(gate),
+                observed="not logged on the version's run" if observed is None else _fmt(observed),
+            )
+        )
+    return results
+
+
+def _metadata_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
+    results = [
+        GateResult(
+            gate=f"metadata {key}",
+            passed=bool(evidence.metadata.get(key, "").strip()),
+            required="a non-empty tag or param",
+            observed=repr(evidence.metadata[key]) if key in evidence.metadata else "missing",
+        )
+        for key in gates.required_metadata
+    ]
+    if gates.require_description:
+        text = evidence.description.strip()
+        results.append(
+            GateResult(
+                gate="description",
+                passed=bool(text),
+                required="a version description",
+                observed=f"{len(text)} characters" if text else "missing",
+            )
+        )
+    return results
+
+
+def _artifact_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
+    results = []
+    if gates.require_signature:
+        has = evidence.facts is not None and evidence.facts.inputs is not None
+        results.append(
+            GateResult(
+                gate="signature",
+                passed=has,
+                required="an input signature",
+                observed="present" if has else "missing",
+            )
+        )
+    if gates.require_complete_lineage:
+        missing = evidence.lineage_missing
+        results.append(
+            GateResult(
+                gate="lineage",
+                passed=missing is not None and not missing,
+                required="complete lineage (git commit, data, params, environment)",
+                observed="not adopted"
+                if missing is None
+                else ("complete" if not missing else "missing " + ", ".join(missing)),
+            )
+        )
+    if gates.require_verified_digest:
+        problems = evidence.digest_problems
+        results.append(
+            GateResult(
+                gate="digest",
+                passed=problems is not None and not problems,
+                required="artifacts match the registered sha256 manifest",
+                observed="not verified"
+                if problems is None
+                else ("verified" if not problems else "; ".join(problems[:3])),
+            )
+        )
+    return results
+
+
+def beats(
+    candidate: float | None, champion: float | None, margin: float, *, higher_is_better: bool
+) -> bool:
+    """Whether ``candidate`` beats ``champion`` by more than ``margin``.
+
+    The difference is rounded to 12 places so that 0.87 - 0.85 counts as
+    exactly 0.02 (float subtraction gives 0.020000000000000018).
+    """
+    if candidate is None or champion is None:
+        return False
+    gain = candidate - champion if higher_is_better else champion - candidate
+    return round(gain, 12) > margin
+
+
+def _champion_gates(champion: Champion, evidence: Evidence) -> list[GateResult]:
+    current = evidence.champion
+    if current is None:
+        return []
+    results = []
+    if champion.metric:
+        observed = evidence.metrics.get(champion.metric)
+        theirs = current.metrics.get(champion.metric)
+        direction = "above" if champion.higher_is_better else "below"
+        results.append(
+            GateResult(
+                gate=f"champion {champion.metric}",
+                passed=beats(
+                    observed, theirs, champion.margin, higher_is_better=champion.higher_is_better
+                ),
+                required=f"more than {_fmt(champion.margin)} {direction} Production "
+                f"v{current.version} ({_fmt(theirs) if theirs is not None else 'not logged'})",
+                observed=_fmt(observed) if observed is not None else "not logged",
+            )
+        )
+    if champion.protect_signature and current.facts is not None and evidence.facts is not None:
+        breaking = breaks_inputs(current.facts.inputs, evidence.facts.inputs)
+        new_major = (
+            evidence.semver is not None
+            and current.semver is not None
+            and evidence.semver.major > current.semver.major
+        )
+        results.append(
+            GateResult(
+                gate="signature compatibility",
+                passed=not breaking or new_major,
+                required=f"inputs compatible with Production v{current.version}, "
+                "or a new MAJOR version",
+                observed="compatible"
+                if not breaking
+                else f"breaking change in {evidence.semver} vs {current.semver}",
+            )
+        )
+    return results
+
+
+def evaluate(policy: ModelPolicy, evidence: Evidence) -> Decision:
+    """Run every gate of ``policy`` against ``evidence``."""
+    return Decision(
+        tuple(
+            _metric_gates(policy.gates, evidence)
+            + _metadata_gates(policy.gates, evidence)
+            + _artifact_gates(policy.gates, evidence)
+            + _champion_gates(policy.champion, evidence)
+        )
+    )
+
+
+def auto_promotion(policy: ModelPolicy, evidence: Evidence) -> Decision:
+    """The gates plus the auto-promotion rule: enabled, and better than Production."""
+    rule = policy.auto_promote
+    results = list(evaluate(policy, evidence).results)
+    results.append(
+        GateResult(
+            gate="auto-promotion enabled",
+            passed=rule.enabled,
+            required="auto_promote.enabled = true",
+            observed=str(rule.enabled).lower(),
+        )
+    )
+    current = evidence.champion
+    if rule.metric and current is not None:
+        observed = evidence.metrics.get(rule.metric)
+        theirs = current.metrics.get(rule.metric)
+        direction = "above" if rule.higher_is_better else "below"
+        results.append(
+            GateResult(
+                gate=f"auto-promotion {rule.metric}",
+                passed=beats(observed, theirs, rule.margin, higher_is_better=rule.higher_is_better),
+                required=f"more than {_fmt(rule.margin)} {direction} Production "
+                f"v{current.version} ({_fmt(theirs) if theirs is not None else 'not logged'})",
+                observed=_fmt(observed) if observed is not None else "not logged",
+            )
+        )
+    return Decision(tuple(results))
+
+
+# -- approvals -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One recorded approval."""
+
+    actor: str
+    role: Role
+    digest: str
+
+
+def may_approve(rules: Approvals, actor: str, role: Role) -> bool:
+    """Whether the approval rules let ``actor`` (holding ``role``) approve at all."""
+    if not rules.approvers and not rules.roles:
+        return role.rank >= Role.APPROVER.rank
+    return actor in rules.approvers or role in rules.roles
+
+
+def conflicts_of_interest(
+    rules: Approvals, actor: str, registrants: Collection[str], requester: str
+) -> str:
+    """Why ``actor`` may not approve this version, or "" when they may.
+
+    ``registrants`` holds everyone who put the version there: the modelreg
+    actor that registered it and the user of the MLflow run that produced it.
+    """
+    if not rules.separation_of_duties:
+        return ""
+    if actor in registrants:
+        return f"{actor} registered this version"
+    if actor == requester:
+        return f"{actor} requested this promotion"
+    return ""
+
+
+def counted_approvers(
+    rules: Approvals,
+    votes: Sequence[Vote],
+    digest: str,
+    registrants: Collection[str],
+    requester: str,
+) -> list[str]:
+    """Distinct approvers whose approval still counts: same artifacts, eligible, no conflict."""
+    counted: list[str] = []
+    for vote in votes:
+        if vote.digest != digest or vote.actor in counted:
+            continue
+        if not may_approve(rules, vote.actor, vote.role):
+            continue
+        if conflicts_of_interest(rules, vote.actor, registrants, requester):
+            continue
+        counted.append(vote.actor)
+    return counted
+
+
+STARTER = """\
+# modelreg governance policy.  Reference: docs/governance.md
+# The [default] policy applies to every model; [models.<name>] overrides it
+# key by key.  Gates are checked whenever a version is requested, approved or
+# auto-promoted into Production.
+
+[default.gates]
+# Metrics are read from the MLflow run that produced the version.
+metrics = ["test_auc >= 0.85"]
+# Looked up in the version's tags, then its run's tags, then its run's params.
+required_metadata = ["data_version"]
+require_description = true
+require_signature = true
+require_complete_lineage = true
+# Re-hash the artifacts and compare them with the manifest taken at registration.
+require_verified_digest = true
+
+[default.champion]
+# Compare with the current Production version.  Leave metric empty to skip.
+metric = ""
+margin = 0.0
+# A breaking input-signature change is only allowed with a new MAJOR version.
+protect_signature = true
+
+[default.approvals]
+# One approval by any identified user who did not register the version.
+required = 1
+approvers = []           # e.g. ["carol"]; with roles = [] too: any approver or admin
+roles = []               # e.g. ["approver"]
+separation_of_duties = true
+
+[default.auto_promote]
+enabled = true
+metric = "test_auc"
+margin = 0.02            # promote when test_auc beats Production by more than 0.02
+require_approval = false # true: passing automation opens a request for a human instead
+
+# Per-model overrides, e.g.:
+# [models.fraud-detector.gates]
+# metrics = ["test_auc >= 0.9", "latency_ms <= 20"]
+
+[access]
+# Roles: viewer < contributor < approver < admin.  Users not listed get default_role.
+default_role = "{default_role}"
+
+[access.users]
+{users}
+
+# Webhook subscribers receive every ledger event, signed with HMAC-SHA256:
+# [[webhooks]]
+# name = "ops"
+# url = "https://hooks.example.com/modelreg"
+# secret_env = "MODELREG_WEBHOOK_SECRET_OPS"   # the secret comes from this env var
+# actions = []                                 # empty: every action
+"""
+
+
+def starter(admins: Sequence[str], default_role: Role = Role.APPROVER) -> str:
+    """The commented starter policy with the course's rules; ``admins`` get the admin role."""
+    users = "\n".join(f'"{user}" = "admin"' for user in admins) or '# alice = "approver"'
+    text = STARTER.format(default_role=default_role.value, users=users)
+    parse(text, "starter policy")  # the starter must always be a valid policy
+    return text
