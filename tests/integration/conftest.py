@@ -8,7 +8,7 @@ from typing import Any
 
 import mlflow
 import pytest
-from registry_helpers import create_versions, labels, training_frame
+from registry_helpers import create_versions, labels, training_frame, write_policy
 from sklearn.tree import DecisionTreeClassifier
 
 from modelreg.registry import Registry
@@ -44,3 +44,34 @@ def register_tree(registry: Registry, model_name: str) -> Callable[..., Any]:
 def quick_versions(backend: Backend, registry: Registry) -> Callable[[str, int], list[int]]:
     """``create_versions`` bound to the parametrised backend."""
     return lambda name, count: create_versions(backend, registry, name, count)
+
+
+@pytest.fixture
+def governed(registry: Registry) -> Registry:
+    """The registry (acting as alice) under the course's starter policy."""
+    write_policy(registry)
+    return registry
+
+
+Register = Callable[..., int]
+
+
+@pytest.fixture
+def register_auc(governed: Registry, model_name: str) -> Register:
+    """Register a tree whose run logs ``test_auc`` and ``data_version``; return its number."""
+
+    def register(auc: float, *, data_version: str | None = "2026-11", seed: int = 0) -> int:
+        frame = training_frame(seed)
+        model = DecisionTreeClassifier(max_depth=2, random_state=0).fit(frame, labels(frame))
+        with mlflow.start_run():
+            mlflow.log_metric("test_auc", auc)
+            view = governed.register(
+                model,
+                name=model_name,
+                training_data=frame,
+                data_version=data_version,
+                description=f"tree with test_auc {auc}",
+            )
+        return int(view.version)
+
+    return register

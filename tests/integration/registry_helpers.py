@@ -10,6 +10,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 
+from modelreg import policy
 from modelreg.registry import Registry
 from services import Backend
 
@@ -65,3 +66,25 @@ def create_versions(backend: Backend, registry: Registry, name: str, count: int)
     ]
     registry.sync(name)
     return numbers
+
+
+POLICY_USERS = """"ann" = "admin"
+alice = "approver"
+connie = "contributor"
+victor = "viewer"
+"""
+
+
+def write_policy(registry: Registry, extra: str = "") -> None:
+    """The starter policy: ann admin, alice approver, connie contributor, victor viewer.
+
+    Users not listed (bob, carol, anonymous) get the starter's default role, approver.
+    """
+    text = policy.starter(["ann"]).replace('"ann" = "admin"\n', POLICY_USERS)
+    registry.settings.resolved_policy_file().write_text(text + extra, encoding="utf-8")
+
+
+def production(registry: Registry, name: str) -> int | None:
+    """Which version MLflow's production alias points at (None if unset)."""
+    aliases = MlflowClient(registry.gateway.tracking_uri).get_registered_model(name).aliases
+    return int(aliases["production"]) if "production" in aliases else None

@@ -12,12 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from registry_helpers import labels, training_frame
-from sklearn.tree import DecisionTreeClassifier
+from registry_helpers import production, write_policy
 
 from modelreg import policy
 from modelreg.domain import Action, Stage
@@ -27,60 +25,9 @@ from services import Backend
 
 pytestmark = pytest.mark.integration
 
-USERS = """"ann" = "admin"
-alice = "approver"
-connie = "contributor"
-victor = "viewer"
-"""
-
-
-def write_policy(registry: Registry, extra: str = "") -> Path:
-    """The starter policy: ann admin, alice approver, connie contributor, victor viewer."""
-    path = registry.settings.resolved_policy_file()
-    text = policy.starter(["ann"]).replace('"ann" = "admin"\n', USERS)
-    path.write_text(text + extra, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def governed(registry: Registry) -> Registry:
-    """The registry (acting as alice) under the course's starter policy."""
-    write_policy(registry)
-    return registry
-
-
-Register = Callable[..., int]
-
-
-@pytest.fixture
-def register_auc(governed: Registry, model_name: str) -> Register:
-    """Register a tree whose run logs ``test_auc``; return its version number."""
-
-    def register(auc: float, *, data_version: str | None = "2026-11", seed: int = 0) -> int:
-        frame = training_frame(seed)
-        model = DecisionTreeClassifier(max_depth=2, random_state=0).fit(frame, labels(frame))
-        with mlflow.start_run():
-            mlflow.log_metric("test_auc", auc)
-            view = governed.register(
-                model,
-                name=model_name,
-                training_data=frame,
-                data_version=data_version,
-                description=f"tree with test_auc {auc}",
-            )
-        return view.version
-
-    return register
-
-
-def production(registry: Registry, name: str) -> int | None:
-    """Which version MLflow's production alias points at (None if unset)."""
-    aliases = MlflowClient(registry.gateway.tracking_uri).get_registered_model(name).aliases
-    return int(aliases["production"]) if "production" in aliases else None
-
 
 def test_request_refuses_low_auc_with_the_observed_value(
-    governed: Registry, register_auc: Register, model_name: str
+    governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
     version = register_auc(0.81)
     with pytest.raises(
@@ -101,7 +48,7 @@ def test_request_refuses_low_auc_with_the_observed_value(
 
 
 def test_missing_required_tag_is_refused_naming_it(
-    governed: Registry, register_auc: Register, model_name: str
+    governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
     version = register_auc(0.9, data_version=None)
     with pytest.raises(GateFailedError, match="metadata data_version failed"):
@@ -110,7 +57,7 @@ def test_missing_required_tag_is_refused_naming_it(
 
 
 def test_one_approval_by_someone_else_promotes_and_tags_mlflow(
-    governed: Registry, register_auc: Register, model_name: str
+    governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
     version = register_auc(0.9)
     requested = governed.request(model_name, version, comment="ready")
@@ -143,7 +90,7 @@ def test_one_approval_by_someone_else_promotes_and_tags_mlflow(
 
 
 def test_rejection_with_comment_shows_in_show_and_tags(
-    governed: Registry, register_auc: Register, model_name: str
+    governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
     version = register_auc(0.9)
     governed.request(model_name, version)
@@ -163,7 +110,7 @@ def test_rejection_with_comment_shows_in_show_and_tags(
 
 
 def test_auto_promotion_needs_more_than_the_margin(
-    governed: Registry, register_auc: Register, model_name: str
+    governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
     first = register_auc(0.86, seed=1)
     result = governed.auto_promote(model_name, first)  # no Production yet: gates suffice
@@ -189,7 +136,7 @@ def test_auto_promotion_needs_more_than_the_margin(
 
 def test_approvals_are_bound_to_the_artifact_digest(
     governed: Registry,
-    register_auc: Register,
+    register_auc: Callable[..., int],
     backend: Backend,
     model_name: str,
     tmp_path: Path,
@@ -218,7 +165,7 @@ def test_approvals_are_bound_to_the_artifact_digest(
 
 
 def test_roles_guard_promote_and_rollback(
-    governed: Registry, register_auc: Register, model_name: str
+    governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
     first, second = register_auc(0.86, seed=1), register_auc(0.9, seed=2)
     for version in (first, second):

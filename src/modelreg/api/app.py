@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from modelreg.api.governance import governance_router
+from modelreg.api.identity import Actor, Identifier
 from modelreg.errors import ModelregError
 from modelreg.http_status import status_for
 from modelreg.registry import Registry
@@ -39,9 +41,6 @@ class RollbackBody(BaseModel):
 
     to: str | None = Field(default=None, max_length=64)
     reason: str = Field(default="", max_length=2000)
-
-
-Actor = Annotated[str | None, Header(alias="X-Modelreg-Actor", max_length=256)]
 
 
 async def _sync_forever(registry: Registry, interval: float) -> None:
@@ -74,12 +73,16 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     app = FastAPI(title="modelreg", version="0.1.0", lifespan=lifespan)
     app.state.registry = reg
+    app.state.identifier = Identifier(reg)
 
     @app.exception_handler(ModelregError)
     async def _error(_request: Request, exc: ModelregError) -> JSONResponse:
         status = status_for(exc)
+        headers = {"WWW-Authenticate": 'Basic realm="modelreg"'} if status == 401 else None
         return JSONResponse(
-            {"error_code": type(exc).__name__, "message": exc.message}, status_code=status
+            {"error_code": type(exc).__name__, "message": exc.message},
+            status_code=status,
+            headers=headers,
         )
 
     @app.get("/health")
@@ -92,43 +95,45 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         )
 
     @app.get("/api/v1/models")
-    def models() -> list[dict[str, Any]]:
+    def models(_actor: Actor) -> list[dict[str, Any]]:
         """Registered models with their Production and Staging versions."""
         return [m.as_json() for m in reg.models()]
 
     @app.get("/api/v1/models/{name}/versions")
-    def versions(name: str) -> list[dict[str, Any]]:
+    def versions(name: str, _actor: Actor) -> list[dict[str, Any]]:
         """Every version of a model."""
         return [v.as_json() for v in reg.versions(name)]
 
     @app.get("/api/v1/models/{name}/versions/{ref}")
-    def show(name: str, ref: str) -> dict[str, Any]:
+    def show(name: str, ref: str, _actor: Actor) -> dict[str, Any]:
         """One version (by number or semver)."""
         return reg.show(name, ref).as_json()
 
     @app.get("/api/v1/models/{name}/versions/{ref}/lineage")
-    def lineage(name: str, ref: str) -> dict[str, Any]:
+    def lineage(name: str, ref: str, _actor: Actor) -> dict[str, Any]:
         """Lineage of one version."""
         return reg.lineage(name, ref).as_json()
 
     @app.get("/api/v1/models/{name}/versions/{ref}/verify")
-    def verify(name: str, ref: str) -> dict[str, Any]:
+    def verify(name: str, ref: str, _actor: Actor) -> dict[str, Any]:
         """Re-hash one version's artifacts against its manifest."""
         return reg.verify(name, ref)[0].as_json()
 
     @app.get("/api/v1/models/{name}/history")
-    def history(name: str, at: datetime | None = None) -> dict[str, Any]:
+    def history(name: str, _actor: Actor, at: datetime | None = None) -> dict[str, Any]:
         """Audit history; with ``at``, the state at that time."""
         return reg.history(name, at).as_json()
 
     @app.get("/api/v1/search")
-    def search(filter_text: Annotated[str, Query(alias="filter", max_length=2000)]) -> list[Any]:
+    def search(
+        filter_text: Annotated[str, Query(alias="filter", max_length=2000)], _actor: Actor
+    ) -> list[Any]:
         """Versions matching a filter."""
         return [v.as_json() for v in reg.search(filter_text)]
 
     @app.post("/api/v1/models/{name}/versions/{ref}/promote")
     def promote(
-        name: str, ref: str, body: Annotated[PromoteBody, Body()], actor: Actor = None
+        name: str, ref: str, body: Annotated[PromoteBody, Body()], actor: Actor
     ) -> list[dict[str, Any]]:
         """Move a version to a stage."""
         return [
@@ -137,24 +142,25 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @app.post("/api/v1/models/{name}/rollback")
     def rollback(
-        name: str, body: Annotated[RollbackBody, Body()], actor: Actor = None
+        name: str, body: Annotated[RollbackBody, Body()], actor: Actor
     ) -> list[dict[str, Any]]:
         """Return Production to the previous (or given) version."""
         return [e.as_json() for e in reg.rollback(name, body.to, reason=body.reason, actor=actor)]
 
     @app.post("/api/v1/sync")
-    def sync() -> list[dict[str, Any]]:
+    def sync(_actor: Actor) -> list[dict[str, Any]]:
         """Adopt versions registered by plain MLflow clients now."""
         return [v.as_json() for v in reg.sync()]
 
     @app.get("/api/v1/doctor")
-    def doctor() -> list[dict[str, Any]]:
+    def doctor(actor: Actor) -> list[dict[str, Any]]:
         """Drift between the ledger and MLflow."""
-        return [d.as_json() for d in reg.doctor()]
+        return [d.as_json() for d in reg.doctor(actor=actor)]
 
     @app.post("/api/v1/doctor")
-    def doctor_fix(actor: Actor = None) -> list[dict[str, Any]]:
+    def doctor_fix(actor: Actor) -> list[dict[str, Any]]:
         """Repair drift by re-applying the ledger state to MLflow."""
         return [d.as_json() for d in reg.doctor(fix=True, actor=actor)]
 
+    app.include_router(governance_router(reg))
     return app

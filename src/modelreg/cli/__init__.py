@@ -55,7 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = [a for a in args if a != "--traceback"]
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        app(args=args, prog_name="modelreg", standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of raising.
+        code = app(args=args, prog_name="modelreg", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except typer.Exit as done:
         return int(done.exit_code or 0)
     except typer.Abort:

@@ -1,0 +1,65 @@
+"""Who is calling the API: MLflow basic-auth users, or the claimed actor in the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from modelreg.errors import AuthenticationError
+from modelreg.registry import Registry
+
+ANONYMOUS = "anonymous"
+_CREDENTIALS_TTL = 60.0  # seconds a verified password is trusted before asking MLflow again
+
+
+class Identifier:
+    """Who is calling: an MLflow-authenticated user, or the claimed actor header.
+
+    With ``auth = "mlflow"`` every API call needs HTTP Basic credentials that
+    MLflow's basic-auth app accepts; the header is ignored, so an approval
+    records an authenticated user. Without auth the header names the actor
+    (``anonymous`` when absent) and the policy's roles still apply.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._verified: dict[str, tuple[str, float]] = {}
+        self._basic = HTTPBasic(auto_error=False)
+
+    async def identify(self, request: Request, claimed: str | None) -> str:
+        """Resolve the caller's name (raises AuthenticationError for bad credentials)."""
+        if self._registry.settings.auth != "mlflow":
+            return claimed or ANONYMOUS
+        credentials: HTTPBasicCredentials | None = await self._basic(request)
+        if credentials is None:
+            raise AuthenticationError(
+                "this API needs MLflow credentials: send HTTP Basic auth (user and password)"
+            )
+        return await asyncio.to_thread(self._check, credentials.username, credentials.password)
+
+    def _check(self, username: str, password: str) -> str:
+        key = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
+        known = self._verified.get(key)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        user = self._registry.authenticate(username, password)
+        self._verified[key] = (user, time.monotonic() + _CREDENTIALS_TTL)
+        return user
+
+
+async def _caller(
+    request: Request,
+    claimed: Annotated[str | None, Header(alias="X-Modelreg-Actor", max_length=256)] = None,
+) -> str:
+    identifier = request.app.state.identifier
+    assert isinstance(identifier, Identifier)  # noqa: S101 - set by the app factory
+    return await identifier.identify(request, claimed)
+
+
+Actor = Annotated[str, Depends(_caller)]
+"""A route parameter that resolves to the calling user's name."""

@@ -1,0 +1,145 @@
+"""Governance through the API and the CLI: roles, exit codes, JSON for CI steps."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from registry_helpers import production
+
+from modelreg.api.app import create_app
+from modelreg.cli import main
+from modelreg.registry import Registry
+from services import Backend
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api(governed: Registry) -> Iterator[TestClient]:
+    """The API service over the governed registry, without authentication."""
+    with TestClient(create_app(governed.settings, governed)) as client:
+        yield client
+
+
+def as_(actor: str) -> dict[str, str]:
+    """Headers claiming ``actor`` (the embedded default has no passwords)."""
+    return {"X-Modelreg-Actor": actor}
+
+
+def test_api_enforces_roles_and_records_the_approver(
+    api: TestClient, governed: Registry, register_auc: Callable[..., int], model_name: str
+) -> None:
+    version = register_auc(0.9)
+    base = f"/api/v1/models/{model_name}/versions/{version}"
+    gates = api.get(f"{base}/validate", headers=as_("victor")).json()
+    assert gates["passed"] is True
+    assert {g["gate"] for g in gates["gates"]} >= {"metric test_auc", "metadata data_version"}
+
+    assert api.post(f"{base}/request", headers=as_("victor")).status_code == 403
+    opened = api.post(f"{base}/request", json={"comment": "ship it"}, headers=as_("connie"))
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["outcome"] == "requested"
+
+    for actor in ("victor", "connie"):
+        refused = api.post(f"{base}/approve", headers=as_(actor))
+        assert refused.status_code == 403
+        assert refused.json()["error_code"] == "PermissionDeniedError"
+    anonymous = api.post(f"{base}/approve")  # anonymous holds the default role: approver
+    promote = api.post(f"{base}/promote", json={"stage": "Production"}, headers=as_("bob"))
+    assert promote.status_code == 403
+    assert (
+        api.post(
+            f"/api/v1/models/{model_name}/rollback", json={}, headers=as_("connie")
+        ).status_code
+        == 403
+    )
+    assert anonymous.status_code == 200
+    assert anonymous.json()["outcome"] == "promoted"
+    assert anonymous.json()["approvers"] == ["anonymous"]
+    assert production(governed, model_name) == version
+
+    policy_view = api.get("/api/v1/policy", params={"model": model_name}, headers=as_("victor"))
+    assert policy_view.json()["role"] == "viewer"
+    assert policy_view.json()["policy"]["approvals"]["required"] == 1
+
+
+def test_api_refusals_are_4xx_and_write_nothing(
+    api: TestClient, governed: Registry, register_auc: Callable[..., int], model_name: str
+) -> None:
+    version = register_auc(0.8)
+    base = f"/api/v1/models/{model_name}/versions/{version}"
+    low = api.post(f"{base}/request", headers=as_("connie"))
+    assert low.status_code == 409
+    assert "observed 0.8" in low.json()["message"]
+    assert api.post(f"{base}/reject", json={"comment": ""}, headers=as_("bob")).status_code == 409
+    assert api.post(f"{base}/reject", content=b"{", headers=as_("bob")).status_code == 422
+    long = api.post(f"{base}/approve", json={"comment": "x" * 3000}, headers=as_("bob"))
+    assert long.status_code == 422
+    assert api.post(f"/api/v1/models/{model_name}/versions/99/approve").status_code == 404
+    assert production(governed, model_name) is None
+
+
+def _cli(backend: Backend, home: Path, *args: str) -> list[str]:
+    return [
+        "--tracking-uri",
+        backend.tracking_uri,
+        "--ledger-uri",
+        backend.ledger_uri,
+        "--home",
+        str(home),
+        *args,
+    ]
+
+
+def test_cli_is_usable_as_a_ci_step(
+    governed: Registry,
+    register_auc: Callable[..., int],
+    backend: Backend,
+    model_name: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = governed.settings.home
+    first = register_auc(0.86, seed=1)
+    assert (
+        main(_cli(backend, home, "--actor", "connie", "auto-promote", model_name, str(first))) == 0
+    )
+    capsys.readouterr()
+    second = register_auc(0.87, seed=2)
+    capsys.readouterr()  # MLflow prints run links while registering
+    args = _cli(backend, home, "--actor", "connie", "auto-promote", model_name, str(second))
+    assert main([*args, "--json"]) == 4
+    declined = json.loads(capsys.readouterr().out)
+    assert declined["outcome"] == "declined"
+    assert declined["promoted"] is False
+    failed = [g for g in declined["gates"] if not g["passed"]]
+    assert [g["gate"] for g in failed] == ["auto-promotion test_auc"]
+
+    assert main(_cli(backend, home, "validate", model_name, str(second), "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["passed"] is True
+
+    assert main(_cli(backend, home, "--actor", "victor", "approve", model_name, str(second))) == 7
+    assert "victor may not approve" in capsys.readouterr().err
+    assert main(_cli(backend, home, "request", model_name, str(second), "--stage", "staging")) == 2
+    assert "requests are for Production" in capsys.readouterr().err
+    assert main(_cli(backend, home, "reject", model_name, str(second), "--comment", "x")) == 4
+    assert "no open promotion request" in capsys.readouterr().err
+    assert production(governed, model_name) == first
+
+
+def test_policy_init_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = ["--home", str(tmp_path), "--actor", "ann"]
+    assert main([*home, "policy", "init"]) == 0
+    assert (tmp_path / "policy.toml").exists()
+    assert main([*home, "policy", "init"]) == 4  # never overwrites silently
+    capsys.readouterr()
+    assert main([*home, "policy", "show", "churn", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["your_role"] == "admin"
+    assert shown["policy"]["gates"]["metrics"][0]["threshold"] == pytest.approx(0.85)
+    (tmp_path / "policy.toml").write_text("[default.approvals]\nrequired = 'two'\n")
+    assert main([*home, "policy", "show"]) == 2
+    assert "default.approvals.required" in capsys.readouterr().err
