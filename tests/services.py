@@ -338,6 +338,7 @@ def start_mlflow(
     backend_store_uri: str,
     artifacts_destination: str,
     env: dict[str, str] | None = None,
+    app_name: str | None = None,
 ) -> tuple[ServiceProcess, str]:
     """Start an MLflow server on a free port; return the process and its tracking URI."""
     port = free_port()
@@ -348,6 +349,7 @@ def start_mlflow(
             artifacts_destination=artifacts_destination,
             host="127.0.0.1",
             port=port,
+            app_name=app_name,
         ),
         health_url=f"http://127.0.0.1:{port}/health",
         env={**MLFLOW_SERVER_ENV, **(env or {})},

@@ -191,17 +191,16 @@ class MlflowGateway:
     def credentials_valid(self, username: str, password: str) -> bool:
         """Whether MLflow's basic-auth app accepts ``username``/``password``.
 
-        Any authenticated user may read their own user record; MLflow answers
-        401 to wrong credentials and never reveals which half was wrong.
+        ``users/current`` answers any authenticated user (MLflow 3.17
+        ``server/auth/__init__.py``); wrong credentials get 401, and MLflow
+        never reveals which half was wrong.
         """
-        url = self.tracking_uri.rstrip("/") + "/api/2.0/mlflow/users/get"
+        url = self.tracking_uri.rstrip("/") + "/api/2.0/mlflow/users/current"
         try:
-            response = requests.get(
-                url, params={"username": username}, auth=(username, password), timeout=10
-            )
+            response = requests.get(url, auth=(username, password), timeout=10)
         except requests.exceptions.RequestException as exc:
             raise BackendUnavailableError("MLflow", self.tracking_uri, type(exc).__name__) from exc
-        if response.status_code == 404 and "users/get" in response.url:
+        if response.status_code == 404:
             raise BackendError(
                 f"MLflow at {self.tracking_uri} does not run the basic-auth app; start it with "
                 "`--app-name basic-auth` or set MODELREG_AUTH=none"

@@ -270,8 +270,12 @@ def mlflow_server_argv(
     host: str,
     port: int,
     workers: int = 1,
+    app_name: str | None = None,
 ) -> list[str]:
     """Command line of an MLflow tracking server that proxies artifact access.
+
+    ``app_name="basic-auth"`` runs MLflow's authentication app (production
+    identity); it reads MLFLOW_AUTH_CONFIG_PATH and MLFLOW_FLASK_SERVER_SECRET_KEY.
 
     With ``--serve-artifacts`` new experiments get ``mlflow-artifacts:/`` roots,
     so clients upload and download through the server and never need the
@@ -307,6 +311,7 @@ def mlflow_server_argv(
         str(workers),
         "--allowed-hosts",
         ",".join(allowed),
+        *(["--app-name", app_name] if app_name else []),
     ]
 
 
