@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from modelreg.domain import Action, Event, NewEvent, SemVer, Stage
 from modelreg.errors import BackendError, BackendUnavailableError, InvalidInputError
+from modelreg.ledger import outbox
 from modelreg.ledger.tables import EventRow, VersionRow
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -129,7 +130,7 @@ class LedgerTransaction:
         return _record(row) if row else None
 
     def append(self, new: NewEvent) -> Event:
-        """Append one event; it becomes visible when the transaction commits."""
+        """Append one event and its outbox row; both become visible at commit."""
         row = EventRow(
             model=new.model,
             version=new.version,
@@ -145,7 +146,10 @@ class LedgerTransaction:
         )
         self._session.add(row)
         self._session.flush()
-        return _event(row)
+        appended = _event(row)
+        # Subscribers hear of the event exactly when it commits, never otherwise.
+        outbox.queue(self._session, appended)
+        return appended
 
     def add_version(self, record: VersionRecord) -> None:
         """Record the registration facts of a new version."""

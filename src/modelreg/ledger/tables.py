@@ -4,6 +4,12 @@
 ``versions`` table holds facts fixed at registration (semver, manifest, digest,
 lineage completeness); they never change either, which is what makes versions
 immutable.
+
+``outbox`` gets one row per event, written in the event's transaction, so an
+event and its notification commit or vanish together. ``webhook_cursors`` and
+``webhook_deliveries`` record how far each webhook subscriber has been fanned
+out and the fate of every delivery; deliveries change status but are never
+deleted.
 """
 
 from __future__ import annotations
@@ -11,7 +17,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit id.
@@ -68,4 +85,50 @@ class VersionRow(Base):
     __table_args__ = (
         # Two versions of one model can never share a semver core.
         Index("ux_versions_semver", "model", "major", "minor", "patch", unique=True),
+    )
+
+
+class OutboxRow(Base):
+    """One event as webhook subscribers see it, queued in the event's own transaction."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(EventId, ForeignKey("events.id"), nullable=False)
+    model: Mapped[str] = mapped_column(String(256), nullable=False)
+    action: Mapped[str] = mapped_column(String(32), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class WebhookCursorRow(Base):
+    """The last outbox row a subscriber's deliveries have been created for."""
+
+    __tablename__ = "webhook_cursors"
+
+    subscriber: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_outbox_id: Mapped[int] = mapped_column(EventId, nullable=False)
+
+
+class WebhookDeliveryRow(Base):
+    """One outbox row to be sent to one subscriber, and how sending it went."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    subscriber: Mapped[str] = mapped_column(String(128), nullable=False)
+    outbox_id: Mapped[int] = mapped_column(EventId, ForeignKey("outbox.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        # Two replicas fanning out the same outbox row create one delivery, not two.
+        UniqueConstraint("subscriber", "outbox_id", name="ux_webhook_deliveries_subscriber_outbox"),
+        # The dispatcher's hot query: pending rows that are due.
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     )

@@ -1,0 +1,502 @@
+"""Outbox and webhook delivery on real ledgers (SQLite, PostgreSQL) to a real HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from modelreg.domain import Action, Event, NewEvent, Stage
+from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
+from modelreg.ledger import Ledger
+from modelreg.ledger.tables import EventRow, OutboxRow
+from modelreg.stack import free_port
+from modelreg.webhooks import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    DeliveryStatus,
+    Dispatcher,
+    Subscriber,
+    payload,
+    verify_signature,
+)
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"receiver-secret"
+
+
+class FakeClock:
+    """A clock the test moves by hand, so backoff needs no sleeping."""
+
+    def __init__(self) -> None:
+        # Starts at the real time: the receiver checks timestamps are fresh.
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the receiver saw it."""
+
+    headers: dict[str, str]
+    body: bytes
+    verified: bool
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """A webhook receiver on a real port: records requests, checks signatures, fails on demand."""
+
+    def __init__(self, clock: FakeClock, secret: bytes = SECRET) -> None:
+        self.received: list[Received] = []
+        self.fail_next = 0
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                # The documented recipe, computed independently of modelreg's code.
+                timestamp = self.headers.get(TIMESTAMP_HEADER, "")
+                mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256)
+                verified = self.headers.get(SIGNATURE_HEADER) == f"sha256={mac.hexdigest()}"
+                verified &= abs(clock.now.timestamp() - int(timestamp or 0)) <= 300
+                with receiver._lock:
+                    receiver.received.append(Received(dict(self.headers), body, verified))
+                    failing = receiver.fail_next != 0
+                    receiver.fail_next -= 1 if receiver.fail_next > 0 else 0
+                status = 500 if failing else (200 if verified else 401)
+                reply = b"receiver is broken" if failing else b"ok"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # keep test output clean
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        # A short poll interval: shutdown() waits up to one interval.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """A fresh, migrated ledger on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        uri = request.getfixturevalue("pg_database")()
+    result = Ledger(uri)
+    result.migrate()
+    yield result
+    result.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A hand-moved clock starting now."""
+    return FakeClock()
+
+
+@pytest.fixture
+def receiver(clock: FakeClock) -> Iterator[Receiver]:
+    """A running receiver that accepts requests signed with SECRET."""
+    server = Receiver(clock)
+    yield server
+    server.close()
+
+
+def append(ledger: Ledger, model: str = "churn", version: int = 1, **fields: Any) -> Event:
+    """Append and commit one event."""
+    values: dict[str, Any] = {"action": Action.TRANSITION, "actor": "alice", **fields}
+    with ledger.locked(model) as txn:
+        return txn.append(NewEvent(model=model, version=version, **values))
+
+
+def outbox_rows(ledger: Ledger) -> list[Any]:
+    with ledger.engine.connect() as conn:
+        return list(conn.execute(select(OutboxRow).order_by(OutboxRow.id)))
+
+
+def dispatcher(
+    ledger: Ledger, clock: FakeClock, *subscribers: Subscriber, **options: Any
+) -> Dispatcher:
+    return Dispatcher(ledger, subscribers, clock=clock, timeout=2.0, **options)
+
+
+def test_outbox_row_commits_with_its_event_and_vanishes_with_a_rollback(ledger: Ledger) -> None:
+    def refused_registration() -> None:
+        with ledger.locked("churn") as txn:
+            txn.append(NewEvent(model="churn", version=1, action=Action.REGISTER, actor="alice"))
+            raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        refused_registration()
+    assert outbox_rows(ledger) == []
+    assert ledger.events() == []
+
+    event = append(ledger, semver="1.0.0", digest="sha256:aa", to_stage=Stage.STAGING)
+    [row] = outbox_rows(ledger)
+    assert (row.event_id, row.model, row.action) == (event.id, "churn", "transition")
+    assert row.payload == payload(event)
+
+
+def test_event_is_delivered_signed_with_actor_versions_semver_and_digest(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET)) as hub:
+        hub.enqueue()  # the subscriber starts listening before the promotion
+        event = append(
+            ledger,
+            version=4,
+            actor="bob",
+            from_stage=Stage.STAGING,
+            to_stage=Stage.PRODUCTION,
+            semver="1.3.0",
+            digest="sha256:abc",
+            reason="better auc",
+            details={"previous_version": 3},
+        )
+        assert hub.run_once() == 1
+        [delivery] = hub.deliveries()
+
+    [request] = receiver.received
+    assert request.verified
+    timestamp, signature = request.headers[TIMESTAMP_HEADER], request.headers[SIGNATURE_HEADER]
+    assert verify_signature(SECRET, timestamp, request.body, signature)
+    assert not verify_signature(b"other-secret", timestamp, request.body, signature)
+    assert request.headers[EVENT_HEADER] == "transition"
+    assert request.headers[DELIVERY_HEADER] == str(delivery.id)
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.json["delivery_id"] == delivery.id
+    assert request.json["subscriber"] == "ci"
+    sent = request.json["event"]
+    assert sent["event_id"] == event.id
+    assert (sent["actor"], sent["previous_version"], sent["new_version"]) == ("bob", 3, 4)
+    assert (sent["semver"], sent["digest"]) == ("1.3.0", "sha256:abc")
+    assert (sent["from_stage"], sent["to_stage"]) == ("Staging", "Production")
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (1, 200, "")
+    assert delivery.delivered_at is not None
+
+
+def test_undeliverable_webhook_is_retried_with_backoff_then_failed_never_losing_the_event(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    down = Subscriber("down", f"http://127.0.0.1:{free_port()}/hook", SECRET)
+    broken = Subscriber("broken", receiver.url, SECRET)
+    receiver.fail_next = -1  # answer 500 until told otherwise
+    hub = dispatcher(ledger, clock, down, broken, max_attempts=3, base_delay=10, max_delay=15)
+    hub.enqueue()
+    event = append(ledger)
+
+    start = clock.now
+    assert hub.run_once() == 2
+    for delivery in hub.deliveries():
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+        # base_delay * 2**0 plus at most 10% jitter
+        assert start + timedelta(seconds=10) <= delivery.next_attempt_at
+        assert delivery.next_attempt_at <= start + timedelta(seconds=11)
+    assert hub.run_once() == 0  # not due yet: nothing is sent early
+
+    clock.advance(11)
+    assert hub.run_once() == 2
+    for delivery in hub.deliveries():
+        assert delivery.attempts == 2
+        # base_delay * 2**1 = 20 s, capped by max_delay at 15 s
+        assert delivery.next_attempt_at == clock.now + timedelta(seconds=15)
+
+    clock.advance(15)
+    assert hub.run_once() == 2
+    clock.advance(3600)
+    assert hub.run_once() == 0  # failed deliveries are not attempted again
+
+    failed = {d.subscriber: d for d in hub.deliveries(status="failed")}
+    assert set(failed) == {"down", "broken"}
+    assert failed["down"].attempts == 3
+    assert failed["down"].last_status_code is None
+    assert "ConnectError" in failed["down"].last_error
+    assert failed["broken"].last_status_code == 500
+    assert failed["broken"].last_error == "HTTP 500: receiver is broken"
+    assert len(receiver.received) == 3
+    assert all(r.verified for r in receiver.received)
+    # Nothing is lost: the event, its outbox row and the failed delivery all stay.
+    assert [e.id for e in ledger.events()] == [event.id]
+    assert [row.event_id for row in outbox_rows(ledger)] == [event.id]
+
+    # An operator retries once the receiver works again.
+    receiver.fail_next = 0
+    retried = hub.retry(failed["broken"].id)
+    assert (retried.status, retried.attempts) == (DeliveryStatus.PENDING, 0)
+    assert hub.run_once() == 1  # the retried one; "down" stays failed
+    [delivered] = hub.deliveries(subscriber="broken")
+    assert delivered.status is DeliveryStatus.DELIVERED
+    assert receiver.received[-1].json["event"]["event_id"] == event.id
+    hub.close()
+
+
+def test_receiver_failing_twice_gets_the_same_signed_delivery_until_it_accepts(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    receiver.fail_next = 2
+    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET), base_delay=1) as hub:
+        hub.enqueue()
+        append(ledger)
+        for _ in range(3):
+            hub.run_once()
+            clock.advance(5)
+        [delivery] = hub.deliveries()
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (
+        DeliveryStatus.DELIVERED,
+        3,
+        "",
+    )
+    bodies = {r.body for r in receiver.received}
+    ids = {r.headers[DELIVERY_HEADER] for r in receiver.received}
+    assert len(receiver.received) == 3 and len(bodies) == 1 and ids == {str(delivery.id)}
+
+
+def test_failing_subscriber_holds_back_only_its_own_queue(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    down = Subscriber("down", f"http://127.0.0.1:{free_port()}/hook", SECRET)
+    ok = Subscriber("ok", receiver.url, SECRET)
+    with dispatcher(ledger, clock, down, ok) as hub:
+        hub.enqueue()
+        for version in (1, 2, 3):
+            append(ledger, version=version)
+        # One connection attempt for "down" this round, not three.
+        assert hub.run_once() == 4
+        down_rows = hub.deliveries(subscriber="down")
+        assert sorted(d.attempts for d in down_rows) == [0, 0, 1]
+        assert all(d.next_attempt_at > clock.now for d in down_rows)
+        assert all(d.status is DeliveryStatus.DELIVERED for d in hub.deliveries(subscriber="ok"))
+    assert len(receiver.received) == 3
+
+
+def test_restarted_dispatcher_sends_what_the_previous_one_left_pending(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    subscriber = Subscriber("ci", receiver.url, SECRET)
+    with dispatcher(ledger, clock, subscriber) as first:
+        first.enqueue()
+        event = append(ledger)
+        assert first.enqueue() == 1  # fanned out, then the process stops before sending
+    ledger.dispose()
+
+    restarted = Ledger(ledger.uri)
+    with dispatcher(restarted, clock, subscriber) as second:
+        assert second.run_once() == 1
+        [delivery] = second.deliveries()
+    restarted.dispose()
+    assert delivery.status is DeliveryStatus.DELIVERED
+    [request] = receiver.received
+    assert request.json["event"]["event_id"] == event.id
+
+
+class Crash(BaseException):
+    """The process dies in the middle of a send."""
+
+
+def test_delivery_leased_by_a_crashed_dispatcher_is_sent_after_the_lease(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    def die(_request: httpx.Request) -> httpx.Response:
+        raise Crash
+
+    subscriber = Subscriber("ci", receiver.url, SECRET)
+    crashing = dispatcher(ledger, clock, subscriber, transport=httpx.MockTransport(die))
+    crashing.enqueue()
+    append(ledger)
+    with pytest.raises(Crash):
+        crashing.run_once()
+    crashing.close()
+
+    with dispatcher(ledger, clock, subscriber) as survivor:
+        assert survivor.run_once() == 0  # still leased to the crashed one
+        clock.advance(4 * 2.0 + 30)  # the lease: four timeouts and a margin
+        assert survivor.run_once() == 1
+        [delivery] = survivor.deliveries()
+    assert delivery.status is DeliveryStatus.DELIVERED
+    assert len(receiver.received) == 1
+
+
+def test_new_subscriber_gets_only_events_after_it_was_added(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    old = [append(ledger, version=v) for v in (1, 2)]
+    with dispatcher(ledger, clock, Subscriber("late", receiver.url, SECRET)) as hub:
+        assert hub.run_once() == 0
+        new = append(ledger, version=3)
+        assert hub.run_once() == 1
+    assert [r.json["event"]["event_id"] for r in receiver.received] == [new.id]
+    assert new.id > max(e.id for e in old)
+
+
+def test_action_filter_sends_only_wanted_actions(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    wanted = frozenset({"transition", "rollback"})
+    with dispatcher(ledger, clock, Subscriber("ops", receiver.url, SECRET, wanted)) as hub:
+        hub.enqueue()
+        append(ledger, action=Action.REGISTER)
+        promotion = append(ledger, to_stage=Stage.STAGING)
+        append(ledger, action=Action.APPROVE)
+        assert hub.run_once() == 1
+        # The cursor moved past the unwanted ones too: nothing is created later.
+        assert hub.enqueue() == 0
+    assert [r.headers[EVENT_HEADER] for r in receiver.received] == ["transition"]
+    assert receiver.received[0].json["event"]["event_id"] == promotion.id
+
+
+def test_two_replicas_never_send_a_delivery_twice(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    subscriber = Subscriber("ci", receiver.url, SECRET)
+    with dispatcher(ledger, clock, subscriber) as first:
+        first.enqueue()
+    events = [append(ledger, model=f"m{n}") for n in range(20)]
+    replicas = [Ledger(ledger.uri) for _ in range(3)]
+    hubs = [dispatcher(replica, clock, subscriber, batch=4) for replica in replicas]
+
+    def drain(hub: Dispatcher) -> int:
+        return sum(hub.run_once() for _ in range(10))
+
+    with ThreadPoolExecutor(len(hubs)) as pool:
+        sent = sum(pool.map(drain, hubs))
+    for hub, replica in zip(hubs, replicas, strict=True):
+        hub.close()
+        replica.dispose()
+    delivered = [r.json["event"]["event_id"] for r in receiver.received]
+    assert sent == len(events)
+    assert sorted(delivered) == sorted(e.id for e in events)
+
+
+def test_deliveries_listing_and_retry_refuse_bad_requests(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET)) as hub:
+        hub.enqueue()
+        append(ledger)
+        hub.run_once()
+        [delivery] = hub.deliveries(subscriber="ci", status=DeliveryStatus.DELIVERED)
+        assert hub.deliveries(subscriber="other") == []
+        assert hub.deliveries(status="pending") == []
+        with pytest.raises(InvalidInputError, match="unknown delivery status"):
+            hub.deliveries(status="lost")
+        with pytest.raises(ConflictError, match="already delivered"):
+            hub.retry(delivery.id)
+        with pytest.raises(NotFoundError, match="modelreg webhooks"):
+            hub.retry(delivery.id + 1000)
+
+
+def test_dispatcher_refuses_duplicate_subscriber_names(ledger: Ledger) -> None:
+    one = Subscriber("ci", "http://127.0.0.1:9/a", SECRET)
+    with pytest.raises(InvalidInputError, match="repeat: ci"):
+        Dispatcher(ledger, [one, one])
+
+
+def test_out_of_order_commits_on_postgresql_lose_no_event(
+    pg_database: Any, clock: FakeClock, receiver: Receiver
+) -> None:
+    # A slow promotion of one model appends first and commits last, while a fast
+    # one of another model commits in between and is fanned out.
+    ledger = Ledger(pg_database())
+    hub = dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET))
+    hub.enqueue()
+    appended, release = threading.Event(), threading.Event()
+
+    def slow() -> Event:
+        with ledger.locked("slow") as txn:
+            event = txn.append(NewEvent(model="slow", version=1, action=Action.REGISTER, actor="a"))
+            appended.set()
+            release.wait(10)
+            return event
+
+    with ThreadPoolExecutor(1) as pool:
+        slow_event = pool.submit(slow)
+        assert appended.wait(10)
+        fast = append(ledger, model="fast")
+        assert hub.run_once() == 1
+        release.set()
+        slow_id = slow_event.result().id
+    assert slow_id < fast.id  # the slow event's id is older...
+    assert hub.run_once() == 1  # ...yet it is still delivered
+    delivered = {r.json["event"]["event_id"] for r in receiver.received}
+    assert delivered == {fast.id, slow_id}
+    hub.close()
+    ledger.dispose()
+
+
+def test_dispatch_loop_survives_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A ledger that cannot be opened (the path is a directory) fails every round.
+    broken = Ledger(f"sqlite:///{tmp_path}")
+    hub = Dispatcher(broken, [Subscriber("ci", "http://127.0.0.1:9/hook", SECRET)])
+
+    async def run_a_while() -> bool:
+        task = asyncio.create_task(hub.run_forever(0.01))
+        await asyncio.sleep(0.2)
+        alive = not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return alive
+
+    with caplog.at_level(logging.WARNING, logger="modelreg.webhooks"):
+        assert asyncio.run(run_a_while())
+    failures = [r for r in caplog.records if "dispatch round failed" in r.getMessage()]
+    assert len(failures) >= 2
+    hub.close()
+    broken.dispose()
+
+
+def test_events_table_is_untouched_by_delivery_state(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    # Deliveries change status; the append-only event log must not change at all.
+    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET)) as hub:
+        hub.enqueue()
+        event = append(ledger)
+        with ledger.engine.connect() as conn:
+            before = conn.execute(select(EventRow)).all()
+        hub.run_once()
+        with ledger.engine.connect() as conn:
+            after = conn.execute(select(EventRow)).all()
+            count = conn.execute(select(func.count()).select_from(OutboxRow)).scalar_one()
+    assert before == after and count == 1 and after[0].id == event.id
