@@ -33,6 +33,16 @@ S3_ACCESS_KEY = "modelreg"
 S3_SECRET_KEY = "modelreg-secret"
 S3_REGION = "us-east-1"
 
+# MLflow only calls plain-http receivers on loopback when told to (https-only and
+# SSRF checks by default), and needs a fixed key to decrypt webhook secrets
+# across its workers. A TTL of 0 makes a webhook fire from its first event.
+MLFLOW_WEBHOOK_ENV = {
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "ZmRJ7m2y3Qp1bVw0cX5eK9sT4uA6hL8nG2jD0fR3kPo=",
+    "MLFLOW_WEBHOOK_CACHE_TTL": "0",
+}
+
 # MLflow on two cores needs 5-20 s to answer /health; be generous so a busy CI
 # machine does not turn into flaky failures.
 SERVER_START_TIMEOUT = 120.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from modelreg.errors import (
     ModelNotReadyError,
     ModelregError,
     PermissionDeniedError,
+    PolicyError,
     VersionNotFoundError,
 )
 from modelreg.governance import Governance
@@ -59,6 +61,7 @@ from modelreg.search import Query
 from modelreg.settings import Settings
 from modelreg.views import (
     DecisionView,
+    DeliveryView,
     Drift,
     EventView,
     HistoryView,
@@ -67,6 +70,7 @@ from modelreg.views import (
     VerifyResult,
     VersionView,
 )
+from modelreg.webhooks import Dispatcher, Subscriber
 
 STAGE_TAG = "modelreg.stage"
 SEMVER_TAG = "modelreg.semver"
@@ -145,6 +149,40 @@ class Registry:
         if self._policy is None or self._policy[0] != key:
             self._policy = (key, policy.load(path))
         return self._policy[1]
+
+    def subscribers(self) -> list[Subscriber]:
+        """The policy's webhook subscribers with their secrets read from the environment."""
+        found = []
+        for hook in self.policy().webhooks:
+            secret = os.environ.get(hook.secret_env, "")
+            if not secret:
+                raise PolicyError(
+                    self.policy().source,
+                    f"webhook {hook.name}: environment variable {hook.secret_env} is not set",
+                )
+            found.append(Subscriber(hook.name, hook.url, secret.encode(), frozenset(hook.actions)))
+        return found
+
+    def deliveries(
+        self, *, subscriber: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[DeliveryView]:
+        """Webhook deliveries, newest first."""
+        with Dispatcher(self.ledger, self.subscribers()) as dispatcher:
+            found = dispatcher.deliveries(subscriber=subscriber, status=status, limit=limit)
+        return [DeliveryView.model_validate(d, from_attributes=True) for d in found]
+
+    def retry_delivery(self, delivery_id: int, *, actor: str | None = None) -> DeliveryView:
+        """Send a failed webhook delivery again on the next round."""
+        self.authorize(actor, Permission.ADMINISTER, "retry webhook deliveries")
+        with Dispatcher(self.ledger, self.subscribers()) as dispatcher:
+            delivery = dispatcher.retry(delivery_id)
+        return DeliveryView.model_validate(delivery, from_attributes=True)
+
+    def deliver_webhooks(self, *, actor: str | None = None) -> int:
+        """Fan out new events and send every due delivery now; return the attempts made."""
+        self.authorize(actor, Permission.ADMINISTER, "send webhook deliveries")
+        with Dispatcher(self.ledger, self.subscribers()) as dispatcher:
+            return dispatcher.run_once()
 
     def role_of(self, actor: str | None = None) -> Role:
         """The role the policy's [access] table gives ``actor``."""
@@ -800,6 +838,11 @@ class Registry:
         if fix:
             drifts = [d.model_copy(update={"fixed": True}) for d in drifts]
         return drifts
+
+    def drift(self, name: str) -> list[Drift]:
+        """Differences between the ledger and MLflow for one model (what doctor reports)."""
+        check_model_name(name)
+        return self._compare(name, self.ledger.events(name))
 
     def _model_drift(self, name: str, *, fix: bool, actor: str) -> list[Drift]:
         if not fix:

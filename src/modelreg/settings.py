@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         default="modelreg-automation",
         description="Actor recorded on promotions made by auto-promote.",
     )
+    webhook_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the API service sends due webhook deliveries.",
+    )
     mlflow_webhook_secret: str | None = Field(
         default=None,
         description="Secret of the MLflow registry webhook whose deliveries trigger a sync.",

@@ -149,6 +149,24 @@ class DecisionView(View):
     events: list[EventView] = []
 
 
+class DeliveryView(View):
+    """One webhook delivery: which event, to whom, and how sending it went."""
+
+    id: int
+    subscriber: str
+    outbox_id: int
+    event_id: int
+    model: str
+    action: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str
+    delivered_at: datetime | None
+    created_at: datetime
+
+
 class Drift(View):
     """One difference between the ledger and what MLflow shows."""
 

@@ -19,6 +19,7 @@ from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from modelreg.api.events import deliver_forever, events_router
 from modelreg.api.governance import governance_router
 from modelreg.api.identity import Actor, Identifier
 from modelreg.errors import ModelregError
@@ -62,13 +63,17 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_sync_forever(reg, settings.sync_interval_seconds))
+        tasks = [
+            asyncio.create_task(_sync_forever(reg, settings.sync_interval_seconds)),
+            asyncio.create_task(deliver_forever(reg, settings.webhook_interval_seconds)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             reg.close()
 
     app = FastAPI(title="modelreg", version="0.1.0", lifespan=lifespan)
@@ -163,4 +168,5 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         return [d.as_json() for d in reg.doctor(fix=True, actor=actor)]
 
     app.include_router(governance_router(reg))
+    app.include_router(events_router(reg))
     return app

@@ -17,6 +17,8 @@ from modelreg.views import DecisionView
 
 policy_app = typer.Typer(help="Write and inspect the governance policy.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+webhooks_app = typer.Typer(help="Inspect and retry webhook deliveries.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 CommentOpt = Annotated[str, typer.Option("--comment", help="Recorded in the ledger and MLflow.")]
 DECLINED_EXIT = 4  # the exit code of a ConflictError: CI steps can tell "not promoted"
@@ -150,3 +152,46 @@ def auto_promote(ctx: typer.Context, name: str, version: str, as_json: JsonOpt =
     _report(view, as_json)
     if view.outcome == "declined":
         raise typer.Exit(DECLINED_EXIT)
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    ctx: typer.Context,
+    subscriber: Annotated[str | None, typer.Option(help="Only this subscriber.")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, delivered or failed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Webhook deliveries, newest first, with attempts and the last error."""
+    found = state_of(ctx).registry.deliveries(subscriber=subscriber, status=status, limit=limit)
+    table = Table(
+        "id", "subscriber", "event", "model", "action", "status", "attempts", "last error"
+    )
+    for d in found:
+        table.add_row(
+            str(d.id),
+            d.subscriber,
+            str(d.event_id),
+            d.model,
+            d.action,
+            d.status,
+            str(d.attempts),
+            d.last_error[:60],
+        )
+    emit(found, as_json, table)
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(ctx: typer.Context, delivery_id: int, as_json: JsonOpt = False) -> None:
+    """Queue a failed delivery again (it is sent on the next round)."""
+    view = state_of(ctx).registry.retry_delivery(delivery_id)
+    if not as_json:
+        out.print(f"delivery {view.id} to {view.subscriber} is pending again")
+    emit(view, as_json)
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(ctx: typer.Context) -> None:
+    """Send due deliveries now instead of waiting for the API service's loop."""
+    attempts = state_of(ctx).registry.deliver_webhooks()
+    out.print(f"{attempts} delivery attempt(s) made")

@@ -1,0 +1,97 @@
+"""Events in and out of the API service: webhook delivery, and MLflow's webhooks as a sync trigger.
+
+Outgoing: a background loop hands the ledger's outbox to a
+:class:`~modelreg.webhooks.Dispatcher` built from the policy's subscribers,
+rebuilt whenever the policy changes them. Incoming: MLflow registry webhooks
+(version created, alias set or deleted) are accepted only with a valid
+signature and make the service adopt the model's new versions at once and
+report any alias moved behind the ledger's back, instead of waiting for the
+next periodic sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi.responses import JSONResponse
+
+from modelreg.errors import AuthenticationError, ModelregError, NotFoundError
+from modelreg.registry import Registry
+from modelreg.webhooks import Dispatcher, Subscriber, mlflow_event, verify_mlflow_signature
+
+log = logging.getLogger("modelreg.api.events")
+_MAX_BODY = 1 << 20
+
+
+async def deliver_forever(registry: Registry, interval: float) -> None:
+    """Send due webhook deliveries every ``interval`` seconds; never dies on errors."""
+    dispatcher: Dispatcher | None = None
+    current: list[Subscriber] | None = None
+    try:
+        while True:
+            try:
+                subscribers = registry.subscribers()
+                if subscribers != current:
+                    if dispatcher is not None:
+                        dispatcher.close()
+                    dispatcher, current = Dispatcher(registry.ledger, subscribers), subscribers
+                if subscribers and dispatcher is not None:
+                    await asyncio.to_thread(dispatcher.run_once)
+            except ModelregError as exc:
+                # A bad policy or a ledger outage must not kill delivery; events wait in the outbox.
+                log.warning("webhook delivery round failed: %s", exc.message)
+            await asyncio.sleep(interval)
+    finally:
+        if dispatcher is not None:
+            dispatcher.close()
+
+
+def _react(registry: Registry, event: str, name: str) -> None:
+    """Adopt new versions of ``name`` and report drift; runs after the response is sent."""
+    try:
+        adopted = registry.sync(name)
+        if adopted:
+            log.info("%s: adopted %d version(s) of %s", event, len(adopted), name)
+        for drift in registry.drift(name):
+            log.warning(
+                "%s: %s v%s %s is %s in MLflow but %s in the ledger; run `modelreg doctor --fix`",
+                event,
+                name,
+                drift.version,
+                drift.kind,
+                drift.actual,
+                drift.expected,
+            )
+    except ModelregError as exc:
+        log.warning(
+            "%s: sync of %s failed (the periodic sync retries): %s", event, name, exc.message
+        )
+
+
+def events_router(registry: Registry) -> APIRouter:
+    """The MLflow webhook receiver."""
+    router = APIRouter()
+
+    @router.post("/api/v1/mlflow-webhook", status_code=202)
+    async def mlflow_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
+        """Accept a signed MLflow registry webhook and sync the model it names."""
+        secret = registry.settings.mlflow_webhook_secret
+        if not secret:
+            raise NotFoundError(
+                "MLflow webhooks are not enabled here; set MODELREG_MLFLOW_WEBHOOK_SECRET to the "
+                "secret the MLflow webhook was created with"
+            )
+        body = await request.body()
+        # The signature is checked before the body is parsed: forged input is never read.
+        if len(body) > _MAX_BODY or not verify_mlflow_signature(secret, request.headers, body):
+            raise AuthenticationError("MLflow webhook signature is missing, stale or wrong")
+        event, name = mlflow_event(body)
+        answer: dict[str, Any] = {"event": event, "model": name, "sync": name is not None}
+        if name is not None:
+            background.add_task(_react, registry, event, name)
+        return JSONResponse(answer, status_code=202)
+
+    return router
