@@ -74,7 +74,7 @@ def _govern(console: Console, registry: Registry, tracking_uri: str, course_best
     )
     path = registry.settings.resolved_policy_file()
     if not path.exists():
-        path.write_text(policy.starter([registry.settings.actor]), encoding="utf-8")
+        policy.write_starter(path, [registry.settings.actor])
     console.print(f"policy: {path} (test_auc >= 0.85, data_version, description, lineage ...)")
     course = registry.validate(MODEL, course_best)
     console.print(f"the course's best, v{course_best}, is {course.outcome}:")

@@ -46,6 +46,18 @@ class Action(enum.StrEnum):
     DECLINE = "decline"  # a request or auto-promotion refused by the gates; nothing moved
 
 
+class Outcome(enum.StrEnum):
+    """What a governance operation came to."""
+
+    VALID = "valid"  # validate: every gate passed
+    INVALID = "invalid"  # validate: a gate failed
+    REQUESTED = "requested"  # a request is open, approvals pending
+    PENDING = "pending"  # an approval was recorded, more are needed
+    PROMOTED = "promoted"  # the version entered Production
+    REJECTED = "rejected"  # the open request was rejected
+    DECLINED = "declined"  # auto-promotion refused by the gates; nothing moved
+
+
 @dataclass(frozen=True)
 class SemVer:
     """A semantic version ``MAJOR.MINOR.PATCH[+build]``; build metadata does not order.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelreg import lifecycle, policy
-from modelreg.domain import Action, Event, Stage
+from modelreg.domain import Action, Event, Outcome, Stage
 from modelreg.errors import (
     ApprovalError,
     GateFailedError,
@@ -45,7 +45,7 @@ class Request:
     """An open promotion request and the approvals given since it was opened."""
 
     id: int
-    actor: str
+    actor: str  # the requester
     digest: str
     votes: tuple[Vote, ...]
 
@@ -57,7 +57,9 @@ def open_request(events: Sequence[Event], version: int) -> Request | None:
         if event.version != version:
             continue
         if event.action is Action.REQUEST:
-            current = Request(event.id, event.actor, event.digest, ())
+            # A request the automation opened belongs to whoever triggered it.
+            requester = str(event.details.get("triggered_by") or event.actor)
+            current = Request(event.id, requester, event.digest, ())
         elif current is not None and event.action is Action.APPROVE:
             role = Role(event.details.get("role", Role.VIEWER.value))
             vote = Vote(event.actor, role, event.digest)
@@ -121,15 +123,22 @@ class Governance:
         registrants.add(run.user_id if run else "")
         return _Candidate(info, record, evidence, digest, frozenset(r for r in registrants if r))
 
-    def _with_champion(self, txn: LedgerTransaction, candidate: _Candidate) -> Evidence:
-        """The candidate's evidence plus the Production version as it is inside the lock."""
+    def _with_champion(
+        self, candidate: _Candidate, events: Sequence[Event], txn: LedgerTransaction | None
+    ) -> Evidence:
+        """The candidate's evidence plus the Production version ``events`` describe.
+
+        Decisions that act pass the transaction, so Production is read inside
+        the lock; ``validate`` reads without taking the write lock.
+        """
         name = candidate.info.name
-        holder = lifecycle.holder(lifecycle.fold(txn.events(name)), Stage.PRODUCTION)
+        holder = lifecycle.holder(lifecycle.fold(events), Stage.PRODUCTION)
         if holder is None or holder == candidate.info.version:
             return candidate.evidence
         info = self._reg.gateway.version(name, holder)
         run = self._reg.gateway.run(info.run_id) if info.run_id else None
-        record = txn.version_record(name, holder)
+        reader = txn.version_record if txn is not None else self._reg.ledger.version_record
+        record = reader(name, holder)
         champion = policy.ChampionEvidence(
             version=holder,
             semver=record.semver_value if record else None,
@@ -138,13 +147,22 @@ class Governance:
         )
         return dataclasses.replace(candidate.evidence, champion=champion)
 
+    def _approver(
+        self, rules: policy.ModelPolicy, actor: str | None, action: str
+    ) -> tuple[str, Role]:
+        """The acting approver: the approver role, then the policy's narrower list."""
+        who, role = self._reg.authorize(actor, Permission.APPROVE, action)
+        if not policy.may_approve(rules.approvals, who, role):
+            raise PermissionDeniedError(who, action, _eligibility(rules.approvals, role))
+        return who, role
+
     def _rules(self, name: str) -> policy.ModelPolicy:
         return self._reg.policy().for_model(name)
 
     def _view(
         self,
         candidate: _Candidate,
-        outcome: str,
+        outcome: Outcome,
         decision: Decision,
         *,
         events: Sequence[Event] = (),
@@ -174,18 +192,31 @@ class Governance:
         self._reg.authorize(actor, Permission.READ, "validate versions")
         rules = self._rules(name)
         candidate = self._candidate(name, ref, hash_artifacts=rules.gates.require_verified_digest)
-        with self._reg.ledger.locked(name) as txn:
-            decision = policy.evaluate(rules, self._with_champion(txn, candidate))
-        return self._view(candidate, "valid" if decision.passed else "invalid", decision)
+        evidence = self._with_champion(candidate, self._reg.ledger.events(name), None)
+        decision = policy.evaluate(rules, evidence)
+        return self._view(
+            candidate, Outcome.VALID if decision.passed else Outcome.INVALID, decision
+        )
 
     def request(
-        self, name: str, ref: str | int, *, comment: str = "", actor: str | None = None
+        self,
+        name: str,
+        ref: str | int,
+        *,
+        stage: Stage = Stage.PRODUCTION,
+        comment: str = "",
+        actor: str | None = None,
     ) -> DecisionView:
         """Open a request to promote a version to Production; gates must pass first.
 
         With no approvals required by the policy, the version is promoted at once.
         A request refused by the gates is recorded (DECLINE) and raises.
         """
+        if stage is not Stage.PRODUCTION:
+            raise InvalidInputError(
+                f"requests are for Production, not {stage.value}; "
+                "move versions to Staging with `modelreg promote`"
+            )
         who, _role = self._reg.authorize(actor, Permission.CONTRIBUTE, "request promotions")
         note = _comment(comment)
         rules = self._rules(name)
@@ -199,7 +230,7 @@ class Governance:
                     f"{name} version {number} already has an open request (#{pending.id} by "
                     f"{pending.actor}); approve or reject it with `modelreg approve|reject`"
                 )
-            decision = policy.evaluate(rules, self._with_champion(txn, candidate))
+            decision = policy.evaluate(rules, self._with_champion(candidate, events, txn))
             if not decision.passed:
                 txn.append(self._decline(candidate, who, decision, "request"))
             else:
@@ -213,7 +244,7 @@ class Governance:
                     self._reg.gateway.set_version_tags(
                         name, number, {APPROVAL_TAG: f"requested by {who}"}
                     )
-                outcome = "promoted" if len(done) > 1 else "requested"
+                outcome = Outcome.PROMOTED if len(done) > 1 else Outcome.REQUESTED
                 return self._view(candidate, outcome, decision, events=done)
         raise GateFailedError(name, number, [r.explain() for r in decision.failures])
 
@@ -223,9 +254,7 @@ class Governance:
         """Approve a version's open request; promote it when enough approvals count."""
         note = _comment(comment)
         rules = self._rules(name)
-        who, role = self._reg.authorize(actor, Permission.READ, "approve")
-        if not policy.may_approve(rules.approvals, who, role):
-            raise PermissionDeniedError(who, "approve", _eligibility(rules.approvals, role))
+        who, role = self._approver(rules, actor, "approve")
         candidate = self._candidate(name, ref, hash_artifacts=True)
         number = candidate.info.version
         with self._reg.ledger.locked(name) as txn:
@@ -239,7 +268,7 @@ class Governance:
                 raise PermissionDeniedError(
                     who, f"approve {name} version {number}", f"separation of duties ({conflict})"
                 )
-            decision = policy.evaluate(rules, self._with_champion(txn, candidate))
+            decision = policy.evaluate(rules, self._with_champion(candidate, events, txn))
             if not decision.passed:
                 raise GateFailedError(name, number, [r.explain() for r in decision.failures])
             if pending is None:
@@ -256,6 +285,11 @@ class Governance:
             counted = policy.counted_approvers(
                 rules.approvals, votes, candidate.digest, candidate.registrants, requester
             )
+            done = [vote]
+            if len(counted) >= rules.approvals.required:
+                why = f"request #{pending.id} approved by {', '.join(counted)}"
+                done += self._promote(txn, candidate, who, why, counted)
+            # Tags follow the promotion: a failed promotion leaves no "approved" tag behind.
             self._reg.gateway.set_version_tags(
                 name,
                 number,
@@ -266,11 +300,7 @@ class Governance:
                     APPROVAL_TAG: f"approved {len(counted)}/{rules.approvals.required}",
                 },
             )
-            done = [vote]
-            if len(counted) >= rules.approvals.required:
-                why = f"request #{pending.id} approved by {', '.join(counted)}"
-                done += self._promote(txn, candidate, who, why, counted)
-            outcome = "promoted" if len(done) > 1 else "pending"
+            outcome = Outcome.PROMOTED if len(done) > 1 else Outcome.PENDING
             return self._view(candidate, outcome, decision, events=done, approvers=counted)
 
     def reject(
@@ -281,9 +311,7 @@ class Governance:
         if not note:
             raise ApprovalError("a rejection needs a comment saying why (--comment TEXT)")
         rules = self._rules(name)
-        who, role = self._reg.authorize(actor, Permission.READ, "reject")
-        if not policy.may_approve(rules.approvals, who, role):
-            raise PermissionDeniedError(who, "reject", _eligibility(rules.approvals, role))
+        who, role = self._approver(rules, actor, "reject")
         candidate = self._candidate(name, ref, hash_artifacts=False)
         number = candidate.info.version
         with self._reg.ledger.locked(name) as txn:
@@ -303,7 +331,7 @@ class Governance:
                     APPROVAL_TAG: f"rejected by {who}",
                 },
             )
-            return self._view(candidate, "rejected", Decision(), events=[event])
+            return self._view(candidate, Outcome.REJECTED, Decision(), events=[event])
 
     def auto_promote(self, name: str, ref: str | int, *, actor: str | None = None) -> DecisionView:
         """Promote when the gates pass and the candidate beats Production by the margin.
@@ -319,26 +347,31 @@ class Governance:
         with self._reg.ledger.locked(name) as txn:
             events = txn.events(name)
             lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
-            decision = policy.auto_promotion(rules, self._with_champion(txn, candidate))
+            decision = policy.auto_promotion(rules, self._with_champion(candidate, events, txn))
             trigger = {"triggered_by": who}
             if not decision.passed:
-                declined = txn.append(self._decline(candidate, bot, decision, "auto-promotion"))
+                declined = txn.append(
+                    self._decline(candidate, bot, decision, "auto-promotion", trigger)
+                )
                 message = "; ".join(r.explain() for r in decision.failures)
                 return self._view(
-                    candidate, "declined", decision, events=[declined], message=message
+                    candidate, Outcome.DECLINED, decision, events=[declined], message=message
                 )
-            if rules.auto_promote.require_approval and rules.approvals.required > 0:
+            if rules.auto_promote.require_approval:
                 if open_request(events, number) is not None:
-                    return self._view(candidate, "requested", decision, message="already open")
+                    return self._view(
+                        candidate, Outcome.REQUESTED, decision, message="already open"
+                    )
                 opened = txn.append(
                     self._event(candidate, Action.REQUEST, bot, "auto-promotion passed", trigger)
                 )
                 self._reg.gateway.set_version_tags(
                     name, number, {APPROVAL_TAG: "requested by auto-promotion"}
                 )
-                return self._view(candidate, "requested", decision, events=[opened])
-            done = self._promote(txn, candidate, bot, f"auto-promotion triggered by {who}", [])
-            return self._view(candidate, "promoted", decision, events=done)
+                return self._view(candidate, Outcome.REQUESTED, decision, events=[opened])
+            why = f"auto-promotion triggered by {who}"
+            done = self._promote(txn, candidate, bot, why, [], trigger)
+            return self._view(candidate, Outcome.PROMOTED, decision, events=done)
 
     # -- ledger records --------------------------------------------------------------
 
@@ -366,13 +399,18 @@ class Governance:
         )
 
     def _decline(
-        self, candidate: _Candidate, actor: str, decision: Decision, what: str
+        self,
+        candidate: _Candidate,
+        actor: str,
+        decision: Decision,
+        what: str,
+        extra: Mapping[str, object] | None = None,
     ) -> NewEvent:
         failures = [r.explain() for r in decision.failures]
         return dataclasses.replace(
             self._event(candidate, Action.DECLINE, actor, "", {"refused": what}),
             reason=f"{what} refused: " + "; ".join(failures),
-            details={"refused": what, "failures": failures},
+            details={**(extra or {}), "refused": what, "failures": failures},
         )
 
     def _promote(
@@ -382,12 +420,13 @@ class Governance:
         actor: str,
         reason: str,
         approvers: Sequence[str],
+        extra: Mapping[str, object] | None = None,
     ) -> list[Event]:
         name, number = candidate.info.name, candidate.info.version
         events = txn.events(name)
         changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
-        details = {"approvers": list(approvers)} if approvers else {}
-        return self._reg._apply_events(txn, name, events, changes, actor, reason, details)
+        details = {**(extra or {}), **({"approvers": list(approvers)} if approvers else {})}
+        return self._reg._apply(txn, name, events, changes, actor, reason, details)
 
 
 def _eligibility(rules: policy.Approvals, role: Role) -> str:

@@ -23,10 +23,13 @@ from modelreg.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    PolicyError,
     UnsupportedMediaTypeError,
 )
 
 STATUS_CODES: Mapping[type[ModelregError], int] = {
+    # The policy file is the server's configuration, not the caller's input.
+    PolicyError: 503,
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     InvalidInputError: 400,

@@ -205,7 +205,15 @@ class MlflowGateway:
                 f"MLflow at {self.tracking_uri} does not run the basic-auth app; start it with "
                 "`--app-name basic-auth` or set MODELREG_AUTH=none"
             )
-        return response.status_code != 401
+        if response.status_code == 401:
+            return False
+        if response.status_code != 200:
+            # Fail closed: an auth database outage must never pass for a good password.
+            raise BackendError(
+                f"MLflow at {self.tracking_uri} could not check credentials "
+                f"(HTTP {response.status_code}); try again later"
+            )
+        return True
 
     def ping(self) -> None:
         """Raise BackendUnavailableError unless the server answers."""

@@ -21,12 +21,20 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from modelreg.domain import SemVer, check_model_name
-from modelreg.errors import InvalidNameError, PolicyError
+from modelreg.domain import Action, SemVer, check_model_name
+from modelreg.errors import ConflictError, InvalidNameError, PolicyError
 from modelreg.semver import VersionFacts, breaks_inputs
 
 MAX_POLICY_BYTES = 1 << 20
@@ -82,8 +90,8 @@ class MetricGate(_Strict):
     """``metric op threshold``, e.g. ``test_auc >= 0.85``, checked on the version's run."""
 
     metric: str
-    op: str
-    threshold: float
+    op: Literal[">=", ">", "<=", "<"]
+    threshold: float = Field(allow_inf_nan=False)
 
     @classmethod
     def parse(cls, text: str) -> MetricGate:
@@ -102,8 +110,8 @@ class MetricGate(_Strict):
         return f"{self.metric} {self.op} {self.threshold:g}"
 
     def holds(self, observed: float) -> bool:
-        """Whether ``observed`` satisfies the gate."""
-        return _OPS[self.op](observed, self.threshold)
+        """Whether ``observed`` satisfies the gate, up to float noise (0.1 + 0.2 <= 0.3)."""
+        return _OPS[self.op](round(observed - self.threshold, 12), 0.0)
 
 
 class Gates(_Strict):
@@ -137,8 +145,8 @@ class Approvals(_Strict):
     """Who must sign off, and how many of them."""
 
     required: int = Field(default=0, ge=0, le=20)
-    approvers: list[str] = []  # users allowed to approve; with roles empty: anyone identified
-    roles: list[Role] = []  # roles allowed to approve
+    approvers: list[str] = []  # narrow approving to these users (who still need the role)
+    roles: list[Role] = []  # ... or to these roles and above; both empty: approver and admin
     separation_of_duties: bool = True  # registrant and requester may not approve
 
 
@@ -160,6 +168,16 @@ class ModelPolicy(_Strict):
     approvals: Approvals = Approvals()
     auto_promote: AutoPromote = AutoPromote()
 
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        rule = self.auto_promote
+        if rule.enabled and not rule.metric:
+            # Without a metric, any passing candidate would replace a better Production.
+            raise ValueError("auto_promote.enabled needs auto_promote.metric to compare with")
+        if rule.require_approval and self.approvals.required < 1:
+            raise ValueError("auto_promote.require_approval needs approvals.required >= 1")
+        return self
+
 
 class Access(_Strict):
     """Roles of users; users not listed get ``default_role``."""
@@ -175,10 +193,21 @@ class Access(_Strict):
 class Webhook(_Strict):
     """A subscriber that receives every ledger event, signed with HMAC-SHA256."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    url: str = Field(pattern=r"^https?://", max_length=2000)
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+    url: str = Field(max_length=2000)
     secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # env var holding the secret
-    actions: list[str] = []  # empty: every action
+    actions: list[Action] = []  # empty: every action
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"invalid url: {exc}") from exc
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ValueError("url must be http:// or https:// with a host")
+        return value
 
 
 class PolicyFile(_Strict):
@@ -332,12 +361,13 @@ def _metric_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
     results = []
     for gate in gates.metrics:
         observed = evidence.metrics.get(gate.metric)
+        passed = observed is not None and gate.holds(observed)
+        shown = "not logged on the version's run" if observed is None else _fmt(observed)
+        if observed is not None and not passed and shown == _fmt(gate.threshold):
+            shown = repr(observed)  # 0.8499999 must not read as the required 0.85
         results.append(
             GateResult(
-                gate=f"metric {gate.metric}",
-                passed=observed is not None and gate.holds(observed),
-                required=str(gate),
-                observed="not logged on the version's run" if observed is None else _fmt(observed),
+                gate=f"metric {gate.metric}", passed=passed, required=str(gate), observed=shown
             )
         )
     return results
@@ -366,6 +396,22 @@ def _metadata_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
     return results
 
 
+def _problems_gate(
+    gate: str,
+    required: str,
+    problems: Sequence[str] | None,
+    *,
+    ok: str,
+    unknown: str,
+    prefix: str = "",
+) -> GateResult:
+    """A gate that passes when a known list of problems is empty (None: not checked)."""
+    if problems is None:
+        return GateResult(gate=gate, passed=False, required=required, observed=unknown)
+    observed = prefix + ", ".join(problems[:5]) if problems else ok
+    return GateResult(gate=gate, passed=not problems, required=required, observed=observed)
+
+
 def _artifact_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
     results = []
     if gates.require_signature:
@@ -379,27 +425,24 @@ def _artifact_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
             )
         )
     if gates.require_complete_lineage:
-        missing = evidence.lineage_missing
         results.append(
-            GateResult(
-                gate="lineage",
-                passed=missing is not None and not missing,
-                required="complete lineage (git commit, data, params, environment)",
-                observed="not adopted"
-                if missing is None
-                else ("complete" if not missing else "missing " + ", ".join(missing)),
+            _problems_gate(
+                "lineage",
+                "complete lineage (git commit, data, params, environment)",
+                evidence.lineage_missing,
+                ok="complete",
+                unknown="not adopted",
+                prefix="missing ",
             )
         )
     if gates.require_verified_digest:
-        problems = evidence.digest_problems
         results.append(
-            GateResult(
-                gate="digest",
-                passed=problems is not None and not problems,
-                required="artifacts match the registered sha256 manifest",
-                observed="not verified"
-                if problems is None
-                else ("verified" if not problems else "; ".join(problems[:3])),
+            _problems_gate(
+                "digest",
+                "artifacts match the registered sha256 manifest",
+                evidence.digest_problems,
+                ok="verified",
+                unknown="not verified",
             )
         )
     return results
@@ -514,10 +557,17 @@ class Vote:
 
 
 def may_approve(rules: Approvals, actor: str, role: Role) -> bool:
-    """Whether the approval rules let ``actor`` (holding ``role``) approve at all."""
+    """Whether ``actor`` (holding ``role``) may approve under ``rules``.
+
+    Approving always needs the approver role; the rules can only narrow who
+    among approvers and admins may, never widen it to viewers or contributors.
+    A listed role includes the roles above it.
+    """
+    if role.rank < Role.APPROVER.rank:
+        return False
     if not rules.approvers and not rules.roles:
-        return role.rank >= Role.APPROVER.rank
-    return actor in rules.approvers or role in rules.roles
+        return True
+    return actor in rules.approvers or any(role.rank >= r.rank for r in rules.roles)
 
 
 def conflicts_of_interest(
@@ -612,6 +662,16 @@ default_role = "{default_role}"
 # secret_env = "MODELREG_WEBHOOK_SECRET_OPS"   # the secret comes from this env var
 # actions = []                                 # empty: every action
 """
+
+
+def write_starter(path: Path, admins: Sequence[str], *, force: bool = False) -> None:
+    """Write the starter policy to ``path`` atomically; never overwrite unless ``force``."""
+    if path.exists() and not force:
+        raise ConflictError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(starter(admins), encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written policy behind
 
 
 def starter(admins: Sequence[str], default_role: Role = Role.APPROVER) -> str:

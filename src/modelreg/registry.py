@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,10 +68,13 @@ from modelreg.views import (
     HistoryView,
     LineageView,
     ModelView,
+    PolicyView,
     VerifyResult,
     VersionView,
 )
 from modelreg.webhooks import Dispatcher, Subscriber
+
+log = logging.getLogger("modelreg.registry")
 
 STAGE_TAG = "modelreg.stage"
 SEMVER_TAG = "modelreg.semver"
@@ -146,6 +150,8 @@ class Registry:
             key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
             key = None
+        except OSError as exc:
+            raise PolicyError(str(path), f"cannot be read: {exc}") from exc
         if self._policy is None or self._policy[0] != key:
             self._policy = (key, policy.load(path))
         return self._policy[1]
@@ -156,10 +162,13 @@ class Registry:
         for hook in self.policy().webhooks:
             secret = os.environ.get(hook.secret_env, "")
             if not secret:
-                raise PolicyError(
-                    self.policy().source,
-                    f"webhook {hook.name}: environment variable {hook.secret_env} is not set",
+                # Its events wait in the outbox until the secret is set; others go on.
+                log.warning(
+                    "webhook %s is paused: environment variable %s is not set",
+                    hook.name,
+                    hook.secret_env,
                 )
+                continue
             found.append(Subscriber(hook.name, hook.url, secret.encode(), frozenset(hook.actions)))
         return found
 
@@ -167,14 +176,14 @@ class Registry:
         self, *, subscriber: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[DeliveryView]:
         """Webhook deliveries, newest first."""
-        with Dispatcher(self.ledger, self.subscribers()) as dispatcher:
+        with Dispatcher(self.ledger, []) as dispatcher:
             found = dispatcher.deliveries(subscriber=subscriber, status=status, limit=limit)
         return [DeliveryView.model_validate(d, from_attributes=True) for d in found]
 
     def retry_delivery(self, delivery_id: int, *, actor: str | None = None) -> DeliveryView:
         """Send a failed webhook delivery again on the next round."""
         self.authorize(actor, Permission.ADMINISTER, "retry webhook deliveries")
-        with Dispatcher(self.ledger, self.subscribers()) as dispatcher:
+        with Dispatcher(self.ledger, []) as dispatcher:
             delivery = dispatcher.retry(delivery_id)
         return DeliveryView.model_validate(delivery, from_attributes=True)
 
@@ -183,6 +192,20 @@ class Registry:
         self.authorize(actor, Permission.ADMINISTER, "send webhook deliveries")
         with Dispatcher(self.ledger, self.subscribers()) as dispatcher:
             return dispatcher.run_once()
+
+    def policy_view(self, name: str | None = None, *, actor: str | None = None) -> PolicyView:
+        """The effective policy for ``name`` (the default without one) and ``actor``'s role."""
+        loaded = self.policy()
+        if name is not None:
+            check_model_name(name)
+        who = self._actor(actor)
+        return PolicyView(
+            source=loaded.source or None,
+            model=name,
+            policy=(loaded.for_model(name) if name else loaded.default).model_dump(mode="json"),
+            actor=who,
+            role=loaded.access.role_of(who).value,
+        )
 
     def role_of(self, actor: str | None = None) -> Role:
         """The role the policy's [access] table gives ``actor``."""
@@ -219,10 +242,17 @@ class Registry:
         return self.governance.validate(name, ref, actor=actor)
 
     def request(
-        self, name: str, ref: str | int, *, comment: str = "", actor: str | None = None
+        self,
+        name: str,
+        ref: str | int,
+        *,
+        stage: Stage | str = Stage.PRODUCTION,
+        comment: str = "",
+        actor: str | None = None,
     ) -> DecisionView:
         """Open a Production request for a version (promotes at once if no approval is needed)."""
-        return self.governance.request(name, ref, comment=comment, actor=actor)
+        target = stage if isinstance(stage, Stage) else Stage.parse(stage)
+        return self.governance.request(name, ref, stage=target, comment=comment, actor=actor)
 
     def approve(
         self, name: str, ref: str | int, *, comment: str = "", actor: str | None = None
@@ -472,15 +502,20 @@ class Registry:
         target = stage if isinstance(stage, Stage) else Stage.parse(stage)
         # Production normally comes through request/approve or auto-promote; moving a
         # version there directly is an admin's override, recorded like any move.
-        needed = Permission.ADMINISTER if target is Stage.PRODUCTION else Permission.CONTRIBUTE
+        number = self.resolve(name, ref)
+        current = lifecycle.fold(self.ledger.events(name, version=number)).get(number)
+        needed = Permission.CONTRIBUTE
+        if current is Stage.PRODUCTION:
+            needed = Permission.APPROVE  # taking Production away weighs like a rollback
+        if target is Stage.PRODUCTION:
+            needed = Permission.ADMINISTER
         who, _role = self.authorize(actor, needed, f"move versions to {target.value}")
         why = _reason(reason)
-        number = self.resolve(name, ref)
         self._ensure_adopted(name, number)
         with self.ledger.locked(name) as txn:
             events = txn.events(name)
             changes = lifecycle.plan_transition(name, lifecycle.fold(events), number, target)
-            return self._apply(txn, name, events, changes, who, why)
+            return [EventView.of(e) for e in self._apply(txn, name, events, changes, who, why)]
 
     def rollback(
         self, name: str, to: str | int | None = None, *, reason: str = "", actor: str | None = None
@@ -494,22 +529,9 @@ class Registry:
         with self.ledger.locked(name) as txn:
             events = txn.events(name)
             changes = lifecycle.plan_rollback(name, events, target)
-            return self._apply(txn, name, events, changes, who, why)
+            return [EventView.of(e) for e in self._apply(txn, name, events, changes, who, why)]
 
     def _apply(
-        self,
-        txn: LedgerTransaction,
-        name: str,
-        events: list[Event],
-        changes: list[StageChange],
-        actor: str,
-        reason: str,
-    ) -> list[EventView]:
-        return [
-            EventView.of(e) for e in self._apply_events(txn, name, events, changes, actor, reason)
-        ]
-
-    def _apply_events(
         self,
         txn: LedgerTransaction,
         name: str,
@@ -593,8 +615,20 @@ class Registry:
         if self.ledger.version_record(name, version) is None:
             self.sync(name)
 
-    def sync(self, name: str | None = None, progress: Progress = _no_progress) -> list[VersionView]:
-        """Adopt versions registered by plain MLflow clients: semver, manifest, lineage record."""
+    def sync(
+        self,
+        name: str | None = None,
+        progress: Progress = _no_progress,
+        *,
+        actor: str | None = None,
+    ) -> list[VersionView]:
+        """Adopt versions registered by plain MLflow clients: semver, manifest, lineage record.
+
+        A caller named by ``actor`` needs the contributor role; without one it is
+        modelreg itself (the background sync, a webhook, adoption on demand).
+        """
+        if actor is not None:
+            self.authorize(actor, Permission.CONTRIBUTE, "adopt versions")
         if name is not None:
             check_model_name(name)
             self.gateway.model(name)
@@ -653,6 +687,10 @@ class Registry:
             events = txn.events(info.name)
             adopting = entry.action is Action.ADOPT
             stage = _adopted_stage(info, lifecycle.fold(events)) if adopting else Stage.NONE
+            if stage is Stage.PRODUCTION and self.policy().source:
+                # Under a policy, Production is earned through its gates, not by setting
+                # the alias in MLflow; doctor reports the alias as drift.
+                stage = Stage.NONE
             registrant = (run.user_id if run else "") or info.user_id or entry.actor
             record = VersionRecord(
                 model=info.name,

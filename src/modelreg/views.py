@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelreg.domain import Action, Event, LineageRecord, Stage
+from modelreg.domain import Action, Event, LineageRecord, Outcome, Stage
 from modelreg.policy import GateResult
 
 
@@ -138,7 +138,7 @@ class DecisionView(View):
     name: str
     version: int
     semver: str | None
-    outcome: str  # valid, invalid, requested, pending, promoted, rejected, declined
+    outcome: Outcome
     passed: bool
     promoted: bool
     gates: list[GateView]
@@ -147,6 +147,16 @@ class DecisionView(View):
     policy: str
     message: str = ""
     events: list[EventView] = []
+
+
+class PolicyView(View):
+    """The effective policy for a model (or the default) and the caller's role."""
+
+    source: str | None  # None: no policy file, the open policy applies
+    model: str | None
+    policy: dict[str, Any]
+    actor: str
+    role: str
 
 
 class DeliveryView(View):

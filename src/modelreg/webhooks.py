@@ -27,7 +27,6 @@ check and read them the way MLflow 3.17 signs them
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -392,18 +391,6 @@ class Dispatcher:
         """Fan out new events, then send what is due; return how many sends were attempted."""
         self.enqueue()
         return self.deliver_due()
-
-    async def run_forever(self, interval: float) -> None:
-        """Run rounds every ``interval`` seconds until cancelled; an error never stops the loop."""
-        while True:
-            attempted = 0
-            try:
-                attempted = await asyncio.to_thread(self.run_once)
-            except Exception:
-                # A ledger outage must not end delivery for good; the next round retries.
-                log.warning("webhook dispatch round failed; retrying", exc_info=True)
-            if attempted < self._batch:  # a full batch means more is waiting now
-                await asyncio.sleep(interval)
 
     def deliveries(
         self,

@@ -53,7 +53,9 @@ def _logged_model(backend: Backend) -> tuple[str, str]:
     return _LOGGED[backend.tracking_uri]
 
 
-def create_versions(backend: Backend, registry: Registry, name: str, count: int) -> list[int]:
+def create_versions(
+    backend: Backend, registry: Registry, name: str, count: int, *, adopt: bool = True
+) -> list[int]:
     """Create ``count`` versions with a plain MlflowClient, as MLflow users do; adopt them."""
     uri, run_id = _logged_model(backend)
     client = MlflowClient(backend.tracking_uri)
@@ -64,7 +66,8 @@ def create_versions(backend: Backend, registry: Registry, name: str, count: int)
         int(client.create_model_version(name, uri, run_id=run_id, model_id=model_id).version)
         for _ in range(count)
     ]
-    registry.sync(name)
+    if adopt:
+        registry.sync(name)
     return numbers
 
 

@@ -40,6 +40,7 @@ def test_api_enforces_roles_and_records_the_approver(
     assert {g["gate"] for g in gates["gates"]} >= {"metric test_auc", "metadata data_version"}
 
     assert api.post(f"{base}/request", headers=as_("victor")).status_code == 403
+    assert api.post("/api/v1/sync", headers=as_("victor")).status_code == 403
     opened = api.post(f"{base}/request", json={"comment": "ship it"}, headers=as_("connie"))
     assert opened.status_code == 200, opened.text
     assert opened.json()["outcome"] == "requested"
@@ -138,7 +139,7 @@ def test_policy_init_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert main([*home, "policy", "show", "churn", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["your_role"] == "admin"
+    assert shown["role"] == "admin"
     assert shown["policy"]["gates"]["metrics"][0]["threshold"] == pytest.approx(0.85)
     (tmp_path / "policy.toml").write_text("[default.approvals]\nrequired = 'two'\n")
     assert main([*home, "policy", "show"]) == 2

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from registry_helpers import production, write_policy
+from registry_helpers import create_versions, production, write_policy
 
 from modelreg import policy
 from modelreg.domain import Action, Stage
@@ -71,7 +71,7 @@ def test_one_approval_by_someone_else_promotes_and_tags_mlflow(
             governed.approve(model_name, version, actor=registrant)
     # ...and a viewer or contributor may not approve at all.
     for actor in ("victor", "connie"):
-        with pytest.raises(PermissionDeniedError, match="approver or admin role"):
+        with pytest.raises(PermissionDeniedError, match="needs the approver role"):
             governed.approve(model_name, version, actor=actor)
     assert production(governed, model_name) is None
 
@@ -185,6 +185,10 @@ def test_roles_guard_promote_and_rollback(
     assert production(governed, model_name) == second
     governed.rollback(model_name, actor="bob")
     assert production(governed, model_name) == first
+    # Taking Production away weighs like a rollback: not for contributors.
+    with pytest.raises(PermissionDeniedError, match="approver role"):
+        governed.promote(model_name, first, "Archived", actor="connie")
+    assert production(governed, model_name) == first
 
 
 def test_no_policy_file_means_open_policy(registry: Registry, quick_versions: Any) -> None:
@@ -194,3 +198,35 @@ def test_no_policy_file_means_open_policy(registry: Registry, quick_versions: An
     view = registry.request(name, version)
     assert view.outcome == "promoted"  # no gates, no approvals required
     assert view.gates == []
+
+
+def test_auto_promotion_can_hand_over_to_a_human(
+    governed: Registry, register_auc: Callable[..., int], model_name: str
+) -> None:
+    write_policy(governed, f"\n[models.{model_name}.auto_promote]\nrequire_approval = true\n")
+    version = register_auc(0.9)
+    handed = governed.auto_promote(model_name, version, actor="bob")
+    assert handed.outcome == "requested"
+    assert production(governed, model_name) is None
+    # The request is bob's although the automation opened it: he may not approve it.
+    with pytest.raises(PermissionDeniedError, match="bob requested this promotion"):
+        governed.approve(model_name, version, actor="bob")
+    assert governed.approve(model_name, version, actor="carol").outcome == "promoted"
+    assert production(governed, model_name) == version
+
+
+def test_production_set_in_plain_mlflow_is_not_adopted_as_production(
+    governed: Registry, backend: Backend, model_name: str
+) -> None:
+    [second] = create_versions(backend, governed, model_name, 1, adopt=False)
+    MlflowClient(backend.tracking_uri).set_registered_model_alias(
+        model_name, "production", str(second)
+    )
+    governed.sync(model_name)
+    assert governed.show(model_name, second).stage is Stage.NONE
+    drift = governed.drift(model_name)
+    assert [(d.kind, d.expected, d.actual) for d in drift] == [
+        ("alias production", "None", str(second))
+    ]
+    with pytest.raises(PermissionDeniedError, match="contributor role"):
+        governed.sync(model_name, actor="victor")

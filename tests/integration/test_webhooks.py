@@ -16,10 +16,13 @@ import pytest
 from sqlalchemy import func, select
 from webhook_helpers import SECRET, FakeClock, Receiver
 
+from modelreg.api.events import deliver_forever
 from modelreg.domain import Action, Event, NewEvent, Stage
 from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
 from modelreg.ledger import Ledger
 from modelreg.ledger.tables import EventRow, OutboxRow
+from modelreg.registry import Registry
+from modelreg.settings import Settings
 from modelreg.stack import free_port
 from modelreg.webhooks import (
     DELIVERY_HEADER,
@@ -385,13 +388,21 @@ def test_out_of_order_commits_on_postgresql_lose_no_event(
     ledger.dispose()
 
 
-def test_dispatch_loop_survives_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_dispatch_loop_survives_errors(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A ledger that cannot be opened (the path is a directory) fails every round.
-    broken = Ledger(f"sqlite:///{tmp_path}")
-    hub = Dispatcher(broken, [Subscriber("ci", "http://127.0.0.1:9/hook", SECRET)])
+    monkeypatch.setenv("MODELREG_TEST_SECRET", SECRET.decode())
+    (tmp_path / "policy.toml").write_text(
+        '[[webhooks]]\nname = "ci"\nurl = "http://127.0.0.1:9/hook"\n'
+        'secret_env = "MODELREG_TEST_SECRET"\n'
+    )
+    registry = Registry(
+        Settings(home=tmp_path, ledger_uri=f"sqlite:///{tmp_path}", tracking_uri="http://x")
+    )
 
     async def run_a_while() -> bool:
-        task = asyncio.create_task(hub.run_forever(0.01))
+        task = asyncio.create_task(deliver_forever(registry, 0.01))
         await asyncio.sleep(0.2)
         alive = not task.done()
         task.cancel()
@@ -399,12 +410,11 @@ def test_dispatch_loop_survives_errors(tmp_path: Path, caplog: pytest.LogCapture
             await task
         return alive
 
-    with caplog.at_level(logging.WARNING, logger="modelreg.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="modelreg.api.events"):
         assert asyncio.run(run_a_while())
-    failures = [r for r in caplog.records if "dispatch round failed" in r.getMessage()]
+    failures = [r for r in caplog.records if "delivery round failed" in r.getMessage()]
     assert len(failures) >= 2
-    hub.close()
-    broken.dispose()
+    registry.close()
 
 
 def test_events_table_is_untouched_by_delivery_state(

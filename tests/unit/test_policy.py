@@ -112,6 +112,15 @@ def test_per_model_overrides_merge_key_by_key() -> None:
         ("[access.users]\nbob = 'god'", "access.users.bob"),
         ("[[webhooks]]\nname = 'a'\nurl = 'ftp://x'\nsecret_env = 'S'", "webhooks.0.url"),
         ("default = [", "not valid TOML"),
+        ("[default.gates]\nmetrics = [{metric = 'auc', op = '==', threshold = 1}]", "op"),
+        ("[default.gates]\nmetrics = [{metric = 'auc', op = '>', threshold = nan}]", "threshold"),
+        ("[default.auto_promote]\nenabled = true\nmetric = ''", "needs auto_promote.metric"),
+        ("[default.auto_promote]\nrequire_approval = true", "approvals.required >= 1"),
+        ("[[webhooks]]\nname = 'a'\nurl = 'http://'\nsecret_env = 'S'", "webhooks.0.url"),
+        (
+            "[[webhooks]]\nname = 'a'\nurl = 'https://h'\nsecret_env = 'S'\nactions = ['x']",
+            "webhooks.0.actions.0",
+        ),
     ],
 )
 def test_bad_policy_files_name_the_key(text: str, where: str) -> None:
@@ -177,8 +186,9 @@ def test_counted_approvers_drop_stale_ineligible_and_conflicted_votes() -> None:
     ]
     counted = policy.counted_approvers(rules, votes, "sha256:new", {"alice"}, "erin")
     assert counted == ["carol", "dave"]
-    listed = Approvals(required=1, approvers=["victor"])
-    assert policy.counted_approvers(listed, votes, "sha256:new", {"alice"}, "erin") == ["victor"]
+    listed = Approvals(required=1, approvers=["victor", "dave"])
+    # A list narrows who among approvers may approve; it never lets a viewer in.
+    assert policy.counted_approvers(listed, votes, "sha256:new", {"alice"}, "erin") == ["dave"]
     lax = Approvals(required=1, separation_of_duties=False)
     assert "alice" in policy.counted_approvers(lax, votes, "sha256:new", {"alice"}, "erin")
 
@@ -207,3 +217,29 @@ def test_open_request_ends_with_rejection_or_a_move() -> None:
     assert open_request([*voted, _event(4, Action.REJECT, "bob")], 2) is None
     moved = _event(4, Action.TRANSITION, to_stage=Stage.PRODUCTION)
     assert open_request([*voted, moved], 2) is None
+
+
+def test_roles_listed_for_approval_include_the_roles_above() -> None:
+    rules = Approvals(required=1, roles=[Role.APPROVER])
+    assert policy.may_approve(rules, "ann", Role.ADMIN)
+    assert policy.may_approve(rules, "bob", Role.APPROVER)
+    assert not policy.may_approve(rules, "connie", Role.CONTRIBUTOR)
+    admins_only = Approvals(required=1, roles=[Role.ADMIN])
+    assert not policy.may_approve(admins_only, "bob", Role.APPROVER)
+
+
+def test_metric_gates_ignore_float_noise() -> None:
+    loss = policy.MetricGate.parse("loss <= 0.3")
+    assert loss.holds(0.1 + 0.2)
+    assert not loss.holds(0.3001)
+    rules = policy.parse('[default.gates]\nmetrics = ["auc >= 0.85"]', "t").default
+    [failure] = policy.evaluate(rules, evidence(metrics={"auc": 0.8499999})).failures
+    assert failure.observed == "0.8499999"  # not "0.85", which would read as passing
+
+
+def test_a_request_the_automation_opened_belongs_to_who_triggered_it() -> None:
+    opened = _event(1, Action.REQUEST, "modelreg-automation", details={"triggered_by": "connie"})
+    request = open_request([opened], 2)
+    assert request is not None
+    assert request.actor == "connie"
+    assert policy.conflicts_of_interest(Approvals(), "connie", {"alice"}, request.actor)

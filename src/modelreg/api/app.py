@@ -153,9 +153,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         return [e.as_json() for e in reg.rollback(name, body.to, reason=body.reason, actor=actor)]
 
     @app.post("/api/v1/sync")
-    def sync(_actor: Actor) -> list[dict[str, Any]]:
+    def sync(actor: Actor) -> list[dict[str, Any]]:
         """Adopt versions registered by plain MLflow clients now."""
-        return [v.as_json() for v in reg.sync()]
+        return [v.as_json() for v in reg.sync(actor=actor)]
 
     @app.get("/api/v1/doctor")
     def doctor(actor: Actor) -> list[dict[str, Any]]:

@@ -40,9 +40,10 @@ async def deliver_forever(registry: Registry, interval: float) -> None:
                     dispatcher, current = Dispatcher(registry.ledger, subscribers), subscribers
                 if subscribers and dispatcher is not None:
                     await asyncio.to_thread(dispatcher.run_once)
-            except ModelregError as exc:
-                # A bad policy or a ledger outage must not kill delivery; events wait in the outbox.
-                log.warning("webhook delivery round failed: %s", exc.message)
+            except Exception:
+                # A bad policy or a ledger outage must not end delivery for good: the
+                # events wait in the outbox and the next round retries.
+                log.warning("webhook delivery round failed; retrying", exc_info=True)
             await asyncio.sleep(interval)
     finally:
         if dispatcher is not None:

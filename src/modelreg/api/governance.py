@@ -26,15 +26,7 @@ def governance_router(reg: Registry) -> APIRouter:
         actor: Actor, model: Annotated[str | None, Query(max_length=200)] = None
     ) -> dict[str, Any]:
         """The effective policy for a model (or the default) and the caller's role."""
-        loaded = reg.policy()
-        effective = loaded.for_model(model) if model else loaded.default
-        return {
-            "source": loaded.source or None,
-            "model": model,
-            "policy": effective.model_dump(mode="json"),
-            "actor": actor,
-            "role": reg.role_of(actor).value,
-        }
+        return reg.policy_view(model, actor=actor).as_json()
 
     @router.get("/api/v1/models/{name}/versions/{ref}/validate")
     def validate(name: str, ref: str, actor: Actor) -> dict[str, Any]:

@@ -379,7 +379,8 @@ def sync(
 ) -> None:
     """Adopt versions registered by plain MLflow clients (semver, digest, lineage record)."""
     with _progress() as update:
-        adopted = state_of(ctx).registry.sync(name, progress=update)
+        registry = state_of(ctx).registry
+        adopted = registry.sync(name, progress=update, actor=registry.settings.actor)
     if not as_json:
         out.print(f"adopted {len(adopted)} version(s)")
     emit(adopted, as_json, versions_table(adopted))

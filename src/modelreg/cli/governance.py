@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated
 
 import typer
@@ -12,7 +10,7 @@ from rich.table import Table
 from modelreg import policy
 from modelreg.cli.app import JsonOpt, app, emit, out, state_of
 from modelreg.cli.tables import events_table
-from modelreg.errors import ConflictError, InvalidInputError
+from modelreg.domain import Outcome, Stage
 from modelreg.views import DecisionView
 
 policy_app = typer.Typer(help="Write and inspect the governance policy.", no_args_is_help=True)
@@ -40,7 +38,11 @@ def _report(view: DecisionView, as_json: bool) -> None:
     out.print(f"{view.name} v{view.version}{semver}: [bold]{view.outcome}[/bold]")
     if view.gates:
         out.print(_decision_table(view))
-    if view.required_approvals and view.outcome in {"pending", "promoted", "requested"}:
+    if view.required_approvals and view.outcome in {
+        Outcome.PENDING,
+        Outcome.PROMOTED,
+        Outcome.REQUESTED,
+    }:
         out.print(
             f"approvals: {len(view.approvers)}/{view.required_approvals}"
             + (f" ({', '.join(view.approvers)})" if view.approvers else "")
@@ -59,12 +61,7 @@ def policy_init(
     """Write a commented starter policy with the course's rules (you become its admin)."""
     settings = state_of(ctx).settings
     path = settings.resolved_policy_file()
-    if path.exists() and not force:
-        raise ConflictError(f"{path} exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(policy.starter([settings.actor]), encoding="utf-8")
-    tmp.replace(path)  # never leave a half-written policy behind
+    policy.write_starter(path, [settings.actor], force=force)
     out.print(f"wrote {path}; {settings.actor} is its admin. Edit it, then `modelreg policy show`.")
 
 
@@ -74,28 +71,20 @@ def policy_show(
     name: Annotated[str | None, typer.Argument(help="Model (default: the default policy).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the effective policy for a model, with its source file."""
-    registry = state_of(ctx).registry
-    loaded = registry.policy()
-    effective = loaded.for_model(name) if name else loaded.default
-    data = {
-        "source": loaded.source or None,
-        "model": name,
-        "policy": effective.model_dump(mode="json"),
-        "your_role": registry.role_of().value,
-    }
+    """Print the effective policy for a model, with its source file and your role."""
+    view = state_of(ctx).registry.policy_view(name)
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        emit(view, True)
         return
-    if not loaded.source:
+    if view.source is None:
         out.print(
             "no policy file: no gates, every user is an admin. "
             "Run `modelreg policy init` to govern promotions."
         )
     else:
-        out.print(f"policy from {loaded.source}" + (f" for model {name}" if name else ""))
-    out.print_json(data=data["policy"])
-    out.print(f"your role: {data['your_role']}")
+        out.print(f"policy from {view.source}" + (f" for model {name}" if name else ""))
+    out.print_json(data=view.policy)
+    out.print(f"your role: {view.role}")
 
 
 @app.command()
@@ -117,12 +106,8 @@ def request(
     as_json: JsonOpt = False,
 ) -> None:
     """Request promotion to Production; the gates must pass."""
-    if stage.strip().lower() != "production":
-        raise InvalidInputError(
-            f"--stage {stage[:20]!r}: requests are for Production; "
-            "move versions to Staging with `modelreg promote`"
-        )
-    _report(state_of(ctx).registry.request(name, version, comment=comment), as_json)
+    view = state_of(ctx).registry.request(name, version, stage=Stage.parse(stage), comment=comment)
+    _report(view, as_json)
 
 
 @app.command()
@@ -150,7 +135,7 @@ def auto_promote(ctx: typer.Context, name: str, version: str, as_json: JsonOpt =
     """Promote if the gates pass and the version beats Production (exit 4 if not)."""
     view = state_of(ctx).registry.auto_promote(name, version)
     _report(view, as_json)
-    if view.outcome == "declined":
+    if view.outcome is Outcome.DECLINED:
         raise typer.Exit(DECLINED_EXIT)
 
 
