@@ -1,4 +1,8 @@
-"""Governance through the API and the CLI: roles, exit codes, JSON for CI steps."""
+"""Governance through the API and the CLI: roles, exit codes, JSON for CI steps.
+
+The adapters only translate; what they call is covered on SQLite and on
+PostgreSQL+S3 by test_governance_flow, so these run on SQLite alone.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from modelreg.registry import Registry
 from services import Backend
 
 pytestmark = pytest.mark.integration
+on_sqlite = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -30,6 +35,7 @@ def as_(actor: str) -> dict[str, str]:
     return {"X-Modelreg-Actor": actor}
 
 
+@on_sqlite
 def test_api_enforces_roles_and_records_the_approver(
     api: TestClient, governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
@@ -68,6 +74,7 @@ def test_api_enforces_roles_and_records_the_approver(
     assert policy_view.json()["policy"]["approvals"]["required"] == 1
 
 
+@on_sqlite
 def test_api_refusals_are_4xx_and_write_nothing(
     api: TestClient, governed: Registry, register_auc: Callable[..., int], model_name: str
 ) -> None:
@@ -96,6 +103,7 @@ def _cli(backend: Backend, home: Path, *args: str) -> list[str]:
     ]
 
 
+@on_sqlite
 def test_cli_is_usable_as_a_ci_step(
     governed: Registry,
     register_auc: Callable[..., int],

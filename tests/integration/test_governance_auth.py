@@ -77,13 +77,15 @@ def auth_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def service_env(auth_mlflow: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def service_env(auth_mlflow: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """This process talks to MLflow as modelreg's service account, as a deployment would."""
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", SERVICE[0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SERVICE[1])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_mlflow)
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(auth_mlflow)
-    return auth_mlflow
+    yield auth_mlflow
+    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture

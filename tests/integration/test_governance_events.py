@@ -176,12 +176,16 @@ def test_mlflow_webhook_triggers_adoption(
         events=["model_version.created", "model_version_alias.created"],
         secret=MLFLOW_SECRET,
     )
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(hooked_mlflow)
     frame = training_frame()
-    with mlflow.start_run() as run:
-        logged = mlflow.sklearn.log_model(
-            LogisticRegression().fit(frame, labels(frame)), name="model", input_example=frame
-        )
+    try:
+        with mlflow.start_run() as run:
+            logged = mlflow.sklearn.log_model(
+                LogisticRegression().fit(frame, labels(frame)), name="model", input_example=frame
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
     client.create_registered_model(model_name)
     client.create_model_version(
         model_name,
