@@ -484,9 +484,17 @@ class MlflowGateway:
             )
 
     def log_sklearn(
-        self, model: Any, signature: Any, input_example: Any, trusted_types: list[str]
+        self,
+        model: Any,
+        signature: Any,
+        input_example: Any,
+        trusted_types: list[str],
+        pip_requirements: list[str] | None = None,
     ) -> str:
-        """Log an sklearn model into the active run (skops format) and return its URI."""
+        """Log an sklearn model into the active run (skops format) and return its URI.
+
+        Without ``pip_requirements`` MLflow infers them (a subprocess that loads the model).
+        """
         with self._errors():
             info = mlflow.sklearn.log_model(
                 model,
@@ -494,6 +502,7 @@ class MlflowGateway:
                 signature=signature,
                 input_example=input_example,
                 skops_trusted_types=trusted_types or None,
+                pip_requirements=pip_requirements,
             )
         return str(info.model_uri)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from registry_helpers import training_frame
 
 from modelreg.errors import InvalidInputError, SemVerConflictError
 from modelreg.registry import Registry
@@ -17,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_register_records_semver_digest_and_complete_lineage(
-    registry: Registry, register_tree: Any, backend: Backend, model_name: str
+    registry: Registry, register_tree: Any, backend: Backend, model_name: str, tmp_path: Path
 ) -> None:
     view = register_tree(data_version="2026-11", description="first cut")
 
@@ -43,6 +46,13 @@ def test_register_records_semver_digest_and_complete_lineage(
     assert run.inputs.dataset_inputs, "training data is logged as an MLflow dataset input"
     logged = mlflow.artifacts.load_text(f"runs:/{view.run_id}/modelreg/lineage.json")
     assert json.loads(logged)["git"]["commit"] == lineage.record.git.commit
+    # A pure sklearn model gets its pinned requirements without MLflow's slow inference.
+    model_dir = registry.download(model_name, 1, tmp_path)
+    pinned = (model_dir / "requirements.txt").read_text().split()
+    assert f"scikit-learn=={importlib.metadata.version('scikit-learn')}" in pinned
+    assert f"skops=={importlib.metadata.version('skops')}" in pinned
+    loaded = mlflow.pyfunc.load_model(str(model_dir))
+    assert len(loaded.predict(training_frame(3).head(4))) == 4
 
 
 def test_semver_bumps_follow_the_rules(register_tree: Any) -> None:
