@@ -74,7 +74,7 @@ from sklearn.model_selection import train_test_split
 from modelreg import integrity, lineage, policy
 from modelreg.domain import Outcome
 from modelreg.registry import Registry
-from registry import Cost, Samples, machine, probe, services, write_section
+from registry import Cost, Samples, machine, ms, probe, services, write_section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 REPO = DOCS.parents[1]
@@ -439,10 +439,6 @@ def _params(params: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
-def _ms(value: float) -> str:
-    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
-
-
 def table(results: Sequence[Result]) -> str:
     """The results as a Markdown table."""
     lines = [
@@ -453,8 +449,8 @@ def table(results: Sequence[Result]) -> str:
     for r in results:
         ours, theirs = r.modelreg_cost, r.baseline_cost
         lines.append(
-            f"| {r.case.label} | {len(r.modelreg.values)} | {_ms(r.modelreg.p50())} "
-            f"| {_ms(r.modelreg.p95())} | {_ms(r.baseline.p50())} | {_ms(r.baseline.p95())} "
+            f"| {r.case.label} | {len(r.modelreg.values)} | {ms(r.modelreg.p50())} "
+            f"| {ms(r.modelreg.p95())} | {ms(r.baseline.p50())} | {ms(r.baseline.p95())} "
             f"| **{r.ratio:.1f}x** | {ours.per_call(ours.rest_calls):g} / "
             f"{theirs.per_call(theirs.rest_calls):g} |"
         )
@@ -481,15 +477,15 @@ def breakdown(cost: Cost, steps: Steps) -> str:
 def endpoints(cost: Cost) -> str:
     """Requests per call by endpoint, artifact file transfers grouped into one line."""
     calls: defaultdict[str, float] = defaultdict(float)
-    ms: defaultdict[str, float] = defaultdict(float)
+    spent: defaultdict[str, float] = defaultdict(float)
     for endpoint, n in cost.endpoints.items():
         key = endpoint
         if "/mlflow-artifacts/artifacts" in endpoint:
             key = f"{endpoint.split()[0]} mlflow-artifacts (artifact listings and files)"
         calls[key] += n
-        ms[key] += cost.endpoint_ms[endpoint]
+        spent[key] += cost.endpoint_ms[endpoint]
     return ", ".join(
-        f"{cost.per_call(n):g}x {key} ({_ms(ms[key] / n)} ms)"
+        f"{cost.per_call(n):g}x {key} ({ms(spent[key] / n)} ms)"
         for key, n in sorted(calls.items(), key=lambda item: -item[1])
     )
 
@@ -509,7 +505,7 @@ def limits(results: Sequence[Result], files: int) -> str:
     share = 100 * verify.modelreg.p50() / promote.modelreg.p50()
     ours, theirs = promote.modelreg_cost, promote.baseline_cost
     lines = [
-        f"Registration: plain MLflow spent {_ms(infer_ms)} ms of its {_ms(log_ms)} ms "
+        f"Registration: plain MLflow spent {ms(infer_ms)} ms of its {ms(log_ms)} ms "
         "`log_model` inferring pip requirements (a subprocess that imports the model); "
         "modelreg pins scikit-learn, skops, numpy and scipy for models built only from "
         "their types (`registration.known_requirements`) and skips that, and spends the time "
@@ -517,14 +513,14 @@ def limits(results: Sequence[Result], files: int) -> str:
         "back and hashing it for the manifest, and the ledger record.",
         "",
         f"Auto-promotion: `Registry.verify` alone (download and re-hash the artifacts) takes "
-        f"{_ms(verify.modelreg.p50())} ms at p50, {share:.0f}% of an auto-promotion's "
-        f"{_ms(promote.modelreg.p50())} ms; hashing itself is {_ms(sha_ms)} ms of it "
+        f"{ms(verify.modelreg.p50())} ms at p50, {share:.0f}% of an auto-promotion's "
+        f"{ms(promote.modelreg.p50())} ms; hashing itself is {ms(sha_ms)} ms of it "
         f"({sha_calls:g} `sha256_file` calls for the {files} files of the manifest: "
         "`Registry._verify_one` hashes each file for the digest, then `integrity.verify` "
         "hashes it again). "
         f"The rest is REST requests: {ours.per_call(ours.rest_calls):g} of them, "
-        f"{_ms(ours.per_call(ours.rest_ms))} ms summed, against the hand-written gate's "
-        f"{theirs.per_call(theirs.rest_calls):g} ({_ms(theirs.per_call(theirs.rest_ms))} ms): "
+        f"{ms(ours.per_call(ours.rest_ms))} ms summed, against the hand-written gate's "
+        f"{theirs.per_call(theirs.rest_calls):g} ({ms(theirs.per_call(theirs.rest_ms))} ms): "
         "reading the candidate, its run, its artifacts and Production, and writing "
         "Staging then Production (stages, alias, tags), with MLflow 3.17's "
         "`GET registered-models/get` before every write.",

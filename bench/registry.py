@@ -117,7 +117,7 @@ class Cost:
     def endpoint_text(self) -> str:
         """Requests per call by endpoint with their average time, most frequent first."""
         return ", ".join(
-            f"{self.per_call(n):g}x {endpoint} ({_ms(self.request_ms(endpoint))} ms)"
+            f"{self.per_call(n):g}x {endpoint} ({ms(self.request_ms(endpoint))} ms)"
             for endpoint, n in self.endpoints.most_common()
         )
 
@@ -517,7 +517,8 @@ def machine() -> str:
     )
 
 
-def _ms(value: float) -> str:
+def ms(value: float) -> str:
+    """A latency in ms as the tables print it: one decimal below 100 ms."""
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
@@ -532,8 +533,8 @@ def table(results: Sequence[Result]) -> str:
         ours, theirs = r.modelreg_cost, r.raw_cost
         lines.append(
             f"| {r.operation.label} | {r.size:,} | {len(r.modelreg.values)} "
-            f"| {_ms(r.modelreg.p50())} | {_ms(r.modelreg.p95())} "
-            f"| {_ms(r.raw.p50())} | {_ms(r.raw.p95())} | **{r.ratio:.1f}x** "
+            f"| {ms(r.modelreg.p50())} | {ms(r.modelreg.p95())} "
+            f"| {ms(r.raw.p50())} | {ms(r.raw.p95())} | **{r.ratio:.1f}x** "
             f"| {ours.per_call(ours.rest_calls):g} / {theirs.per_call(theirs.rest_calls):g} "
             f"| {ours.per_call(ours.ledger_rows):,.0f} |"
         )
@@ -622,7 +623,7 @@ def _slow_endpoints(results: Sequence[Result], small: int, large: int) -> str:
         reverse=True,
     )
     slow = [
-        f"{endpoint} ({_ms(before)} ms at {small:,}, {_ms(after)} ms at {large:,})"
+        f"{endpoint} ({ms(before)} ms at {small:,}, {ms(after)} ms at {large:,})"
         for endpoint, before, after in growing
         if after > 3 * before
     ]

@@ -462,24 +462,42 @@ def beats(
     return round(gain, 12) > margin
 
 
+def _beats_production(
+    gate: str,
+    metric: str,
+    margin: float,
+    evidence: Evidence,
+    current: ChampionEvidence,
+    *,
+    higher_is_better: bool,
+) -> GateResult:
+    """Whether the candidate's ``metric`` beats Production's by more than ``margin``."""
+    observed = evidence.metrics.get(metric)
+    theirs = current.metrics.get(metric)
+    direction = "above" if higher_is_better else "below"
+    return GateResult(
+        gate=gate,
+        passed=beats(observed, theirs, margin, higher_is_better=higher_is_better),
+        required=f"more than {_fmt(margin)} {direction} Production "
+        f"v{current.version} ({_fmt(theirs) if theirs is not None else 'not logged'})",
+        observed=_fmt(observed) if observed is not None else "not logged",
+    )
+
+
 def _champion_gates(champion: Champion, evidence: Evidence) -> list[GateResult]:
     current = evidence.champion
     if current is None:
         return []
     results = []
     if champion.metric:
-        observed = evidence.metrics.get(champion.metric)
-        theirs = current.metrics.get(champion.metric)
-        direction = "above" if champion.higher_is_better else "below"
         results.append(
-            GateResult(
-                gate=f"champion {champion.metric}",
-                passed=beats(
-                    observed, theirs, champion.margin, higher_is_better=champion.higher_is_better
-                ),
-                required=f"more than {_fmt(champion.margin)} {direction} Production "
-                f"v{current.version} ({_fmt(theirs) if theirs is not None else 'not logged'})",
-                observed=_fmt(observed) if observed is not None else "not logged",
+            _beats_production(
+                f"champion {champion.metric}",
+                champion.metric,
+                champion.margin,
+                evidence,
+                current,
+                higher_is_better=champion.higher_is_better,
             )
         )
     if champion.protect_signature and current.facts is not None and evidence.facts is not None:
@@ -529,16 +547,14 @@ def auto_promotion(policy: ModelPolicy, evidence: Evidence) -> Decision:
     )
     current = evidence.champion
     if rule.metric and current is not None:
-        observed = evidence.metrics.get(rule.metric)
-        theirs = current.metrics.get(rule.metric)
-        direction = "above" if rule.higher_is_better else "below"
         results.append(
-            GateResult(
-                gate=f"auto-promotion {rule.metric}",
-                passed=beats(observed, theirs, rule.margin, higher_is_better=rule.higher_is_better),
-                required=f"more than {_fmt(rule.margin)} {direction} Production "
-                f"v{current.version} ({_fmt(theirs) if theirs is not None else 'not logged'})",
-                observed=_fmt(observed) if observed is not None else "not logged",
+            _beats_production(
+                f"auto-promotion {rule.metric}",
+                rule.metric,
+                rule.margin,
+                evidence,
+                current,
+                higher_is_better=rule.higher_is_better,
             )
         )
     return Decision(tuple(results))
