@@ -110,6 +110,16 @@ def test_undeliverable_webhook_is_kept_and_retried(
     assert (listed["status"], listed["attempts"]) == ("pending", 1)
     assert main([*base, *home, "--actor", "victor", "webhooks", "deliver"]) == 7  # admins only
 
+    with TestClient(create_app(settings, subscribed)) as api:
+        listed_api = api.get("/api/v1/webhooks/deliveries", params={"status": "pending"}).json()
+        assert pending.id in [d["id"] for d in listed_api]
+        assert api.get("/api/v1/webhooks/deliveries", params={"status": "lost"}).status_code == 400
+        retry = f"/api/v1/webhooks/deliveries/{pending.id}/retry"
+        assert api.post(retry, headers={"X-Modelreg-Actor": "victor"}).status_code == 403
+        retried = api.post(retry, headers={"X-Modelreg-Actor": "ann"})
+        assert retried.status_code == 200
+        assert retried.json()["status"] == "pending"
+
 
 # -- MLflow's webhooks in ------------------------------------------------------------
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse
 
+from modelreg.api.identity import Actor
 from modelreg.errors import AuthenticationError, ModelregError, NotFoundError
 from modelreg.registry import Registry
 from modelreg.webhooks import Dispatcher, Subscriber, mlflow_event, verify_mlflow_signature
@@ -73,8 +74,24 @@ def _react(registry: Registry, event: str, name: str) -> None:
 
 
 def events_router(registry: Registry) -> APIRouter:
-    """The MLflow webhook receiver."""
+    """The MLflow webhook receiver and the webhook delivery log."""
     router = APIRouter()
+
+    @router.get("/api/v1/webhooks/deliveries")
+    def deliveries(
+        _actor: Actor,
+        subscriber: Annotated[str | None, Query(max_length=128)] = None,
+        status: Annotated[str | None, Query(max_length=16)] = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Webhook deliveries, newest first, with attempts and the last error."""
+        found = registry.deliveries(subscriber=subscriber, status=status, limit=limit)
+        return [d.as_json() for d in found]
+
+    @router.post("/api/v1/webhooks/deliveries/{delivery_id}/retry")
+    def retry(delivery_id: int, actor: Actor) -> dict[str, Any]:
+        """Queue a failed delivery again (admins)."""
+        return registry.retry_delivery(delivery_id, actor=actor).as_json()
 
     @router.post("/api/v1/mlflow-webhook", status_code=202)
     async def mlflow_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
