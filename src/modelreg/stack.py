@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from typing import Self
 
 import httpx
 
-from modelreg.errors import BackendUnavailableError, ConflictError
+from modelreg.errors import BackendUnavailableError, ConflictError, InvalidInputError
 
 #: Environment every MLflow server we start gets. modelreg uses none of MLflow's
 #: server-side jobs (GenAI judges, online scoring, trace rollups); turning them off
@@ -346,6 +347,7 @@ class StackConfig:
     artifacts_destination: str | None = None
     ledger_uri: str | None = None
     s3_endpoint_url: str | None = None
+    basic_auth_config: Path | None = None  # MLflow's basic-auth ini: production identity
 
     @property
     def tracking_uri(self) -> str:
@@ -374,6 +376,36 @@ class StackConfig:
         return self.ledger_uri or f"sqlite:///{self.resolved_home() / 'ledger.db'}"
 
 
+def _basic_auth_env(config_path: Path, home: Path) -> dict[str, str]:
+    """What MLflow's basic-auth app needs, checked before anything starts.
+
+    The API service talks to MLflow as the service account named by
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (the ini's admin), and
+    the auth app needs a stable Flask secret: taken from the environment, or
+    created once under the home directory.
+    """
+    path = config_path.expanduser().resolve()
+    if not path.is_file():
+        raise InvalidInputError(f"basic-auth config {path} does not exist or is not a file")
+    missing = [
+        k for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD") if not os.environ.get(k)
+    ]
+    if missing:
+        raise InvalidInputError(
+            f"set {' and '.join(missing)} to modelreg's service account (the admin of {path.name}) "
+            "so that the API service can move aliases in MLflow"
+        )
+    secret = os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
+    if not secret:
+        stored = home / "flask-secret"
+        if not stored.exists():
+            home.mkdir(parents=True, exist_ok=True)
+            stored.touch(mode=0o600)
+            stored.write_text(secrets.token_hex(32))
+        secret = stored.read_text().strip()
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(path), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret}
+
+
 class Stack:
     """The MLflow server and the modelreg API service, started and stopped together.
 
@@ -388,6 +420,14 @@ class Stack:
         mlflow_env = dict(MLFLOW_SERVER_ENV)
         if config.s3_endpoint_url:
             mlflow_env["MLFLOW_S3_ENDPOINT_URL"] = config.s3_endpoint_url
+        api_env = {
+            "MODELREG_HOME": str(home),
+            "MODELREG_TRACKING_URI": config.tracking_uri,
+            "MODELREG_LEDGER_URI": config.resolved_ledger_uri(),
+        }
+        if config.basic_auth_config is not None:
+            mlflow_env.update(_basic_auth_env(config.basic_auth_config, home))
+            api_env["MODELREG_AUTH"] = "mlflow"
         self.mlflow = ServiceProcess(
             "mlflow",
             mlflow_server_argv(
@@ -395,6 +435,7 @@ class Stack:
                 artifacts_destination=config.resolved_artifacts_destination(),
                 host=config.host,
                 port=config.port,
+                app_name="basic-auth" if config.basic_auth_config is not None else None,
             ),
             health_url=f"{config.tracking_uri}/health",
             env=mlflow_env,
@@ -405,11 +446,7 @@ class Stack:
             "api",
             api_server_argv(host=config.host, port=config.api_port),
             health_url=f"{config.api_url}/health",
-            env={
-                "MODELREG_HOME": str(home),
-                "MODELREG_TRACKING_URI": config.tracking_uri,
-                "MODELREG_LEDGER_URI": config.resolved_ledger_uri(),
-            },
+            env=api_env,
             log_path=logs / "api.log",
             cwd=home,
         )

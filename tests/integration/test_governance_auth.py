@@ -22,8 +22,10 @@ from sklearn.tree import DecisionTreeClassifier
 
 from modelreg.api.app import create_app
 from modelreg.cli import main
+from modelreg.errors import InvalidInputError
 from modelreg.registry import Registry
 from modelreg.settings import Settings
+from modelreg.stack import Stack, StackConfig, free_port
 from services import ServiceProcess, start_mlflow
 
 pytestmark = pytest.mark.integration
@@ -37,10 +39,8 @@ PASSWORDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def auth_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """MLflow with basic auth, default permission READ; users alice, bob, connie, victor."""
-    workdir = tmp_path_factory.mktemp("mlflow-auth")
+def write_auth_ini(workdir: Path) -> Path:
+    """MLflow's basic-auth config: default permission READ, modelreg's service account admin."""
     config = workdir / "basic_auth.ini"
     config.write_text(
         "[mlflow]\n"
@@ -50,6 +50,14 @@ def auth_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"admin_password = {SERVICE[1]}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
+    return config
+
+
+@pytest.fixture(scope="module")
+def auth_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """MLflow with basic auth, default permission READ; users alice, bob, connie, victor."""
+    workdir = tmp_path_factory.mktemp("mlflow-auth")
+    config = write_auth_ini(workdir)
     process: ServiceProcess
     process, uri = start_mlflow(
         "mlflow-auth",
@@ -236,3 +244,25 @@ def test_users_cannot_bypass_governance_through_mlflow(
     assert reads.status_code == 200  # everyone may still read
     assert production(secured, model_name) is None
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == SERVICE[0]
+
+
+def test_modelreg_up_runs_the_production_identity_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_auth_ini(tmp_path)
+    home = tmp_path / "home"
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    with pytest.raises(InvalidInputError, match="MLFLOW_TRACKING_USERNAME"):
+        Stack(StackConfig(home=home, basic_auth_config=config))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", SERVICE[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SERVICE[1])
+    stack = Stack(
+        StackConfig(home=home, port=free_port(), api_port=free_port(), basic_auth_config=config)
+    )
+    with stack:
+        api, mlflow_uri = stack.config.api_url, stack.config.tracking_uri
+        assert httpx.get(f"{mlflow_uri}/api/2.0/mlflow/registered-models/search").status_code == 401
+        assert httpx.get(f"{api}/api/v1/models").status_code == 401
+        assert httpx.get(f"{api}/api/v1/models", auth=SERVICE).status_code == 200
+        assert httpx.get(f"{api}/health").json()["mlflow"] == "ok"  # the service account works
+    assert (home / "flask-secret").stat().st_mode & 0o077 == 0

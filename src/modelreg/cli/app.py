@@ -146,6 +146,13 @@ def up(
         str | None,
         typer.Option(help="Artifact store, e.g. s3://bucket/prefix (default local dir)."),
     ] = None,
+    basic_auth_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="MLflow basic-auth ini: run MLflow's auth app and require MLflow "
+            "credentials on the API (see docs/governance.md)."
+        ),
+    ] = None,
 ) -> None:
     """Start MLflow and the modelreg API service; stop both on Ctrl-C."""
     from modelreg.stack import Stack, StackConfig
@@ -159,6 +166,7 @@ def up(
         backend_store_uri=backend_store_uri,
         artifacts_destination=artifacts_destination,
         ledger_uri=settings.ledger_uri,
+        basic_auth_config=basic_auth_config,
     )
     stack = Stack(config)
     out.print(f"starting MLflow on {config.tracking_uri} and the API on {config.api_url} ...")
