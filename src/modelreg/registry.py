@@ -882,6 +882,15 @@ class Registry:
         check_model_name(name)
         return self._compare(name, self.ledger.events(name))
 
+    def repair(self, name: str) -> list[Drift]:
+        """Put MLflow back to the ledger's state for one model, acting as modelreg itself.
+
+        This is how the service answers an alias moved behind its back (an MLflow
+        webhook): the repair is recorded like ``doctor --fix`` with the service's actor.
+        """
+        check_model_name(name)
+        return self._model_drift(name, fix=True, actor=self._actor(None))
+
     def _model_drift(self, name: str, *, fix: bool, actor: str) -> list[Drift]:
         if not fix:
             return self._compare(name, self.ledger.events(name))

@@ -19,6 +19,7 @@ from modelreg.api.app import create_app
 from modelreg.cli import main
 from modelreg.domain import Action
 from modelreg.ledger import Ledger
+from modelreg.policy import write_starter
 from modelreg.registry import Registry
 from modelreg.stack import ServiceProcess, api_server_argv, free_port
 from modelreg.webhooks import EVENT_HEADER
@@ -141,9 +142,10 @@ def hooked_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def api_service(hooked_mlflow: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """The modelreg API on a real port; its periodic sync is too slow to matter here."""
+    """The modelreg API on a real port under the starter policy; its periodic sync is 1 h."""
     port = free_port()
     ledger_uri = f"sqlite:///{tmp_path / 'ledger.db'}"
+    write_starter(tmp_path / "policy.toml", ["ann"])
     process = ServiceProcess(
         "api",
         api_server_argv(host="127.0.0.1", port=port),
@@ -175,7 +177,7 @@ def _wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
     return False
 
 
-def test_mlflow_webhook_triggers_adoption(
+def test_mlflow_webhooks_trigger_adoption_and_undo_bypasses(
     hooked_mlflow: str, api_service: tuple[str, str], model_name: str
 ) -> None:
     api, ledger_uri = api_service
@@ -183,7 +185,11 @@ def test_mlflow_webhook_triggers_adoption(
     client.create_webhook(
         name=f"modelreg-{model_name}",
         url=f"{api}/api/v1/mlflow-webhook",
-        events=["model_version.created", "model_version_alias.created"],
+        events=[
+            "model_version.created",
+            "model_version_alias.created",
+            "model_version_alias.deleted",
+        ],
         secret=MLFLOW_SECRET,
     )
     previous = mlflow.get_tracking_uri()
@@ -207,6 +213,15 @@ def test_mlflow_webhook_triggers_adoption(
     try:
         # Only MLflow's webhook can make the API adopt it this soon (periodic sync: 1 h).
         assert _wait_for(lambda: (model_name, 1) in ledger.known_versions())
+
+        # Someone with MLflow edit rights declares version 1 Production, skipping the gates:
+        client.set_registered_model_alias(model_name, "production", "1")
+        assert _wait_for(
+            lambda: "production" not in client.get_registered_model(model_name).aliases
+        )
+        repairs = [e for e in ledger.events(model_name) if e.action is Action.REPAIR]
+        assert repairs
+        assert repairs[0].details["drift"][0]["kind"] == "alias production"
     finally:
         ledger.dispose()
 

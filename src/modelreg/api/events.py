@@ -5,8 +5,8 @@ Outgoing: a background loop hands the ledger's outbox to a
 rebuilt whenever the policy changes them. Incoming: MLflow registry webhooks
 (version created, alias set or deleted) are accepted only with a valid
 signature and make the service adopt the model's new versions at once and
-report any alias moved behind the ledger's back, instead of waiting for the
-next periodic sync.
+put back (under a policy) or report any alias moved behind the ledger's back,
+instead of waiting for the next periodic sync.
 """
 
 from __future__ import annotations
@@ -52,25 +52,31 @@ async def deliver_forever(registry: Registry, interval: float) -> None:
 
 
 def _react(registry: Registry, event: str, name: str) -> None:
-    """Adopt new versions of ``name`` and report drift; runs after the response is sent."""
+    """Adopt new versions of ``name`` and deal with drift; runs after the response is sent.
+
+    Under a policy, an alias or stage moved in MLflow behind the ledger's back is
+    put back at once (recorded as a repair), so governance cannot be bypassed
+    through MLflow; without one it is only reported, as ``doctor`` would.
+    """
     try:
         adopted = registry.sync(name)
         if adopted:
             log.info("%s: adopted %d version(s) of %s", event, len(adopted), name)
-        for drift in registry.drift(name):
+        governed = bool(registry.policy().source)
+        found = registry.repair(name) if governed else registry.drift(name)
+        for drift in found:
             log.warning(
-                "%s: %s v%s %s is %s in MLflow but %s in the ledger; run `modelreg doctor --fix`",
+                "%s: %s v%s %s was %s in MLflow but %s in the ledger; %s",
                 event,
                 name,
                 drift.version,
                 drift.kind,
                 drift.actual,
                 drift.expected,
+                "repaired" if governed else "run `modelreg doctor --fix`",
             )
     except ModelregError as exc:
-        log.warning(
-            "%s: sync of %s failed (the periodic sync retries): %s", event, name, exc.message
-        )
+        log.warning("%s: sync of %s failed (periodic sync retries): %s", event, name, exc.message)
 
 
 def events_router(registry: Registry) -> APIRouter:
