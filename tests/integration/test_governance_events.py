@@ -17,7 +17,7 @@ from webhook_helpers import SECRET, FakeClock, Receiver
 
 from modelreg.api.app import create_app
 from modelreg.cli import main
-from modelreg.domain import Action
+from modelreg.domain import Action, Event
 from modelreg.ledger import Ledger
 from modelreg.policy import write_starter
 from modelreg.registry import Registry
@@ -219,9 +219,13 @@ def test_mlflow_webhooks_trigger_adoption_and_undo_bypasses(
         assert _wait_for(
             lambda: "production" not in client.get_registered_model(model_name).aliases
         )
-        repairs = [e for e in ledger.events(model_name) if e.action is Action.REPAIR]
-        assert repairs
-        assert repairs[0].details["drift"][0]["kind"] == "alias production"
+        # The alias moves back before the repair's ledger transaction commits.
+
+        def repairs() -> list[Event]:
+            return [e for e in ledger.events(model_name) if e.action is Action.REPAIR]
+
+        assert _wait_for(lambda: bool(repairs()))
+        assert repairs()[0].details["drift"][0]["kind"] == "alias production"
     finally:
         ledger.dispose()
 
