@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -218,19 +219,23 @@ class PolicyFile(_Strict):
     access: Access = Access()
     webhooks: list[Webhook] = []
     source: str = ""  # where it was read from; "" for the built-in open policy
+    # Merged per-model policies, built once: every governed call asks for one.
+    _merged: dict[str, ModelPolicy] = PrivateAttr(default_factory=dict)
 
     def for_model(self, name: str) -> ModelPolicy:
-        """The default policy with ``name``'s overrides merged in."""
+        """The default policy with ``name``'s overrides merged in (validated once)."""
         override = self.models.get(name)
         if not override:
             return self.default
-        merged = _merge(self.default.model_dump(mode="json"), override)
-        try:
-            return ModelPolicy.model_validate(merged)
-        except ValidationError as exc:  # checked on load; kept for direct construction
-            raise PolicyError(
-                self.source or "policy", _first_problem(exc, ("models", name))
-            ) from exc
+        if name not in self._merged:
+            merged = _merge(self.default.model_dump(mode="json"), override)
+            try:
+                self._merged[name] = ModelPolicy.model_validate(merged)
+            except ValidationError as exc:
+                raise PolicyError(
+                    self.source or "policy", _first_problem(exc, ("models", name))
+                ) from exc
+        return self._merged[name]
 
 
 OPEN_POLICY = PolicyFile(
@@ -267,15 +272,12 @@ def parse(text: str, source: str) -> PolicyFile:
         policy = PolicyFile.model_validate({**raw, "source": source})
     except ValidationError as exc:
         raise PolicyError(source, _first_problem(exc)) from exc
-    for name, override in policy.models.items():
+    for name in policy.models:
         try:
             check_model_name(name)
         except InvalidNameError as exc:
             raise PolicyError(source, f"models.{name}: {exc.message}") from exc
-        try:
-            ModelPolicy.model_validate(_merge(policy.default.model_dump(mode="json"), override))
-        except ValidationError as exc:
-            raise PolicyError(source, _first_problem(exc, ("models", name))) from exc
+        policy.for_model(name)  # a bad override is refused on load, naming its key
     return policy
 
 
