@@ -14,8 +14,9 @@ cannot both promote against the same, stale Production version.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,6 @@ class Request:
 
     id: int
     actor: str  # the requester
-    digest: str
     votes: tuple[Vote, ...]
 
 
@@ -59,7 +59,7 @@ def open_request(events: Sequence[Event], version: int) -> Request | None:
         if event.action is Action.REQUEST:
             # A request the automation opened belongs to whoever triggered it.
             requester = str(event.details.get("triggered_by") or event.actor)
-            current = Request(event.id, requester, event.digest, ())
+            current = Request(event.id, requester, ())
         elif current is not None and event.action is Action.APPROVE:
             role = Role(event.details.get("role", Role.VIEWER.value))
             vote = Vote(event.actor, role, event.digest)
@@ -156,6 +156,15 @@ class Governance:
             raise PermissionDeniedError(who, action, _eligibility(rules.approvals, role))
         return who, role
 
+    @contextlib.contextmanager
+    def _locked(
+        self, name: str, ref: str | int
+    ) -> Iterator[tuple[_Candidate, LedgerTransaction, list[Event]]]:
+        """The hashed candidate (hashed before the lock: it is slow), then the lock and events."""
+        candidate = self._candidate(name, ref, hash_artifacts=True)
+        with self._reg.ledger.locked(name) as txn:
+            yield candidate, txn, txn.events(name)
+
     def _rules(self, name: str) -> policy.ModelPolicy:
         return self._reg.policy().for_model(name)
 
@@ -220,10 +229,8 @@ class Governance:
         who, _role = self._reg.authorize(actor, Permission.CONTRIBUTE, "request promotions")
         note = _comment(comment)
         rules = self._rules(name)
-        candidate = self._candidate(name, ref, hash_artifacts=True)
-        number = candidate.info.version
-        with self._reg.ledger.locked(name) as txn:
-            events = txn.events(name)
+        with self._locked(name, ref) as (candidate, txn, events):
+            number = candidate.info.version
             lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
             if (pending := open_request(events, number)) is not None:
                 raise ApprovalError(
@@ -239,7 +246,7 @@ class Governance:
                 )
                 done = [opened]
                 if rules.approvals.required == 0:
-                    done += self._promote(txn, candidate, who, f"request #{opened.id}", [])
+                    done += self._promote(txn, candidate, events, who, f"request #{opened.id}", [])
                 else:
                     self._reg.gateway.set_version_tags(
                         name, number, {APPROVAL_TAG: f"requested by {who}"}
@@ -255,10 +262,8 @@ class Governance:
         note = _comment(comment)
         rules = self._rules(name)
         who, role = self._approver(rules, actor, "approve")
-        candidate = self._candidate(name, ref, hash_artifacts=True)
-        number = candidate.info.version
-        with self._reg.ledger.locked(name) as txn:
-            events = txn.events(name)
+        with self._locked(name, ref) as (candidate, txn, events):
+            number = candidate.info.version
             pending = open_request(events, number)
             requester = pending.actor if pending else ""
             conflict = policy.conflicts_of_interest(
@@ -288,7 +293,7 @@ class Governance:
             done = [vote]
             if len(counted) >= rules.approvals.required:
                 why = f"request #{pending.id} approved by {', '.join(counted)}"
-                done += self._promote(txn, candidate, who, why, counted)
+                done += self._promote(txn, candidate, events, who, why, counted)
             # Tags follow the promotion: a failed promotion leaves no "approved" tag behind.
             self._reg.gateway.set_version_tags(
                 name,
@@ -342,10 +347,8 @@ class Governance:
         who, _role = self._reg.authorize(actor, Permission.CONTRIBUTE, "run auto-promotion")
         bot = self._reg.settings.automation_actor
         rules = self._rules(name)
-        candidate = self._candidate(name, ref, hash_artifacts=True)
-        number = candidate.info.version
-        with self._reg.ledger.locked(name) as txn:
-            events = txn.events(name)
+        with self._locked(name, ref) as (candidate, txn, events):
+            number = candidate.info.version
             lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
             decision = policy.auto_promotion(rules, self._with_champion(candidate, events, txn))
             trigger = {"triggered_by": who}
@@ -370,7 +373,7 @@ class Governance:
                 )
                 return self._view(candidate, Outcome.REQUESTED, decision, events=[opened])
             why = f"auto-promotion triggered by {who}"
-            done = self._promote(txn, candidate, bot, why, [], trigger)
+            done = self._promote(txn, candidate, events, bot, why, [], trigger)
             return self._view(candidate, Outcome.PROMOTED, decision, events=done)
 
     # -- ledger records --------------------------------------------------------------
@@ -417,13 +420,15 @@ class Governance:
         self,
         txn: LedgerTransaction,
         candidate: _Candidate,
+        events: list[Event],
         actor: str,
         reason: str,
         approvers: Sequence[str],
         extra: Mapping[str, object] | None = None,
     ) -> list[Event]:
+        # ``events`` were read under this lock; what was appended since (a request, a
+        # vote) moves no stage, so the plan and the projection start from them.
         name, number = candidate.info.name, candidate.info.version
-        events = txn.events(name)
         changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
         details = {**(extra or {}), **({"approvers": list(approvers)} if approvers else {})}
         return self._reg._apply(txn, name, events, changes, actor, reason, details)
