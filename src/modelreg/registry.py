@@ -46,6 +46,7 @@ from modelreg.errors import (
 from modelreg.governance import Governance
 from modelreg.integrity import Manifest, build_manifest, verify
 from modelreg.ledger import Ledger, LedgerTransaction, NewEvent, VersionRecord
+from modelreg.ledger.deliveries import DeliveryStatus, DeliveryStore
 from modelreg.lineage import record_from_json, record_to_json
 from modelreg.mlflow_gateway import (
     PRODUCTION_ALIAS,
@@ -176,15 +177,18 @@ class Registry:
         self, *, subscriber: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[DeliveryView]:
         """Webhook deliveries, newest first."""
-        with Dispatcher(self.ledger, []) as dispatcher:
-            found = dispatcher.deliveries(subscriber=subscriber, status=status, limit=limit)
+        # The log is read from the ledger; no sender (and no HTTP pool) is needed.
+        found = DeliveryStore(self.ledger).deliveries(
+            subscriber=subscriber,
+            status=DeliveryStatus.parse(status) if status is not None else None,
+            limit=limit,
+        )
         return [DeliveryView.model_validate(d, from_attributes=True) for d in found]
 
     def retry_delivery(self, delivery_id: int, *, actor: str | None = None) -> DeliveryView:
         """Send a failed webhook delivery again on the next round."""
         self.authorize(actor, Permission.ADMINISTER, "retry webhook deliveries")
-        with Dispatcher(self.ledger, []) as dispatcher:
-            delivery = dispatcher.retry(delivery_id)
+        delivery = DeliveryStore(self.ledger).retry(delivery_id, now=datetime.now(UTC))
         return DeliveryView.model_validate(delivery, from_attributes=True)
 
     def deliver_webhooks(self, *, actor: str | None = None) -> int:
@@ -686,11 +690,11 @@ class Registry:
             )
             events = txn.events(info.name)
             adopting = entry.action is Action.ADOPT
-            stage = _adopted_stage(info, lifecycle.fold(events)) if adopting else Stage.NONE
-            if stage is Stage.PRODUCTION and self.policy().source:
-                # Under a policy, Production is earned through its gates, not by setting
-                # the alias in MLflow; doctor reports the alias as drift.
-                stage = Stage.NONE
+            stage = (
+                _adopted_stage(info, lifecycle.fold(events), governed=bool(self.policy().source))
+                if adopting
+                else Stage.NONE
+            )
             registrant = (run.user_id if run else "") or info.user_id or entry.actor
             record = VersionRecord(
                 model=info.name,
@@ -882,6 +886,20 @@ class Registry:
         check_model_name(name)
         return self._compare(name, self.ledger.events(name))
 
+    def react_to_mlflow_change(self, name: str) -> tuple[list[VersionView], list[Drift]]:
+        """What modelreg does when MLflow reports a change to ``name`` (a webhook).
+
+        New versions are adopted. Under a policy, an alias or stage moved in
+        MLflow behind the ledger's back is put back at once (a recorded repair),
+        so governance cannot be bypassed through MLflow; without one the drift
+        is only returned, for ``doctor --fix``. Drifts come back marked ``fixed``
+        when they were repaired.
+        """
+        adopted = self.sync(name)
+        if not self.policy().source:
+            return adopted, self.drift(name)
+        return adopted, [d.model_copy(update={"fixed": True}) for d in self.repair(name)]
+
     def repair(self, name: str) -> list[Drift]:
         """Put MLflow back to the ledger's state for one model, acting as modelreg itself.
 
@@ -1041,14 +1059,20 @@ def _explicit_semver(tag: str | None) -> SemVer | None:
         return None
 
 
-def _adopted_stage(info: VersionInfo, state: Mapping[int, Stage]) -> Stage:
-    """The stage an adopted version starts in: what plain MLflow clients gave it."""
+def _adopted_stage(info: VersionInfo, state: Mapping[int, Stage], *, governed: bool) -> Stage:
+    """The stage an adopted version starts in: what plain MLflow clients gave it.
+
+    Under a policy Production is earned through its gates, not by setting the
+    alias in MLflow: such a version starts in None and doctor reports the alias.
+    """
     if PRODUCTION_ALIAS in info.aliases:
         stage = Stage.PRODUCTION
     elif STAGING_ALIAS in info.aliases:
         stage = Stage.STAGING
     else:
         stage = Stage.parse(info.native_stage) if info.native_stage else Stage.NONE
+    if stage is Stage.PRODUCTION and governed:
+        return Stage.NONE
     if stage is Stage.PRODUCTION and lifecycle.holder(state, Stage.PRODUCTION) is not None:
         # The ledger already has a Production version; a second one is drift, not state.
         return Stage.ARCHIVED

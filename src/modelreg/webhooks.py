@@ -400,13 +400,7 @@ class Dispatcher:
     ) -> list[Delivery]:
         """The newest deliveries first, optionally of one subscriber or in one status."""
         if isinstance(status, str) and not isinstance(status, DeliveryStatus):
-            try:
-                status = DeliveryStatus(status)
-            except ValueError:
-                raise InvalidInputError(
-                    f"unknown delivery status {status[:40]!r}; "
-                    f"use one of: {', '.join(s.value for s in DeliveryStatus)}"
-                ) from None
+            status = DeliveryStatus.parse(status)
         return self._store.deliveries(subscriber=subscriber, status=status, limit=limit)
 
     def retry(self, delivery_id: int) -> Delivery:

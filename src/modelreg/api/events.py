@@ -52,31 +52,25 @@ async def deliver_forever(registry: Registry, interval: float) -> None:
 
 
 def _react(registry: Registry, event: str, name: str) -> None:
-    """Adopt new versions of ``name`` and deal with drift; runs after the response is sent.
-
-    Under a policy, an alias or stage moved in MLflow behind the ledger's back is
-    put back at once (recorded as a repair), so governance cannot be bypassed
-    through MLflow; without one it is only reported, as ``doctor`` would.
-    """
+    """Let the core react to an MLflow change and log it; runs after the response is sent."""
     try:
-        adopted = registry.sync(name)
-        if adopted:
-            log.info("%s: adopted %d version(s) of %s", event, len(adopted), name)
-        governed = bool(registry.policy().source)
-        found = registry.repair(name) if governed else registry.drift(name)
-        for drift in found:
-            log.warning(
-                "%s: %s v%s %s was %s in MLflow but %s in the ledger; %s",
-                event,
-                name,
-                drift.version,
-                drift.kind,
-                drift.actual,
-                drift.expected,
-                "repaired" if governed else "run `modelreg doctor --fix`",
-            )
+        adopted, drifts = registry.react_to_mlflow_change(name)
     except ModelregError as exc:
         log.warning("%s: sync of %s failed (periodic sync retries): %s", event, name, exc.message)
+        return
+    if adopted:
+        log.info("%s: adopted %d version(s) of %s", event, len(adopted), name)
+    for drift in drifts:
+        log.warning(
+            "%s: %s v%s %s was %s in MLflow but %s in the ledger; %s",
+            event,
+            name,
+            drift.version,
+            drift.kind,
+            drift.actual,
+            drift.expected,
+            "repaired" if drift.fixed else "run `modelreg doctor --fix`",
+        )
 
 
 def events_router(registry: Registry) -> APIRouter:

@@ -48,7 +48,10 @@ class Identifier:
         if known is not None and known[1] > time.monotonic():
             return known[0]
         user = self._registry.authenticate(username, password)
-        self._verified[key] = (user, time.monotonic() + _CREDENTIALS_TTL)
+        now = time.monotonic()
+        # Expired entries go as new ones come, so the cache stays as large as the active users.
+        self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
+        self._verified[key] = (user, now + _CREDENTIALS_TTL)
         return user
 
 

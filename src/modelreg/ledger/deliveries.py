@@ -22,7 +22,7 @@ from sqlalchemy import Insert, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from modelreg.errors import ConflictError, NotFoundError
+from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
 from modelreg.ledger.store import Ledger, _utc
 from modelreg.ledger.tables import OutboxRow, WebhookCursorRow, WebhookDeliveryRow
 
@@ -35,6 +35,17 @@ class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"  # waiting for its first or next attempt
     DELIVERED = "delivered"  # the subscriber answered 2xx
     FAILED = "failed"  # every attempt failed; `retry` puts it back to pending
+
+    @classmethod
+    def parse(cls, text: str) -> DeliveryStatus:
+        """The status named by ``text``, or InvalidInputError listing the valid ones."""
+        try:
+            return cls(text)
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown delivery status {text[:40]!r}; "
+                f"use one of: {', '.join(s.value for s in cls)}"
+            ) from None
 
 
 @dataclass(frozen=True)
