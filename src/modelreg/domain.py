@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -44,6 +44,8 @@ class Action(enum.StrEnum):
     APPROVE = "approve"  # an approval of the version's artifacts (bound to their digest)
     REJECT = "reject"  # a rejection with a comment; closes the open request
     DECLINE = "decline"  # a request or auto-promotion refused by the gates; nothing moved
+    DELETE = "delete"  # the version was deleted in MLflow behind modelreg's back (doctor)
+    OVERRIDE = "override"  # an admin promoted to Production although gates failed (listed)
 
 
 class Outcome(enum.StrEnum):
@@ -131,6 +133,12 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+GitSource = Literal["captured", "mlflow", "declared"]
+"""Where a git record came from: modelreg read the checkout at registration
+(``captured``), MLflow's ``mlflow.source.git.*`` run tags (``mlflow``), or run
+params/tags the training code logged itself (``declared``)."""
+
+
 class GitInfo(_Frozen):
     """Where the training code came from."""
 
@@ -139,18 +147,34 @@ class GitInfo(_Frozen):
     dirty: bool = False
     diff_sha256: str | None = None
     remote: str | None = None
+    source: GitSource = "captured"
+
+
+FINGERPRINT_KINDS = frozenset({"pandas", "numpy", "file", "directory", "dvc"})
+"""Data kinds whose ``sha256`` is a content hash of the whole input."""
 
 
 class DataFingerprint(_Frozen):
-    """A content fingerprint of one training data input."""
+    """One training data input: fingerprinted by content, or declared by a label.
+
+    ``kind`` is one of :data:`FINGERPRINT_KINDS` (``sha256`` hashes the content),
+    ``mlflow-dataset`` (a dataset logged to the run; ``sha256`` holds MLflow's
+    digest, which may sample the data) or ``declared`` (only a version label such
+    as the ``data_version`` param; ``sha256`` is None).
+    """
 
     name: str
-    kind: str  # "pandas", "numpy", "file", "directory", "dvc"
-    sha256: str
+    kind: str
+    sha256: str | None = None
     version: str | None = None
     rows: int | None = None
     columns: list[str] | None = None
     source: str | None = None
+
+    @property
+    def fingerprinted(self) -> bool:
+        """Whether the content itself was hashed (not only named or sampled)."""
+        return self.kind in FINGERPRINT_KINDS and bool(self.sha256)
 
 
 class EnvironmentInfo(_Frozen):
@@ -167,7 +191,7 @@ class EnvironmentInfo(_Frozen):
 class LineageRecord(_Frozen):
     """Everything needed to answer 'which run, code, data and settings produced this model?'."""
 
-    schema_version: int = 1
+    schema_version: int = 2  # 2: declared git/data lineage (GitInfo.source, kind "declared")
     run_id: str | None = None
     git: GitInfo | None = None
     data: list[DataFingerprint] = []
@@ -175,13 +199,22 @@ class LineageRecord(_Frozen):
     environment: EnvironmentInfo | None = None
     captured_at: str | None = None
 
+    @property
+    def data_fingerprinted(self) -> bool:
+        """Whether some training input is fingerprinted by content, not only declared."""
+        return any(item.fingerprinted for item in self.data)
+
     def missing(self) -> list[str]:
-        """Name the parts of complete lineage that this record lacks."""
+        """Name the parts of complete lineage that this record lacks.
+
+        Declared lineage counts: a git commit logged as a run param, a data
+        version label. Whether data is fingerprinted is :attr:`data_fingerprinted`.
+        """
         gaps = []
         if self.git is None or not self.git.commit:
             gaps.append("git commit")
         if not self.data:
-            gaps.append("data fingerprint")
+            gaps.append("training data")
         if not self.params:
             gaps.append("hyperparameters")
         if self.environment is None:
@@ -189,21 +222,42 @@ class LineageRecord(_Frozen):
         return gaps
 
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+MAX_NAME_LENGTH = 256
+"""Longest model name modelreg manages (MLflow's SQL stores keep 256 characters)."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why modelreg cannot manage a model called ``name``, or None when it can.
+
+    The one naming rule: what MLflow accepts (no ``/`` or ``:``, not ``.``/``..``
+    path segments; MLflow 3.17 ``utils/validation.py``), minus what would make a
+    name ambiguous or unsafe where modelreg puts it: control characters,
+    backslashes and surrounding whitespace. Spaces, quotes and non-ASCII letters
+    are fine; adapters URL-encode names and MLflow filters quote them.
+    """
+    if not name or not name.strip():
+        return "it is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"it is {len(name)} characters long (at most {MAX_NAME_LENGTH})"
+    if name != name.strip():
+        return "it starts or ends with whitespace"
+    bad = sorted({ch for ch in name if ch in _FORBIDDEN or unicodedata.category(ch)[0] == "C"})
+    if bad:
+        shown = ", ".join(repr(ch) for ch in bad[:5])
+        return f"it contains characters that are not allowed ({shown})"
+    if ".." in name:
+        return "it contains '..'"
+    return None
+
+
+_FORBIDDEN = frozenset("/:\\")
 
 
 def check_model_name(name: str) -> str:
-    """Return ``name`` if it is a safe model name, else raise InvalidNameError.
-
-    Names end up in URLs, file paths and MLflow filter strings, so only a
-    conservative character set is accepted and path tricks (``..``) never pass.
-    """
-    if not name:
-        raise InvalidNameError(name, "it is empty")
-    if len(name) > 200:
-        raise InvalidNameError(name, f"it is {len(name)} characters long")
-    if ".." in name or not _NAME.match(name):
-        raise InvalidNameError(name, "it contains characters that are not allowed")
+    """Return ``name`` if modelreg can manage it (:func:`name_problem`), else InvalidNameError."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidNameError(name, problem)
     return name
 
 

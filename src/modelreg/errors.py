@@ -25,7 +25,8 @@ either.
     │   ├── SemVerConflictError
     │   ├── NothingToRollBackError
     │   ├── GateFailedError            a version does not pass its policy's gates
-    │   └── ApprovalError              no open request, or a request already decided
+    │   ├── ApprovalError              no open request, or a request already decided
+    │   └── LedgerMismatchError        an empty ledger next to versions another one adopted
     ├── AccessError                    who is acting may not do this
     │   ├── AuthenticationError        credentials missing or wrong
     │   └── PermissionDeniedError      role or separation of duties forbids it
@@ -59,8 +60,8 @@ class InvalidNameError(InvalidInputError):
     def __init__(self, name: str, why: str) -> None:
         shown = name if len(name) <= 60 else name[:57] + "..."
         super().__init__(
-            f"invalid model name {shown!r}: {why}; use letters, digits, '-', '_' and '.', "
-            "start with a letter or digit, at most 200 characters"
+            f"invalid model name {shown!r}: {why}; names may hold any printable "
+            "characters except '/', ':' and '\\', at most 256 of them"
         )
         self.name = name
 
@@ -209,6 +210,29 @@ class GateFailedError(ConflictError):
         self.name = name
         self.version = version
         self.failures = failures
+
+
+class LedgerMismatchError(ConflictError):
+    """An empty ledger beside MLflow versions that another ledger adopted.
+
+    Carrying on would start a second audit history (a fork); the message names
+    the ledger that adopted them.
+    """
+
+    def __init__(self, ledger: str, tracking_uri: str, other: str) -> None:
+        home = other.removeprefix("sqlite:///").removesuffix("/ledger.db")
+        hint = (
+            f"export MODELREG_HOME={home} (or pass --home {home})"
+            if other.startswith("sqlite:///")
+            else f"export MODELREG_LEDGER_URI='{other}' (with its password)"
+        )
+        super().__init__(
+            f"the ledger at {ledger} is empty, but MLflow at {tracking_uri} holds versions "
+            f"adopted by the ledger at {other}; use that one: {hint}. To start a new ledger "
+            "on purpose, set MODELREG_ALLOW_NEW_LEDGER=1"
+        )
+        self.ledger = ledger
+        self.other = other
 
 
 class ApprovalError(ConflictError):

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from modelreg import lifecycle, policy
@@ -29,6 +30,7 @@ from modelreg.errors import (
     PermissionDeniedError,
 )
 from modelreg.ledger import LedgerTransaction, NewEvent, VersionRecord
+from modelreg.lineage import record_from_json
 from modelreg.mlflow_gateway import VersionInfo
 from modelreg.policy import Decision, Evidence, Permission, Role, Vote
 from modelreg.registration import facts_from_json
@@ -118,6 +120,9 @@ class Governance:
             facts=facts_from_json(record.facts) if record else None,
             lineage_missing=[m for m in record.lineage_missing.split(",") if m] if record else None,
             digest_problems=problems,
+            data_fingerprinted=bool(
+                record and record.lineage and record_from_json(record.lineage).data_fingerprinted
+            ),
         )
         registrants = {record.registered_by if record else "", info.user_id}
         registrants.add(run.user_id if run else "")
@@ -132,9 +137,12 @@ class Governance:
         the lock; ``validate`` reads without taking the write lock.
         """
         name = candidate.info.name
+        evidence = dataclasses.replace(
+            candidate.evidence, staging_minutes=_minutes_in_staging(events, candidate.info.version)
+        )
         holder = lifecycle.holder(lifecycle.fold(events), Stage.PRODUCTION)
         if holder is None or holder == candidate.info.version:
-            return candidate.evidence
+            return evidence
         info = self._reg.gateway.version(name, holder)
         run = self._reg.gateway.run(info.run_id) if info.run_id else None
         reader = txn.version_record if txn is not None else self._reg.ledger.version_record
@@ -145,7 +153,7 @@ class Governance:
             metrics=run.metrics if run else {},
             facts=facts_from_json(record.facts) if record else None,
         )
-        return dataclasses.replace(candidate.evidence, champion=champion)
+        return dataclasses.replace(evidence, champion=champion)
 
     def _approver(
         self, rules: policy.ModelPolicy, actor: str | None, action: str
@@ -376,6 +384,51 @@ class Governance:
             done = self._promote(txn, candidate, events, bot, why, [], trigger)
             return self._view(candidate, Outcome.PROMOTED, decision, events=done)
 
+    def override(self, name: str, number: int, *, reason: str, actor: str) -> list[EventView]:
+        """An admin's direct promotion to Production under a policy (``promote --stage``).
+
+        The gates are evaluated and recorded, not enforced: failing ones are
+        listed in an OVERRIDE event before the moves. Gates no one may override
+        (:data:`policy.BINDING_GATES`: changed artifacts, a required time in
+        Staging) refuse the promotion; the refusal is recorded (DECLINE).
+        The caller has checked the admin role.
+        """
+        rules = self._rules(name)
+        with self._locked(name, number) as (candidate, txn, events):
+            lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
+            decision = policy.evaluate(rules, self._with_champion(candidate, events, txn))
+            binding = [r for r in decision.failures if r.gate in policy.BINDING_GATES]
+            if binding:
+                txn.append(self._decline(candidate, actor, decision, "direct promotion"))
+            else:
+                done: list[Event] = []
+                if decision.failures:
+                    failed = [
+                        {"gate": r.gate, "required": r.required, "observed": r.observed}
+                        for r in decision.failures
+                    ]
+                    listed = "; ".join(r.explain() for r in decision.failures)
+                    note = NewEvent(
+                        model=name,
+                        version=number,
+                        action=Action.OVERRIDE,
+                        actor=actor,
+                        reason=f"{reason} (override: {listed})"
+                        if reason
+                        else f"override: {listed}",
+                        semver=candidate.record.semver if candidate.record else "",
+                        digest=candidate.digest,
+                        details={"failed_gates": failed, "policy": self._reg.policy().source},
+                    )
+                    done.append(txn.append(note))
+                changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
+                extra = {"override": True} if done else {}
+                done += self._reg._apply(txn, name, events, changes, actor, reason, extra)
+                return [EventView.of(e) for e in done]
+        raise GateFailedError(
+            name, number, [r.explain() for r in binding] + ["no override can skip these gates"]
+        )
+
     # -- ledger records --------------------------------------------------------------
 
     def _event(
@@ -432,6 +485,17 @@ class Governance:
         changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
         details = {**(extra or {}), **({"approvers": list(approvers)} if approvers else {})}
         return self._reg._apply(txn, name, events, changes, actor, reason, details)
+
+
+def _minutes_in_staging(events: Sequence[Event], version: int) -> float | None:
+    """Minutes since ``version`` last entered Staging, or None when it is not in Staging now."""
+    if lifecycle.fold(events).get(version) is not Stage.STAGING:
+        return None
+    entered = max(
+        (e.at for e in events if e.version == version and e.to_stage is Stage.STAGING),
+        default=None,
+    )
+    return None if entered is None else (datetime.now(UTC) - entered).total_seconds() / 60
 
 
 def _eligibility(rules: policy.Approvals, role: Role) -> str:

@@ -69,6 +69,33 @@ def _connection_failed(exc: BaseException) -> bool:
     return False
 
 
+def filter_literal(value: str) -> str | None:
+    r"""``value`` as a string literal MLflow's filter parser reads back exactly, or None.
+
+    MLflow strips the outer quotes and never unescapes (``_strip_quotes`` in
+    MLflow 3.17 ``utils/search_utils.py``), so ``\'`` or ``''`` would reach the
+    database as typed. A value is put in single quotes, else double quotes;
+    each candidate is checked by parsing it with MLflow's own parser followed by
+    another clause (a trailing backslash would swallow the closing quote). None
+    means no literal can express the value (it holds both quote kinds).
+    """
+    from mlflow.utils.search_utils import SearchModelVersionUtils
+
+    for quote in ("'", '"'):
+        if quote in value:
+            continue
+        literal = f"{quote}{value}{quote}"
+        try:
+            parsed = SearchModelVersionUtils.parse_search_filter(  # type: ignore[no-untyped-call]
+                f"tags.k = {literal} and tags.k = 'end'"
+            )
+        except MlflowException:
+            continue
+        if len(parsed) == 2 and parsed[0].get("value") == value:
+            return literal
+    return None
+
+
 PRODUCTION_ALIAS = "production"
 STAGING_ALIAS = "staging"
 _PAGE = 1000
@@ -252,8 +279,12 @@ class MlflowGateway:
     def versions(
         self, name: str | None = None, filter_string: str | None = None
     ) -> list[VersionInfo]:
-        """Versions of ``name`` (or of every model), optionally narrowed by an MLflow filter."""
-        clauses = [f"name = '{name}'"] if name is not None else []
+        """Versions of ``name`` (or of every model), optionally narrowed by an MLflow filter.
+
+        A name no MLflow literal can express is matched here instead of by MLflow.
+        """
+        literal = filter_literal(name) if name is not None else None
+        clauses = [f"name = {literal}"] if literal is not None else []
         if filter_string:
             clauses.append(filter_string)
         text = " and ".join(clauses) or None
@@ -266,7 +297,7 @@ class MlflowGateway:
                 ),
                 name,
             )
-            found.extend(_version(mv) for mv in page)
+            found.extend(_version(mv) for mv in page if name is None or mv.name == name)
             token = page.token
             if not token:
                 break
@@ -282,6 +313,15 @@ class MlflowGateway:
             ),
             key=lambda v: (v.name, v.version),
         )
+
+    def any_version_tagged(self, key: str) -> VersionInfo | None:
+        """One version (of any model) carrying the tag ``key``, or None: a single call."""
+        page = self._call(
+            lambda: self.client.search_model_versions(
+                filter_string=f"tags.`{key}` LIKE '%'", max_results=1
+            )
+        )
+        return _version(page[0]) if page else None
 
     def version(self, name: str, version: int) -> VersionInfo:
         """One model version; VersionNotFoundError / ModelNotFoundError if absent."""

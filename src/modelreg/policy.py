@@ -123,7 +123,13 @@ class Gates(_Strict):
     require_description: bool = False
     require_signature: bool = False
     require_complete_lineage: bool = False
+    # Declared data lineage (a data_version label, an MLflow dataset) satisfies complete
+    # lineage; this stricter rule wants a content fingerprint of the training data.
+    require_data_fingerprint: bool = False
     require_verified_digest: bool = True
+    # Time a version must spend in Staging before Production; 0 lets a promotion
+    # pass through Staging in one step.
+    min_staging_minutes: float = Field(default=0.0, ge=0, allow_inf_nan=False)
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -180,15 +186,23 @@ class ModelPolicy(_Strict):
         return self
 
 
+ANONYMOUS = "anonymous"
+"""The actor of API callers who send no identity (embedded default, no authentication)."""
+
+
 class Access(_Strict):
-    """Roles of users; users not listed get ``default_role``."""
+    """Roles of users; users not listed get ``default_role``, unidentified callers viewer."""
 
     default_role: Role = Role.VIEWER
+    # Whoever sends no name must not inherit a role meant for known colleagues.
+    anonymous_role: Role = Role.VIEWER
     users: dict[str, Role] = {}
 
     def role_of(self, user: str) -> Role:
         """The role ``user`` holds."""
-        return self.users.get(user, self.default_role)
+        if user in self.users:
+            return self.users[user]
+        return self.anonymous_role if user == ANONYMOUS else self.default_role
 
 
 class Webhook(_Strict):
@@ -240,7 +254,7 @@ class PolicyFile(_Strict):
 
 OPEN_POLICY = PolicyFile(
     default=ModelPolicy(gates=Gates(require_verified_digest=False)),
-    access=Access(default_role=Role.ADMIN),
+    access=Access(default_role=Role.ADMIN, anonymous_role=Role.ADMIN),
 )
 """Used when there is no policy file: no gates and every user an admin, as in plain MLflow."""
 
@@ -321,6 +335,8 @@ class Evidence:
     lineage_missing: Sequence[str] | None  # None: not adopted
     digest_problems: Sequence[str] | None  # None: not verified
     champion: ChampionEvidence | None = None
+    data_fingerprinted: bool = False  # a content hash of the training data is recorded
+    staging_minutes: float | None = None  # time in Staging so far; None: not in Staging
 
 
 @dataclass(frozen=True)
@@ -437,10 +453,19 @@ def _artifact_gates(gates: Gates, evidence: Evidence) -> list[GateResult]:
                 prefix="missing ",
             )
         )
+    if gates.require_data_fingerprint:
+        results.append(
+            GateResult(
+                gate="data fingerprint",
+                passed=evidence.data_fingerprinted,
+                required="a content fingerprint of the training data",
+                observed="recorded" if evidence.data_fingerprinted else "declared only or missing",
+            )
+        )
     if gates.require_verified_digest:
         results.append(
             _problems_gate(
-                "digest",
+                DIGEST_GATE,
                 "artifacts match the registered sha256 manifest",
                 evidence.digest_problems,
                 ok="verified",
@@ -523,6 +548,29 @@ def _champion_gates(champion: Champion, evidence: Evidence) -> list[GateResult]:
     return results
 
 
+STAGING_GATE = "time in Staging"
+"""The gate an override cannot skip: the policy wants the version tried in Staging first."""
+DIGEST_GATE = "digest"
+"""The gate an override cannot skip: artifacts changed since registration."""
+BINDING_GATES = frozenset({STAGING_GATE, DIGEST_GATE})
+"""Gates no one may override: an admin's direct promotion is refused when one fails."""
+
+
+def _staging_gate(gates: Gates, evidence: Evidence) -> list[GateResult]:
+    if gates.min_staging_minutes <= 0:
+        return []
+    spent = evidence.staging_minutes
+    return [
+        GateResult(
+            gate=STAGING_GATE,
+            passed=spent is not None and round(spent - gates.min_staging_minutes, 9) >= 0,
+            required=f"at least {gates.min_staging_minutes:g} minutes in Staging "
+            "(gates.min_staging_minutes)",
+            observed="not in Staging" if spent is None else f"{spent:.1f} minutes",
+        )
+    ]
+
+
 def evaluate(policy: ModelPolicy, evidence: Evidence) -> Decision:
     """Run every gate of ``policy`` against ``evidence``."""
     return Decision(
@@ -530,6 +578,7 @@ def evaluate(policy: ModelPolicy, evidence: Evidence) -> Decision:
             _metric_gates(policy.gates, evidence)
             + _metadata_gates(policy.gates, evidence)
             + _artifact_gates(policy.gates, evidence)
+            + _staging_gate(policy.gates, evidence)
             + _champion_gates(policy.champion, evidence)
         )
     )
@@ -638,7 +687,13 @@ metrics = ["test_auc >= 0.85"]
 required_metadata = ["data_version"]
 require_description = true
 require_signature = true
+# Complete lineage: git commit, training data, hyperparameters, environment.  Data
+# may be declared (a data_version param or tag, an MLflow dataset) or fingerprinted.
 require_complete_lineage = true
+# Stricter: require a content fingerprint of the training data (modelreg's register()).
+require_data_fingerprint = false
+# Minutes a version must spend in Staging before Production (0: promote in one step).
+min_staging_minutes = 0
 # Re-hash the artifacts and compare them with the manifest taken at registration.
 require_verified_digest = true
 
@@ -667,8 +722,10 @@ require_approval = false # true: passing automation opens a request for a human 
 # metrics = ["test_auc >= 0.9", "latency_ms <= 20"]
 
 [access]
-# Roles: viewer < contributor < approver < admin.  Users not listed get default_role.
+# Roles: viewer < contributor < approver < admin.  Users not listed get default_role;
+# API callers who send no identity ("anonymous") get anonymous_role.
 default_role = "{default_role}"
+anonymous_role = "viewer"
 
 [access.users]
 {users}

@@ -28,6 +28,7 @@ from modelreg.domain import (
     Stage,
     StageChange,
     check_model_name,
+    name_problem,
     parse_version_number,
 )
 from modelreg.errors import (
@@ -37,6 +38,7 @@ from modelreg.errors import (
     ConflictError,
     InvalidInputError,
     InvalidSemVerError,
+    LedgerMismatchError,
     ModelNotReadyError,
     ModelregError,
     PermissionDeniedError,
@@ -54,6 +56,7 @@ from modelreg.mlflow_gateway import (
     MlflowGateway,
     RunInfo,
     VersionInfo,
+    filter_literal,
     read_mlmodel,
     temporary_dir,
 )
@@ -80,6 +83,7 @@ log = logging.getLogger("modelreg.registry")
 STAGE_TAG = "modelreg.stage"
 SEMVER_TAG = "modelreg.semver"
 DIGEST_TAG = "modelreg.digest"
+LEDGER_TAG = "modelreg.ledger"  # which ledger adopted a version (no credentials)
 _MAX_REASON = 2000
 _FEW = 50  # up to this many versions are fetched one by one rather than listed
 
@@ -113,6 +117,7 @@ class Registry:
         self.ledger = ledger or Ledger(self.settings.resolved_ledger_uri())
         self.governance = Governance(self)
         self._policy: tuple[tuple[int, int] | None, PolicyFile] | None = None
+        self._ledger_checked = False
 
     @classmethod
     def connect(
@@ -140,6 +145,25 @@ class Registry:
         if not chosen or len(chosen) > 256:
             raise InvalidInputError("actor must be 1 to 256 characters")
         return chosen
+
+    def _check_ledger(self) -> None:
+        """Refuse an empty ledger beside MLflow versions that another ledger adopted.
+
+        Running from another directory used to create a fresh ledger silently:
+        every version looked unadopted and a sync forked the audit history.
+        Costs one local query (and one MLflow call only while the ledger is empty).
+        """
+        if self._ledger_checked or self.settings.allow_new_ledger:
+            return
+        if self.ledger.is_empty():
+            other = self.gateway.any_version_tagged(DIGEST_TAG)
+            if other is not None:
+                raise LedgerMismatchError(
+                    self.ledger.location(),
+                    self.gateway.tracking_uri,
+                    other.tags.get(LEDGER_TAG) or "another modelreg home",
+                )
+        self._ledger_checked = True
 
     # -- policy and access -------------------------------------------------------
 
@@ -297,6 +321,7 @@ class Registry:
 
     def models(self) -> list[ModelView]:
         """Every registered model with its Production and Staging versions."""
+        self._check_ledger()
         records: dict[str, list[VersionRecord]] = {}
         for record in self.ledger.version_records():
             records.setdefault(record.model, []).append(record)
@@ -328,6 +353,7 @@ class Registry:
     def versions(self, name: str) -> list[VersionView]:
         """Every version of a model, oldest first."""
         check_model_name(name)
+        self._check_ledger()
         self.gateway.model(name)
         return self._views(self.gateway.versions(name), with_run=False)
 
@@ -336,6 +362,7 @@ class Registry:
         return self._views([self._resolve_info(name, ref)], with_run=True)[0]
 
     def _views(self, infos: Sequence[VersionInfo], *, with_run: bool) -> list[VersionView]:
+        self._check_ledger()
         if len(infos) == 1:
             # One version's stage folds from its own events; reading the whole
             # model's history made `show` O(versions).
@@ -381,23 +408,25 @@ class Registry:
             adopted=record is not None,
             metrics=run.metrics if run else {},
             params=run.params if run else {},
+            lineage=_lineage_of(record, run),
         )
 
     def search(self, filter_text: str) -> list[VersionView]:
         """Versions matching a filter over tags, params, metrics, stage, semver and more."""
         query = search.parse(filter_text)
+        self._check_ledger()
         # MLflow's version search answers tag and name clauses itself.
         pushed = query.by_namespace("tags") + [
             c for c in query.by_namespace("") if c.key == "name" and c.op in {"=", "like", "ilike"}
         ]
-        mlflow_filter = " and ".join(c.mlflow_text() for c in pushed)
+        mlflow_filter = " and ".join(c.mlflow_text(filter_literal) for c in pushed)
         infos = self._stage_candidates(query) if not query.by_namespace("tags") else None
         if infos is None:
             infos = self.gateway.versions(filter_string=mlflow_filter or None)
         run_clauses = query.by_namespace("params") + query.by_namespace("metrics")
         if run_clauses:
             run_ids = self.gateway.search_run_ids(
-                " and ".join(c.mlflow_text() for c in run_clauses)
+                " and ".join(c.mlflow_text(filter_literal) for c in run_clauses)
             )
             infos = [info for info in infos if info.run_id in run_ids]
         builtin = query.by_namespace("")
@@ -448,6 +477,7 @@ class Registry:
     def history(self, name: str, at: datetime | None = None) -> HistoryView:
         """The ordered event history and, with ``at``, the state at that moment."""
         check_model_name(name)
+        self._check_ledger()
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
         events = self.ledger.events(name, until=at)
@@ -502,10 +532,16 @@ class Registry:
         reason: str = "",
         actor: str | None = None,
     ) -> list[EventView]:
-        """Move a version to ``stage``; promoting to Production archives the previous one."""
+        """Move a version to ``stage``; promoting to Production archives the previous one.
+
+        Production from None passes through Staging in the same operation (both
+        moves are recorded), as the course's one-step ``transition`` expects.
+        Under a policy, moving a version to Production directly is an admin's
+        override: gates that fail are recorded with it (an OVERRIDE event), and
+        the gates no one may override (changed artifacts, a required time in
+        Staging) refuse it.
+        """
         target = stage if isinstance(stage, Stage) else Stage.parse(stage)
-        # Production normally comes through request/approve or auto-promote; moving a
-        # version there directly is an admin's override, recorded like any move.
         number = self.resolve(name, ref)
         current = lifecycle.fold(self.ledger.events(name, version=number)).get(number)
         needed = Permission.CONTRIBUTE
@@ -516,9 +552,15 @@ class Registry:
         who, _role = self.authorize(actor, needed, f"move versions to {target.value}")
         why = _reason(reason)
         self._ensure_adopted(name, number)
+        if target is Stage.PRODUCTION and self.policy().source:
+            return self.governance.override(name, number, reason=why, actor=who)
         with self.ledger.locked(name) as txn:
             events = txn.events(name)
-            changes = lifecycle.plan_transition(name, lifecycle.fold(events), number, target)
+            state = lifecycle.fold(events)
+            if target is Stage.PRODUCTION:
+                changes = lifecycle.plan_governed_promotion(name, state, number)
+            else:
+                changes = lifecycle.plan_transition(name, state, number, target)
             return [EventView.of(e) for e in self._apply(txn, name, events, changes, who, why)]
 
     def rollback(
@@ -596,21 +638,33 @@ class Registry:
 
         With ``unchanged_from`` (the events before a change, whose projection
         MLflow already shows) only aliases whose holder changed are written.
+        A version deleted in MLflow behind modelreg's back has nothing left to
+        project onto: it is skipped, and an alias meant for it stays unset (a
+        rollback away from a deleted Production version must still complete).
         """
         state = lifecycle.fold(events)
         holders = _alias_holders(events, state)
         before = None if unchanged_from is None else _alias_holders(unchanged_from, None)
+        gone: set[int] = set()
         # The alias is what serving and clients resolve, so it moves first.
         for alias, holder in holders.items():
             if before is not None and before[alias] == holder:
                 continue
             if holder is None:
                 self.gateway.delete_alias(name, alias)
-            else:
+                continue
+            try:
                 self.gateway.set_alias(name, alias, holder)
-        for version in sorted(versions):
+            except VersionNotFoundError:
+                gone.add(holder)
+                self.gateway.delete_alias(name, alias)
+        for version in sorted(set(versions) - gone):
             stage = state.get(version, Stage.NONE)
-            self.gateway.set_native_stage(name, version, stage)
+            try:
+                self.gateway.set_native_stage(name, version, stage)
+            except VersionNotFoundError:
+                log.warning("%s v%d was deleted in MLflow; nothing to project onto", name, version)
+                continue
             self.gateway.set_version_tags(name, version, {STAGE_TAG: stage.value})
 
     # -- registration and adoption ----------------------------------------------
@@ -633,30 +687,39 @@ class Registry:
         """
         if actor is not None:
             self.authorize(actor, Permission.CONTRIBUTE, "adopt versions")
+        self._check_ledger()
         if name is not None:
             check_model_name(name)
             self.gateway.model(name)
         known = self.ledger.known_versions()
-        pending = [
-            info
-            for info in self.gateway.versions(name)
-            if (info.name, info.version) not in known and info.status == "READY"
-        ]
+        listed = self.gateway.versions(name)
+        served = _mlflow_production(listed)
+        pending = []
+        for info in listed:
+            if (info.name, info.version) in known or info.status != "READY":
+                continue
+            problem = name_problem(info.name)
+            if problem is not None:
+                # One naming rule: what is adopted can be managed. doctor reports the rest.
+                log.warning("not adopting %r: %s", info.name, problem)
+                continue
+            pending.append(info)
         adopted = []
         for done, info in enumerate(pending, start=1):
             progress(f"adopting {info.name} v{info.version}", done, len(pending))
-            view = self._adopt(info)
+            view = self._adopt(info, served.get(info.name))
             if view is not None:
                 adopted.append(view)
         return adopted
 
-    def _adopt(self, info: VersionInfo) -> VersionView | None:
+    def _adopt(self, info: VersionInfo, served: int | None) -> VersionView | None:
         entry = _Entry(
             action=Action.ADOPT,
             actor=self.settings.actor,
             model_class=info.tags.get("modelreg.model_class", ""),
             explicit=_explicit_semver(info.tags.get(SEMVER_TAG)),
             reason="registered outside modelreg; adopted by sync",
+            served=served,
         )
         return self._enter(info, entry)
 
@@ -691,10 +754,23 @@ class Registry:
             events = txn.events(info.name)
             adopting = entry.action is Action.ADOPT
             stage = (
-                _adopted_stage(info, lifecycle.fold(events), governed=bool(self.policy().source))
+                _adopted_stage(
+                    info,
+                    lifecycle.fold(events),
+                    governed=bool(self.policy().source),
+                    served=entry.served,
+                )
                 if adopting
                 else Stage.NONE
             )
+            reason = entry.reason
+            if adopting and stage is Stage.ARCHIVED and _holds_production(info):
+                reason += (
+                    f"; MLflow also shows v{entry.served} in Production, which "
+                    f"models:/{info.name}/Production resolves to: kept that one"
+                    if entry.served not in (None, info.version)
+                    else "; the ledger already has a Production version"
+                )
             registrant = (run.user_id if run else "") or info.user_id or entry.actor
             record = VersionRecord(
                 model=info.name,
@@ -719,13 +795,18 @@ class Registry:
                     action=entry.action,
                     actor=entry.actor,
                     to_stage=stage,
-                    reason=entry.reason,
+                    reason=reason,
                     semver=record.semver,
                     digest=record.digest,
                     details={"lineage_missing": lineage.missing(), "run_id": info.run_id},
                 )
             )
-            tags = {SEMVER_TAG: record.semver, DIGEST_TAG: record.digest, STAGE_TAG: stage.value}
+            tags = {
+                SEMVER_TAG: record.semver,
+                DIGEST_TAG: record.digest,
+                STAGE_TAG: stage.value,
+                LEDGER_TAG: self.ledger.location(),
+            }
             if entry.model_class:
                 tags["modelreg.model_class"] = entry.model_class
             self.gateway.set_version_tags(info.name, info.version, tags)
@@ -783,6 +864,7 @@ class Registry:
         """
         check_model_name(name)
         who, _role = self.authorize(actor, Permission.CONTRIBUTE, "register versions")
+        self._check_ledger()
         explicit = semver.parse(explicit_semver) if explicit_semver else None
         if explicit is not None:
             semver.next_version(
@@ -856,30 +938,74 @@ class Registry:
     # -- drift repair --------------------------------------------------------------
 
     def doctor(self, *, fix: bool = False, actor: str | None = None) -> list[Drift]:
-        """Find (and with ``fix`` repair) differences between the ledger and MLflow."""
+        """Find (and with ``fix`` repair) differences between the ledger and MLflow.
+
+        One model's trouble (a deleted version, a name modelreg cannot manage, an
+        MLflow error) is reported as a drift of its own and the others are still
+        checked; only an unreachable backend stops the run.
+        """
         needed = Permission.ADMINISTER if fix else Permission.READ
         who, _role = self.authorize(actor, needed, "repair drift" if fix else "check drift")
+        self._check_ledger()
         drifts: list[Drift] = []
         known = self.ledger.known_versions()
         for info in self.gateway.models():
-            infos = self.gateway.versions(info.name)
-            unadopted = [v for v in infos if (v.name, v.version) not in known]
-            drifts += [
-                Drift(
-                    name=v.name,
-                    version=v.version,
-                    kind="unadopted",
-                    expected="in ledger",
-                    actual="missing",
+            problem = name_problem(info.name)
+            if problem is not None:
+                drifts.append(
+                    Drift(
+                        name=info.name,
+                        version=None,
+                        kind="unmanageable name",
+                        expected="a name modelreg can manage",
+                        actual=problem,
+                        repairable=False,
+                        note="not adopted; rename it in MLflow "
+                        "(MlflowClient.rename_registered_model) to manage it",
+                    )
                 )
-                for v in unadopted
-            ]
-            if fix and unadopted:
-                self.sync(info.name)
-            drifts += self._model_drift(info.name, fix=fix, actor=who)
-        if fix:
-            drifts = [d.model_copy(update={"fixed": True}) for d in drifts]
+                continue
+            try:
+                drifts += self._doctor_model(info.name, known, fix=fix, actor=who)
+            except BackendUnavailableError:
+                raise
+            except ModelregError as exc:
+                drifts.append(
+                    Drift(
+                        name=info.name,
+                        version=None,
+                        kind="error",
+                        expected="a readable model",
+                        actual=exc.message,
+                        repairable=False,
+                        note="doctor went on with the other models",
+                    )
+                )
         return drifts
+
+    def _doctor_model(
+        self, name: str, known: set[tuple[str, int]], *, fix: bool, actor: str
+    ) -> list[Drift]:
+        unadopted = [
+            v.version
+            for v in self.gateway.versions(name)
+            if (name, v.version) not in known and v.status == "READY"
+        ]
+        drifts = [
+            Drift(
+                name=name,
+                version=number,
+                kind="unadopted",
+                expected="not recorded",
+                actual="registered",
+                note=f"`modelreg sync {name}` adopts it",
+            )
+            for number in unadopted
+        ]
+        if fix and unadopted:
+            self.sync(name)
+            drifts = [d.model_copy(update={"fixed": True}) for d in drifts]
+        return drifts + self._model_drift(name, fix=fix, actor=actor)
 
     def drift(self, name: str) -> list[Drift]:
         """Differences between the ledger and MLflow for one model (what doctor reports)."""
@@ -915,46 +1041,75 @@ class Registry:
         with self.ledger.locked(name) as txn:
             events = txn.events(name)
             found = self._compare(name, events)
-            if found:
-                self._project(name, events, lifecycle.fold(events).keys())
-                for version in sorted({d.version or 0 for d in found}):
-                    txn.append(
-                        NewEvent(
-                            model=name,
-                            version=version,
-                            action=Action.REPAIR,
-                            actor=actor,
-                            reason="doctor re-applied the ledger state to MLflow",
-                            details={
-                                "drift": [d.as_json() for d in found if (d.version or 0) == version]
-                            },
-                        )
+            repairable = [d for d in found if d.repairable]
+            if not repairable:
+                return found
+            deleted = {d.version for d in repairable if d.kind == DELETED_KIND}
+            self._project(name, events, set(lifecycle.fold(events)) - deleted)
+            for version in sorted({d.version or 0 for d in repairable}):
+                txn.append(
+                    NewEvent(
+                        model=name,
+                        version=version,
+                        action=Action.DELETE if version in deleted else Action.REPAIR,
+                        actor=actor,
+                        reason="the version was deleted in MLflow; doctor recorded it"
+                        if version in deleted
+                        else "doctor re-applied the ledger state to MLflow",
+                        details={
+                            "drift": [
+                                d.as_json() for d in repairable if (d.version or 0) == version
+                            ]
+                        },
                     )
-            return found
+                )
+            return [d.model_copy(update={"fixed": d.repairable}) for d in found]
 
     def _compare(self, name: str, events: Sequence[Event]) -> list[Drift]:
         state = lifecycle.fold(events)
         if not state:
             return []
         model = self.gateway.model(name)
-        drifts = []
+        infos = self.gateway.versions(name)
+        present = {info.version for info in infos}
+        recorded_gone = {e.version for e in events if e.action is Action.DELETE}
+        gone = {v for v in state if v not in present and v not in recorded_gone}
+        drifts = [
+            Drift(
+                name=name,
+                version=version,
+                kind=DELETED_KIND,
+                expected=state[version].value,
+                actual="deleted",
+                note="doctor --fix records the deletion in the audit history",
+            )
+            for version in sorted(gone)
+        ]
         expected_aliases = {
             PRODUCTION_ALIAS: lifecycle.holder(state, Stage.PRODUCTION),
             STAGING_ALIAS: lifecycle.staging_holder(events),
         }
         for alias, expected in expected_aliases.items():
             actual = model.aliases.get(alias)
-            if actual != expected:
-                drifts.append(
-                    Drift(
-                        name=name,
-                        version=actual or expected,
-                        kind=f"alias {alias}",
-                        expected=str(expected),
-                        actual=str(actual),
-                    )
+            if actual == expected:
+                continue
+            missing = expected is not None and expected not in present
+            drifts.append(
+                Drift(
+                    name=name,
+                    version=actual or expected,
+                    kind=f"alias {alias}",
+                    expected=str(expected),
+                    actual=str(actual),
+                    # An alias cannot point at a deleted version; a person decides what next.
+                    repairable=not missing,
+                    note=f"v{expected} was deleted in MLflow: `modelreg rollback {name}` or "
+                    f"promote another version"
+                    if missing and alias == PRODUCTION_ALIAS
+                    else (f"v{expected} was deleted in MLflow" if missing else ""),
                 )
-        for info in self.gateway.versions(name):
+            )
+        for info in infos:
             if info.version not in state:
                 continue
             expected_stage = state[info.version].value
@@ -1037,6 +1192,31 @@ class _Entry:
     lineage: LineageRecord | None = None
     reason: str = ""
     description: str = ""
+    served: int | None = None  # what MLflow resolves as Production for the model, if any
+
+
+DELETED_KIND = "deleted in MLflow"
+
+
+def _holds_production(info: VersionInfo) -> bool:
+    return PRODUCTION_ALIAS in info.aliases or info.native_stage == Stage.PRODUCTION.value
+
+
+def _mlflow_production(infos: Iterable[VersionInfo]) -> dict[str, int]:
+    """Per model, the version plain MLflow clients get as Production.
+
+    The ``production`` alias wins; otherwise ``models:/NAME/Production`` resolves
+    to the newest version in the native Production stage (MLflow 3.17
+    ``get_latest_versions``), even when older ones were left there too.
+    """
+    by_alias: dict[str, int] = {}
+    by_stage: dict[str, int] = {}
+    for info in infos:
+        if PRODUCTION_ALIAS in info.aliases:
+            by_alias[info.name] = info.version
+        if info.native_stage == Stage.PRODUCTION.value:
+            by_stage[info.name] = max(by_stage.get(info.name, 0), info.version)
+    return {**by_stage, **by_alias}
 
 
 def _alias_holders(
@@ -1050,6 +1230,13 @@ def _alias_holders(
     }
 
 
+def _lineage_of(record: VersionRecord | None, run: RunInfo | None) -> LineageRecord | None:
+    """The recorded lineage (full records only), or what MLflow shows for one not adopted."""
+    if record is not None:
+        return record_from_json(record.lineage) if record.lineage else None
+    return adopted_lineage(run, None) if run is not None else None
+
+
 def _explicit_semver(tag: str | None) -> SemVer | None:
     if not tag:
         return None
@@ -1059,11 +1246,16 @@ def _explicit_semver(tag: str | None) -> SemVer | None:
         return None
 
 
-def _adopted_stage(info: VersionInfo, state: Mapping[int, Stage], *, governed: bool) -> Stage:
+def _adopted_stage(
+    info: VersionInfo, state: Mapping[int, Stage], *, governed: bool, served: int | None
+) -> Stage:
     """The stage an adopted version starts in: what plain MLflow clients gave it.
 
-    Under a policy Production is earned through its gates, not by setting the
-    alias in MLflow: such a version starts in None and doctor reports the alias.
+    Of several versions MLflow shows in Production, only the one it resolves
+    (``served``) keeps Production; the others are archived, so adoption never
+    changes what clients are served. Under a policy Production is earned
+    through its gates, not by setting it in MLflow: such a version starts in
+    None and doctor reports the alias.
     """
     if PRODUCTION_ALIAS in info.aliases:
         stage = Stage.PRODUCTION
@@ -1071,9 +1263,13 @@ def _adopted_stage(info: VersionInfo, state: Mapping[int, Stage], *, governed: b
         stage = Stage.STAGING
     else:
         stage = Stage.parse(info.native_stage) if info.native_stage else Stage.NONE
-    if stage is Stage.PRODUCTION and governed:
+    if stage is not Stage.PRODUCTION:
+        return stage
+    if served is not None and served != info.version:
+        return Stage.ARCHIVED
+    if governed:
         return Stage.NONE
-    if stage is Stage.PRODUCTION and lifecycle.holder(state, Stage.PRODUCTION) is not None:
+    if lifecycle.holder(state, Stage.PRODUCTION) is not None:
         # The ledger already has a Production version; a second one is drift, not state.
         return Stage.ARCHIVED
     return stage

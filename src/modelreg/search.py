@@ -66,10 +66,19 @@ class Clause:
         """The key without its namespace."""
         return self.key.partition(".")[2] if self.namespace else self.key
 
-    def mlflow_text(self) -> str:
-        """Render the clause in MLflow's own filter syntax."""
-        value = self.value.replace("'", "\\'")
-        rendered = value if self.namespace == "metrics" else f"'{value}'"
+    def mlflow_text(self, quote: Callable[[str], str | None]) -> str:
+        """Render the clause in MLflow's own filter syntax, quoting values with ``quote``.
+
+        ``quote`` returns the literal MLflow reads back as the value, or None when
+        none can express it; such a filter is refused rather than sent mangled.
+        """
+        literal = self.value if self.namespace == "metrics" else quote(self.value)
+        if literal is None:
+            raise InvalidFilterError(
+                f"{self.key} {self.op} ...",
+                "MLflow's filter syntax cannot express a value holding both ' and \"",
+            )
+        rendered = literal
         op = self.op.upper() if self.op in {"like", "ilike"} else self.op
         key = f"{self.namespace}.`{self.field}`" if self.namespace else self.field
         return f"{key} {op} {rendered}"

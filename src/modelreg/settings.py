@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the API service sends due webhook deliveries.",
     )
+    allow_new_ledger: bool = Field(
+        default=False,
+        description="Start an empty ledger even though MLflow holds versions another ledger "
+        "adopted (normally refused: it would fork the audit history).",
+    )
     mlflow_webhook_secret: str | None = Field(
         default=None,
         description="Secret of the MLflow registry webhook whose deliveries trigger a sync.",

@@ -41,6 +41,9 @@ class VersionView(View):
     adopted: bool
     metrics: dict[str, float] = {}
     params: dict[str, str] = {}
+    # The lineage record (git, data, params, environment) on one-version reads (`show`);
+    # None in listings and for versions not adopted yet.
+    lineage: LineageRecord | None = None
 
 
 class ModelView(View):
@@ -186,3 +189,5 @@ class Drift(View):
     expected: str
     actual: str
     fixed: bool = False
+    repairable: bool = True  # False: doctor --fix cannot repair it; ``note`` says what to do
+    note: str = ""

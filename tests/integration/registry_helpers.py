@@ -81,7 +81,8 @@ victor = "viewer"
 def write_policy(registry: Registry, extra: str = "") -> None:
     """The starter policy: ann admin, alice approver, connie contributor, victor viewer.
 
-    Users not listed (bob, carol, anonymous) get the starter's default role, approver.
+    Users not listed (bob, carol) get the starter's default role, approver; API callers
+    who send no identity ("anonymous") get its anonymous_role, viewer.
     """
     text = policy.starter(["ann"]).replace('"ann" = "admin"\n', POLICY_USERS)
     registry.settings.resolved_policy_file().write_text(text + extra, encoding="utf-8")

@@ -55,7 +55,11 @@ def test_api_enforces_roles_and_records_the_approver(
         refused = api.post(f"{base}/approve", headers=as_(actor))
         assert refused.status_code == 403
         assert refused.json()["error_code"] == "PermissionDeniedError"
-    anonymous = api.post(f"{base}/approve")  # anonymous holds the default role: approver
+    # Unidentified callers are viewers under the starter policy, whatever default_role says.
+    anonymous = api.post(f"{base}/approve")
+    assert anonymous.status_code == 403
+    assert "viewer" in anonymous.json()["message"]
+    approved = api.post(f"{base}/approve", headers=as_("carol"))
     promote = api.post(f"{base}/promote", json={"stage": "Production"}, headers=as_("bob"))
     assert promote.status_code == 403
     assert (
@@ -64,9 +68,9 @@ def test_api_enforces_roles_and_records_the_approver(
         ).status_code
         == 403
     )
-    assert anonymous.status_code == 200
-    assert anonymous.json()["outcome"] == "promoted"
-    assert anonymous.json()["approvers"] == ["anonymous"]
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["outcome"] == "promoted"
+    assert approved.json()["approvers"] == ["carol"]
     assert production(governed, model_name) == version
 
     policy_view = api.get("/api/v1/policy", params={"model": model_name}, headers=as_("victor"))
@@ -87,7 +91,8 @@ def test_api_refusals_are_4xx_and_write_nothing(
     assert api.post(f"{base}/reject", content=b"{", headers=as_("bob")).status_code == 422
     long = api.post(f"{base}/approve", json={"comment": "x" * 3000}, headers=as_("bob"))
     assert long.status_code == 422
-    assert api.post(f"/api/v1/models/{model_name}/versions/99/approve").status_code == 404
+    missing = api.post(f"/api/v1/models/{model_name}/versions/99/approve", headers=as_("bob"))
+    assert missing.status_code == 404
     assert production(governed, model_name) is None
 
 

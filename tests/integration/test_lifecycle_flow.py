@@ -64,14 +64,13 @@ def test_disallowed_transition_changes_nothing(
 ) -> None:
     client = MlflowClient(backend.tracking_uri)
     quick_versions(model_name, 1)
+    registry.promote(model_name, 1, "Archived")
     before = registry.history(model_name).events
-    with pytest.raises(
-        TransitionNotAllowedError, match="from None it may go to: Archived, Staging"
-    ):
+    with pytest.raises(TransitionNotAllowedError, match="from Archived it may go to: Staging"):
         registry.promote(model_name, 1, "Production")
     assert registry.history(model_name).events == before
     mv = client.get_model_version(model_name, "1")
-    assert mv.current_stage == "None"
+    assert mv.current_stage == "Archived"
     assert client.get_registered_model(model_name).aliases == {}
 
 

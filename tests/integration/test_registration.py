@@ -92,7 +92,7 @@ def test_plain_mlflow_versions_are_adopted_by_sync(
     assert all(v.adopted and v.digest for v in views)
     # the same artifacts, so the same digest
     assert len({v.digest for v in views}) == 1
-    assert "data fingerprint" in views[0].lineage_missing
+    assert "training data" in views[0].lineage_missing
     history = registry.history(model_name)
     assert [e.action for e in history.events] == ["adopt"] * 3
     assert registry.sync(model_name) == []  # idempotent

@@ -11,9 +11,9 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from modelreg.errors import AuthenticationError
+from modelreg.policy import ANONYMOUS
 from modelreg.registry import Registry
 
-ANONYMOUS = "anonymous"
 _CREDENTIALS_TTL = 60.0  # seconds a verified password is trusted before asking MLflow again
 
 
@@ -23,7 +23,8 @@ class Identifier:
     With ``auth = "mlflow"`` every API call needs HTTP Basic credentials that
     MLflow's basic-auth app accepts; the header is ignored, so an approval
     records an authenticated user. Without auth the header names the actor
-    (``anonymous`` when absent) and the policy's roles still apply.
+    (``anonymous`` when absent, who gets the policy's ``anonymous_role``, viewer
+    by default) and the policy's roles still apply.
     """
 
     def __init__(self, registry: Registry) -> None:

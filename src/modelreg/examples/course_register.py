@@ -12,6 +12,8 @@ its next sync, or at once with ``modelreg sync``.
 
 from __future__ import annotations
 
+import subprocess
+
 import mlflow
 import pandas as pd
 from mlflow.models import infer_signature
@@ -21,6 +23,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 MODEL_NAME = "fraud-detection"
+DATA_VERSION = "fraud-2026-11"
 SETTINGS = (
     {"n_estimators": 50, "max_depth": 5},
     {"n_estimators": 100, "max_depth": 10},
@@ -40,6 +43,12 @@ def fraud_data(seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, p
     return x_train, x_test, y_train, y_test
 
 
+def git(*args: str) -> str:
+    """What the course records about the code: ``git rev-parse`` in the working directory."""
+    done = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "unknown"
+
+
 def main() -> None:
     """Train three settings and register each as a version of ``fraud-detection``."""
     mlflow.set_experiment("fraud-detection")
@@ -50,8 +59,15 @@ def main() -> None:
             model.fit(x_train, y_train)
             auc = roc_auc_score(y_test, model.predict_proba(x_test)[:, 1])
             mlflow.log_params(params)
+            # The course's lineage: data version and code version as run params.
+            mlflow.log_params(
+                {
+                    "data_version": DATA_VERSION,
+                    "git_commit": git("rev-parse", "HEAD"),
+                    "git_branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+                }
+            )
             mlflow.log_metric("test_auc", auc)
-            mlflow.set_tag("data_version", "fraud-2026-11")
             signature = infer_signature(x_train, model.predict(x_train))
             mlflow.sklearn.log_model(
                 model,

@@ -345,6 +345,15 @@ class Ledger:
             rows = session.execute(select(VersionRow.model, VersionRow.version))
             return {(model, version) for model, version in rows}
 
+    def is_empty(self) -> bool:
+        """Whether no version has been recorded yet (a brand-new ledger)."""
+        with self._session() as session:
+            return session.execute(select(VersionRow.version).limit(1)).first() is None
+
+    def location(self) -> str:
+        """Where the ledger lives, without credentials (for messages and MLflow tags)."""
+        return self._safe_uri()
+
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
