@@ -164,16 +164,18 @@ def register(
     The signature is required: pass one, or an ``input_example``/``training_data``
     to infer it from.
     """
+    served: dict[Any, str] = {}
     if signature is None:
         example = input_example if input_example is not None else training_data
         if example is None:
             raise InvalidInputError(
                 "a model signature is required: pass signature=, input_example= or training_data="
             )
-        sample = example.head(50) if hasattr(example, "head") else example[:50]
-        signature = infer_signature(sample, model.predict(sample))
+        signature, served = infer_serving_signature(model, example)
     if input_example is None and training_data is not None and hasattr(training_data, "head"):
         input_example = training_data.head(5)
+    # The example must match the inferred signature: the server warms up on it.
+    input_example = served_example(input_example, served)
     hyper = dict(params) if params is not None else _params_of(model)
     gateway = registry.gateway
     with gateway.run_context(run_id, experiment) as active_run:
@@ -214,6 +216,93 @@ def register(
             description=description,
             actor=actor,
         )
+
+
+_SIGNATURE_ROWS = 50
+
+
+def _signature_sample(example: Any) -> Any:
+    """The rows a signature is inferred from: the first ones, plus a gap of every column.
+
+    MLflow marks a column optional only when its sample has a missing value;
+    without the first row holding each column's gap, a column whose gaps lie
+    past the first rows would be declared required and its nulls refused.
+    """
+    if not hasattr(example, "columns"):
+        return (
+            example.head(_SIGNATURE_ROWS) if hasattr(example, "head") else example[:_SIGNATURE_ROWS]
+        )
+    missing = example.isna().to_numpy()
+    gaps = {int(column.argmax()) for column in missing.T if column.any()}
+    rows = sorted(set(range(min(_SIGNATURE_ROWS, len(example)))) | gaps)
+    return example.iloc[rows]
+
+
+def _nullable_columns(sample: Any) -> dict[Any, str]:
+    """Columns of a pandas nullable dtype with missing values, and the dtype serving gives them.
+
+    MLflow infers such a column as an optional ``long``/``integer`` or
+    ``boolean``. Served, a missing integer can only reach the model as a float
+    NaN (MLflow's enforcement casts integer columns to int64, which has no
+    missing value), so the column is declared ``double``, as MLflow's
+    documentation advises; a missing boolean reaches the model as None in an
+    object column. The signature is inferred, and the model tried, on those forms.
+    """
+    if not hasattr(sample, "columns"):
+        return {}
+    import pandas as pd
+
+    served: dict[Any, str] = {}
+    for name, values in sample.items():
+        dtype = values.dtype
+        if isinstance(dtype, pd.api.extensions.ExtensionDtype) and values.hasnans:
+            if dtype.kind == "b":
+                served[name] = "object"
+            elif dtype.kind in "iuf":
+                served[name] = "float64"
+    return served
+
+
+def served_example(frame: Any, served: Mapping[Any, str]) -> Any:
+    """``frame`` with the ``served`` columns in the form the model server passes them."""
+    if not served or not hasattr(frame, "columns"):
+        return frame
+    frame = frame.copy()
+    for name, dtype in served.items():
+        if name in frame.columns:
+            values = frame[name]
+            converted = values.astype(dtype)
+            frame[name] = converted.where(values.notna(), None) if dtype == "object" else converted
+    return frame
+
+
+def infer_serving_signature(model: Any, example: Any) -> tuple[Any, dict[Any, str]]:
+    """Infer ``model``'s signature from ``example`` in the form the model server passes data.
+
+    Returns the signature and the columns whose missing values are served in
+    another dtype (name to dtype; give them to :func:`served_example`). A
+    model that cannot score those rows is refused with InvalidInputError:
+    once served, it would refuse every row with a missing value.
+    """
+    sample = _signature_sample(example)
+    served = _nullable_columns(sample)
+    sample = served_example(sample, served)
+    try:
+        outputs = model.predict(sample)
+    except Exception as exc:
+        if not served:
+            raise
+        forms = ", ".join(
+            f"{name!r} as {'floats with NaN' if dtype == 'float64' else 'objects with None'}"
+            for name, dtype in served.items()
+        )
+        raise InvalidInputError(
+            "the model cannot score its own training rows in the form the model server "
+            f"passes missing values ({forms}): {type(exc).__name__}: {str(exc)[:300]}; "
+            "fill or convert these columns before training, or pass signature= and "
+            "input_example= yourself"
+        ) from exc
+    return infer_signature(sample, outputs), served
 
 
 def _params_of(model: Any) -> dict[str, object]:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mlflow.models.utils import _enforce_schema
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelreg.errors import (
@@ -194,7 +195,7 @@ def test_bad_json_is_a_payload_error_naming_the_problem(document: Any, message: 
 
 MIXED_BAD = {
     "fraction for long": ("n", 1.5, "'n' expects long values: 1.5 is not a whole number"),
-    "null for long": ("n", None, "'n' expects long values: got missing values"),
+    "null for long": ("n", None, "'n' expects long values: got a missing value .* required"),
     "overflow for integer": ("i", 2**40, "'i' expects integer values: .* out of range"),
     "text for long": ("n", "seven", "'n' expects long values"),
     "word for boolean": ("b", "yes", "'b' expects boolean values: 'yes' is not true or false"),
@@ -252,6 +253,46 @@ def test_enforce_rejects_duplicate_columns() -> None:
         enforce(frame, FLOATS)
 
 
+_NULLABLE_VALUES = {
+    "double": 1.5,
+    "float": 2.5,
+    "boolean": True,
+    "string": "a",
+    "datetime": "2024-01-02",
+    "binary": "eA==",  # base64 of b"x"
+}
+
+
+@pytest.mark.parametrize("content_type", [JSON, "text/csv"])
+@pytest.mark.parametrize(("kind", "value"), list(_NULLABLE_VALUES.items()))
+def test_a_null_in_an_optional_column_passes_mlflows_enforcement(
+    kind: str, value: Any, content_type: str
+) -> None:
+    mlflow_schema = Schema([ColSpec(kind, "c", required=False), ColSpec("double", "x")])
+    schema = InputSchema.from_mlflow(mlflow_schema)
+    assert schema is not None
+    for rows in ([{"c": None, "x": 1.0}, {"c": value, "x": 2.0}], [{"c": None, "x": 1.0}]):
+        text = (
+            body({"dataframe_records": rows})
+            if content_type == JSON
+            else pd.DataFrame(rows).to_csv(index=False).encode()
+        )
+        frame = parse_request(text, content_type, schema).frame
+        # What pyfunc.predict runs next: the null must reach the model as a missing value.
+        enforced = _enforce_schema(frame, mlflow_schema)
+        assert pd.isna(enforced["c"].iloc[0])
+        if len(rows) == 2:
+            assert not pd.isna(enforced["c"].iloc[1])
+
+
+@pytest.mark.parametrize("kind", ["long", "integer"])
+def test_a_null_in_an_optional_integer_column_says_why_mlflow_cannot_take_it(kind: str) -> None:
+    schema = InputSchema((Column("c", kind, required=False),))
+    with pytest.raises(PayloadError, match="MLflow cannot pass one into an integer column"):
+        parse({"dataframe_records": [{"c": None}, {"c": 3}]}, schema)
+    assert parse({"dataframe_records": [{"c": 3}]}, schema).frame["c"].tolist() == [3]
+
+
 def test_enforce_skips_missing_optional_columns_and_orders_columns() -> None:
     frame = pd.DataFrame([{**MIXED_ROW, "opt": 1}])[list(MIXED_ROW)[::-1]]
     assert list(enforce(frame, MIXED).columns) == list(MIXED_ROW)
@@ -286,8 +327,38 @@ def test_predictions_json_matches_mlflow(predictions: Any, expected: Any) -> Non
     assert json.loads(predictions_json(predictions)) == {"predictions": expected}
 
 
-def test_predictions_json_writes_nan_like_mlflow() -> None:
-    assert predictions_json(np.array([np.nan, 1.0])) == b'{"predictions": [NaN, 1.0]}'
+def _strict(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON (RFC 8259)")
+
+
+@pytest.mark.parametrize(
+    ("predictions", "expected"),
+    [
+        (np.array([np.nan, np.inf, -np.inf, 0.5]), [None, None, None, 0.5]),
+        (np.array([[np.nan, 1.0]], dtype=np.float32), [[None, 1.0]]),
+        ([math.nan, 1, "a"], [None, 1, "a"]),
+        (
+            pd.DataFrame({"y": [np.nan, 2.0], "s": ["a", "b"]}),
+            [{"y": None, "s": "a"}, {"y": 2.0, "s": "b"}],
+        ),
+        (pd.Series([np.inf, 1.5], name="y"), [{"y": None}, {"y": 1.5}]),
+        (np.float64(np.nan), None),
+        (np.float32(-np.inf), None),
+        (
+            {"scores": np.array([np.nan, 1.0]), "top": np.float32(np.inf)},
+            {"scores": [None, 1.0], "top": None},
+        ),
+        ([{"p": (math.inf, 2.0)}], [{"p": [None, 2.0]}]),
+    ],
+)
+def test_predictions_json_writes_nan_and_infinity_as_null(predictions: Any, expected: Any) -> None:
+    # MLflow writes the bare tokens NaN and Infinity; strict JSON parsers refuse them.
+    document = json.loads(predictions_json(predictions), parse_constant=_strict)
+    assert document == {"predictions": expected}
+
+
+def test_predictions_json_stays_byte_identical_to_mlflow_for_finite_values() -> None:
+    assert predictions_json(np.array([0.5, 1.0])) == b'{"predictions": [0.5, 1.0]}'
 
 
 def test_predictions_json_refuses_unknown_objects() -> None:

@@ -4,8 +4,8 @@ A request body is JSON with exactly one of ``dataframe_split``,
 ``dataframe_records``, ``instances`` or ``inputs`` (and optionally
 ``params``), or CSV. :func:`parse_request` turns it into a
 :class:`ScoringInput` whose frame already conforms to the model's column
-schema; :func:`predictions_json` renders ``{"predictions": ...}`` exactly as
-MLflow's scoring server does. Nothing here knows HTTP status codes: bad input
+schema; :func:`predictions_json` renders ``{"predictions": ...}`` as MLflow's
+scoring server does. Nothing here knows HTTP status codes: bad input
 raises :class:`~modelreg.errors.PayloadError` (or its media-type subclass),
 and the web layer maps classes to statuses; :data:`ERROR_CODES` gives the
 MLflow ``error_code`` string for the response body.
@@ -22,6 +22,13 @@ test ``tests/integration/test_payload_compat.py`` pins each one):
   media types match case-insensitively (MLflow: exact match).
 - Schema mismatches found here carry BAD_REQUEST; MLflow finds them later in
   ``predict`` and says INVALID_PARAMETER_VALUE. Both are 400.
+- Predictions holding NaN or ±infinity are written as ``null`` (MLflow writes
+  the tokens ``NaN``/``Infinity``, which strict JSON parsers refuse).
+- A null in an optional (``required: false``) column reaches the model as
+  the missing value MLflow's own enforcement lets through (NaN, NaT, None);
+  ours also keeps None in optional boolean and binary columns, where we are
+  otherwise stricter. MLflow cannot pass a missing value into an integer
+  column at all (it casts to int64); such a null is a 400 that says so.
 - Parquet bodies, the unwrapped LLM formats (``messages``/``prompt``/
   ``input``) and type-hint signatures are not supported.
 """
@@ -33,6 +40,7 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -417,6 +425,10 @@ def _uniform_values(frame: pd.DataFrame, schema: InputSchema, dtype: np.dtype[An
 def _convert(values: pd.Series, column: Column) -> pd.Series:
     """Convert one column to the schema type, or raise PayloadError naming column and type."""
     try:
+        if not column.required:
+            missing = values.isna()
+            if missing.any():
+                return _convert_with_missing(values, missing, column)
         if column.type in _FLOAT_TYPES:
             return _to_float(values, _FLOAT_TYPES[column.type])
         if column.type in _INT_TYPES:
@@ -434,6 +446,30 @@ def _convert(values: pd.Series, column: Column) -> pd.Series:
         raise PayloadError(f"column {column.name!r} expects {column.type} values: {exc}") from exc
     # Arrays, objects, maps and 'any' are validated by MLflow's own enforcement in predict.
     return values
+
+
+def _convert_with_missing(values: pd.Series, missing: pd.Series, column: Column) -> pd.Series:
+    """Convert an optional column holding nulls so each null reaches the model as missing.
+
+    MLflow infers ``required: false`` for exactly the columns whose sample had
+    missing values, so these nulls are what the model was trained on. Floats,
+    strings and datetimes carry them natively (NaN, NaT); booleans and bytes
+    keep None in an object column, the form MLflow's enforcement passes on.
+    """
+    if column.type in _INT_TYPES:
+        raise ValueError(
+            "got a missing value (null/NaN), but MLflow cannot pass one into an integer "
+            "column, even an optional one; send a whole number, or register the model "
+            "with this column declared double (modelreg's register does so for integer "
+            "training columns with missing values)"
+        )
+    if column.type not in ("boolean", "binary"):
+        return _convert(values, Column(column.name, column.type))
+    converted = pd.Series([None] * len(values), index=values.index, dtype=object)
+    if not missing.all():
+        present = _convert(values[~missing], Column(column.name, column.type))
+        converted[~missing] = present.astype(object)
+    return converted
 
 
 def _is_text(values: pd.Series) -> bool:
@@ -457,8 +493,8 @@ def _to_int(values: pd.Series, dtype: np.dtype[Any]) -> pd.Series:
     if kind == "f":
         if values.isna().any():
             raise ValueError(
-                "got missing values (null/NaN), which integer columns cannot hold; "
-                "declare the column as double in the model signature"
+                "got a missing value (null/NaN), but the model's signature makes this a "
+                "required integer column; send a whole number in every row"
             )
         fractional = values[values != np.floor(values)]
         if len(fractional):
@@ -502,11 +538,14 @@ def _to_datetime(values: pd.Series) -> pd.Series:
 
 
 def predictions_json(predictions: Any) -> bytes:
-    """Render ``{"predictions": ...}`` byte for byte as MLflow's scoring server does.
+    """Render ``{"predictions": ...}`` as MLflow's scoring server does, but as strict JSON.
 
     DataFrames become records and Series one-column records
-    (``scoring_server/__init__.py:241``, ``proto_json_utils.py:440``); NaN is
-    written as the bare ``NaN`` token, as Python's json module (and MLflow) does.
+    (``scoring_server/__init__.py:241``, ``proto_json_utils.py:440``), byte for
+    byte as MLflow writes them, with one deliberate difference: NaN and
+    ±infinity are written as ``null``. MLflow writes the bare tokens ``NaN`` and
+    ``Infinity``, which no strict JSON parser (RFC 8259; JavaScript, Go, Java)
+    accepts, so a client could not read a 200 answer.
     """
     if isinstance(predictions, np.ndarray):
         jsonable: Any = predictions.tolist()
@@ -516,7 +555,27 @@ def predictions_json(predictions: Any) -> bytes:
         jsonable = predictions.to_frame().to_dict(orient="records")
     else:
         jsonable = predictions
-    return json.dumps({"predictions": jsonable}, default=_json_default).encode()
+    try:
+        return json.dumps(
+            {"predictions": jsonable}, default=_json_default, allow_nan=False
+        ).encode()
+    except ValueError:
+        # Only predictions holding NaN or infinity get here: the common case pays
+        # nothing for the rewrite, which walks every value.
+        return json.dumps({"predictions": _finite(jsonable)}, default=_json_default).encode()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and ±infinity, at any depth, replaced by None."""
+    if isinstance(value, float):  # also np.float64, a float subclass
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return _finite(_json_default(value))  # numpy arrays and scalars, pydantic models ...
 
 
 def _json_default(value: Any) -> Any:
