@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_an_unreachable_registry_degrades_but_keeps_serving(
-    backend: Backend, module_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: Backend,
+    module_registry: Registry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Fail fast: the slot retries on its next poll anyway.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -51,7 +56,14 @@ def test_an_unreachable_registry_degrades_but_keeps_serving(
         assert slot.reasons() == []
 
         slot.registry = dead
-        assert await slot.check() is CheckResult.FAILED
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):  # three polls of one outage
+                assert await slot.check() is CheckResult.FAILED
+        # One warning for the outage, not one per poll, from any logger.
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1, warnings
+        assert "registry check failed" in warnings[0]
         [reason] = slot.reasons()
         assert reason.startswith("registry check failed: MLflow at http://127.0.0.1:")
         status = slot.status()
@@ -60,7 +72,14 @@ def test_an_unreachable_registry_degrades_but_keeps_serving(
         assert len(predictions) == 2
 
         slot.registry = module_registry
-        assert await slot.check() is CheckResult.UNCHANGED
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert await slot.check() is CheckResult.UNCHANGED
+            assert await slot.check() is CheckResult.UNCHANGED
+        # ... and one line when it is over.
+        messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+        assert len(messages) == 1, messages
+        assert "registry check works again" in messages[0]
         assert slot.reasons() == []
         await slot.close()
 

@@ -456,7 +456,7 @@ def serve(
         Path | None, typer.Option("--config", help="TOML file describing several models.")
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     poll_interval: Annotated[
         float | None, typer.Option(help="Seconds between alias checks (default 1).")
     ] = None,
@@ -480,13 +480,11 @@ def serve(
     """Serve models over HTTP (MLflow /invocations), reloading when their alias moves."""
     import logging
 
-    import uvicorn
-
-    from modelreg.errors import BackendError
     from modelreg.mlflow_gateway import use_serving_http_defaults
+    from modelreg.serving import listener
     from modelreg.serving.app import CONFIG_ENV, create_app
     from modelreg.serving.config import load_config, single_model_config
-    from modelreg.serving.slots import target_version
+    from modelreg.serving.slots import preflight
 
     use_serving_http_defaults()
     if log_level not in ("debug", "info", "warning", "error"):
@@ -522,27 +520,37 @@ def serve(
             cache_dir=cache_dir,
         )
     server = server.with_env_token()
+    # Bound first: a busy port fails at once, before any model loads.
+    sock = listener.bind(host, port)
     registry = state_of(ctx).registry
-    for model in server.models:
-        # A misspelt name fails here with a clear message instead of a server that never
-        # becomes ready; an unreachable registry is left to the watchers to retry.
-        try:
-            target_version(model, registry)
-        except BackendError as exc:
-            out.print(f"warning: {exc.message}; serving starts and keeps retrying", markup=False)
+    fix = (
+        f"set version = N or alias = NAME for it in {config}"
+        if config is not None
+        else "serve one with --version N or --alias NAME"
+    )
+    try:
+        for model in server.models:
+            # A misspelt name or an unset alias fails here with a clear message instead of a
+            # server that never becomes ready; an unreachable registry is left to the watchers.
+            warning = preflight(model, registry, fix)
+            if warning is not None:
+                out.print(f"warning: {warning}; serving starts and keeps retrying", markup=False)
+    except BaseException:
+        sock.close()
+        raise
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     out.print(f"serving {', '.join(m.reference for m in server.models)} on http://{host}:{port}")
+    options: dict[str, Any] = {
+        "host": host,  # for uvicorn's "running on" line; it listens on sock
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+    }
     if workers == 1:
         try:
-            uvicorn.run(
-                create_app(server, registry),
-                host=host,
-                port=port,
-                log_level=log_level,
-                access_log=False,
-            )
+            listener.run(sock, create_app(server, registry), **options)
         finally:
             registry.close()
         return
@@ -555,12 +563,10 @@ def serve(
     os.environ["MODELREG_TRACKING_URI"] = settings.resolved_tracking_uri()
     os.environ["MODELREG_LEDGER_URI"] = settings.resolved_ledger_uri()
     os.environ["MODELREG_ACTOR"] = settings.actor
-    uvicorn.run(
+    listener.run(
+        sock,
         "modelreg.serving.app:create_app_from_env",
         factory=True,
         workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
+        **options,
     )

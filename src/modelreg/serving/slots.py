@@ -27,6 +27,7 @@ from modelreg.errors import (
     ModelNotReadyError,
     ModelregError,
     NotFoundError,
+    VersionNotFoundError,
 )
 from modelreg.registry import Registry
 from modelreg.serving.batcher import MicroBatcher
@@ -83,6 +84,40 @@ def target_version(config: ModelConfig, registry: Registry) -> int:
         return registry.alias_version(config.name, config.alias)
     assert config.version is not None  # noqa: S101 - the config validator guarantees one of them
     return config.version
+
+
+def preflight(config: ModelConfig, registry: Registry, fix: str) -> str | None:
+    """Check that ``config`` names something to serve before a server starts for it.
+
+    Returns None, or the reason when the registry cannot be reached (the
+    watcher retries). An unknown model raises its NotFoundError; an alias no
+    version holds raises a NotFoundError that ends with ``fix`` and lists what
+    could be served instead.
+    """
+    try:
+        target_version(config, registry)
+    except BackendError as exc:
+        return exc.message
+    except VersionNotFoundError as exc:
+        if config.alias is None:
+            raise
+        raise NotFoundError(
+            f"model {config.name!r} has no version with the alias {config.alias!r}; "
+            f"{fix} ({_servable(registry, config.name)})"
+        ) from exc
+    return None
+
+
+def _servable(registry: Registry, name: str) -> str:
+    """What could be served instead, e.g. ``versions: 1, 2; aliases: @staging = v2``."""
+    versions = registry.versions(name)
+    if not versions:
+        return "it has no versions yet"
+    aliases = sorted((alias, v.version) for v in versions for alias in v.aliases)
+    listed = f"versions: {', '.join(str(v.version) for v in versions)}"
+    if aliases:
+        listed += "; aliases: " + ", ".join(f"@{alias} = v{number}" for alias, number in aliases)
+    return listed
 
 
 @dataclass(frozen=True)
@@ -213,11 +248,20 @@ class ModelSlot:
             try:
                 wanted = await asyncio.to_thread(target_version, self.config, self.registry)
             except ModelregError as exc:
+                # Logged when checks start failing, not on every poll: an outage
+                # would otherwise repeat the same warning every second.
+                report = log.debug if self._check_failed is not None else log.warning
+                report("%s: registry check failed: %s", self.config.reference, exc.message)
                 self._check_failed = exc.message
                 self._record_error(exc.message, None)
                 self._update_gauges()
-                log.warning("%s: registry check failed: %s", self.config.reference, exc.message)
                 return CheckResult.FAILED
+            if self._check_failed is not None:
+                log.info(
+                    "%s: registry check works again after %.0f s",
+                    self.config.reference,
+                    time.monotonic() - self._last_ok,
+                )
             self._check_failed = None
             self._last_ok = time.monotonic()
             self.metrics.last_check.labels(self.name, self.variant).set(time.time())
