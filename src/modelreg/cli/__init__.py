@@ -2,6 +2,8 @@
 
 Errors are converted in exactly one place, :func:`main`: a one-line message on
 stderr and an exit code per error class; ``--traceback`` shows the full trace.
+Global options are accepted before or after the command, also in one place:
+:func:`hoist_global_options`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 import typer
+import typer.main
 from rich.console import Console
+from typer.core import TyperOption
 from typer.exceptions import TyperException
 
 from modelreg.cli import governance  # noqa: F401 - importing registers its commands on `app`
@@ -48,6 +52,59 @@ def exit_code(error: ModelregError) -> int:
     return 1
 
 
+def _takes_value(option: TyperOption) -> bool:
+    return not option.is_flag and not option.count and option.nargs > 0
+
+
+def _options_of(command: object) -> dict[str, TyperOption]:
+    """Every spelling (``--x``, ``--no-x``) of a (click) command's options."""
+    return {
+        name: param
+        for param in getattr(command, "params", ())
+        if isinstance(param, TyperOption)
+        for name in (*param.opts, *param.secondary_opts)
+    }
+
+
+def hoist_global_options(root: object, args: Sequence[str]) -> list[str]:
+    """``args`` with the root's options moved in front of the command.
+
+    Click reads a group's options only before the subcommand, while the docs
+    write ``modelreg up --home DIR``. Both ``--opt value`` and ``--opt=value``
+    move; a command's own option of the same name, the value of another
+    option, and anything after ``--`` stay where they are.
+    """
+    global_options = _options_of(root)
+    hoisted: list[str] = []
+    kept: list[str] = []
+    command: object = root
+    own: dict[str, TyperOption] = {}
+    words = iter(args)
+    for word in words:
+        if word == "--":
+            kept += [word, *words]
+            break
+        name = word.split("=", 1)[0]
+        option = own.get(name) or global_options.get(name)
+        if option is not None:
+            moved = kept if name in own else hoisted
+            moved.append(word)
+            if _takes_value(option) and "=" not in word:
+                value = next(words, None)
+                if value is None:
+                    # Moved in front alone it would swallow the command name as its value.
+                    raise InvalidInputError(f"option {name} needs a value")
+                moved.append(value)
+            continue
+        kept.append(word)
+        subcommands = getattr(command, "commands", None)
+        if subcommands is not None and not word.startswith("-"):
+            # Down the chain of (sub)groups: the command's own options shadow global ones.
+            command = subcommands.get(word)
+            own = _options_of(command) if command is not None else {}
+    return [*hoisted, *kept]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and turn every error into a message and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -55,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = [a for a in args if a != "--traceback"]
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
+        command = typer.main.get_command(app)
+        args = hoist_global_options(command, args)
         # Without standalone mode click returns a command's typer.Exit code instead of raising.
-        code = app(args=args, prog_name="modelreg", standalone_mode=False)
+        code = command.main(args=args, prog_name="modelreg", standalone_mode=False)
         if isinstance(code, int):
             return code
     except typer.Exit as done:

@@ -1,27 +1,35 @@
-"""Typer commands. Each parses input, calls the Registry facade and formats the answer."""
+"""Typer commands. Each parses input, calls the Registry facade and formats the answer.
+
+Every command starts a fresh interpreter, so start-up time is the CLI's
+latency: the facade (and with it MLflow, pandas, SQLAlchemy and Alembic, over
+a second to import) and the view tables are imported by the commands that use
+them, never at module import; ``--help`` and usage errors answer at once.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from modelreg.cli.tables import events_table, versions_table
-from modelreg.errors import InvalidInputError
-from modelreg.registry import Registry
-from modelreg.settings import Settings
-from modelreg.views import View
+from modelreg.errors import BackendUnavailableError, InvalidInputError
+
+if TYPE_CHECKING:
+    from modelreg.registry import Registry
+    from modelreg.settings import Settings
+    from modelreg.views import EventView, View
 
 app = typer.Typer(
     name="modelreg",
@@ -31,9 +39,49 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit history.")]
+
+# Commands that keep running while MLflow is down and retry on their own: they
+# must start without it, so they skip the reachability probe.
+RETRYING_COMMANDS = frozenset({"serve"})
+PROBE_TIMEOUT_SECONDS = 1.0
+
+
+def check_listening(uri: str) -> None:
+    """Raise :class:`BackendUnavailableError` at once if nothing listens at ``uri``.
+
+    MLflow's client retries a refused connection with backoff, the same budget
+    it gives 5xx answers and timeouts (one urllib3 ``Retry``), so a stopped
+    server costs seconds of silence; one TCP connect tells in a millisecond.
+    Only a refusal or an unknown host fails here: a slow connect proceeds and
+    MLflow's own timeouts and retries handle it, and a server reached through
+    a proxy is not probed.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    # Only a proxied URI needs this module; it is not imported otherwise.
+    import urllib.request
+
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(
+        parts.hostname
+    ):
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:  # a malformed port: MLflow's client reports it
+        return
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_SECONDS):
+            pass
+    except TimeoutError:
+        return
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise BackendUnavailableError("MLflow", uri, why.lower()) from exc
 
 
 @dataclass
@@ -41,18 +89,25 @@ class CliState:
     """Settings gathered from global options; the registry is opened on first use."""
 
     settings: Settings
+    probe_mlflow: bool = True
     _registry: Registry | None = field(default=None, repr=False)
 
     @property
     def registry(self) -> Registry:
         """The facade, created lazily so `--help` and `up` need no running stack.
 
+        MLflow is probed first (unless the command retries on its own), so a
+        stopped stack is reported before a second goes on importing MLflow.
         With ``MODELREG_AUTH=mlflow`` the caller is authenticated against MLflow
         (MODELREG_USERNAME / MODELREG_PASSWORD) and acts as that user, whatever
         ``--actor`` or MODELREG_ACTOR say.
         """
         if self._registry is None:
             settings = self.settings
+            if self.probe_mlflow:
+                check_listening(settings.resolved_tracking_uri())
+            from modelreg.registry import Registry
+
             if settings.auth == "mlflow":
                 user = Registry(settings).authenticate(
                     settings.username or "", settings.password or ""
@@ -89,7 +144,9 @@ def _options(
         str | None, typer.Option(help="Who is acting (default: $MODELREG_ACTOR or the OS user).")
     ] = None,
 ) -> None:
-    """Global options; `--traceback` (anywhere) prints full tracebacks on errors."""
+    """Global options (also accepted after the command); `--traceback` prints full tracebacks."""
+    from modelreg.settings import Settings
+
     overrides: dict[str, Any] = {
         key: value
         for key, value in {
@@ -100,20 +157,54 @@ def _options(
         }.items()
         if value is not None
     }
-    ctx.obj = CliState(Settings(**overrides))
+    ctx.obj = CliState(
+        Settings(**overrides), probe_mlflow=ctx.invoked_subcommand not in RETRYING_COMMANDS
+    )
 
 
-def emit(value: View | list[Any], as_json: bool, table: Table | None = None) -> None:
-    """Print ``value`` as JSON, or ``table`` for people."""
+def emit(
+    value: View | Sequence[View],
+    as_json: bool,
+    table: Table | None = None,
+    *,
+    empty: str = "no matches",
+) -> None:
+    """Print ``value`` as JSON, or ``table`` for people; an empty list prints ``empty``.
+
+    An empty table (headers only) reads like a rendering fault; a sentence does not.
+    """
     if as_json:
-        data = [v.as_json() for v in value] if isinstance(value, list) else value.as_json()
+        data = [v.as_json() for v in value] if isinstance(value, Sequence) else value.as_json()
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif isinstance(value, Sequence) and not value:
+        out.print(empty, markup=False)
     elif table is not None:
         out.print(table)
 
 
+def warn_overrides(events: Sequence[EventView]) -> None:
+    """One stderr warning per override: an admin's promotion past failing policy gates."""
+    for event in events:
+        if event.action != "override":
+            continue
+        gates = event.details.get("failed_gates")
+        failed = [
+            f"{gate.get('gate', '?')} (required {gate.get('required', '?')}, "
+            f"observed {gate.get('observed', '?')})"
+            for gate in (gates if isinstance(gates, list) else [])
+            if isinstance(gate, Mapping)
+        ]
+        err.print(
+            f"warning: override: {event.model} v{event.version} promoted to Production "
+            f"although these gates fail: {'; '.join(failed) or 'not recorded'}",
+            markup=False,
+        )
+
+
 @contextmanager
 def _progress() -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -221,14 +312,16 @@ def models(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             f"v{m.staging}" if m.staging else "-",
             m.latest_semver or "-",
         )
-    emit(found, as_json, table)
+    emit(found, as_json, table, empty="no models yet")
 
 
 @app.command()
 def versions(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
     """List every version of a model."""
+    from modelreg.cli.tables import versions_table
+
     found = state_of(ctx).registry.versions(name)
-    emit(found, as_json, versions_table(found))
+    emit(found, as_json, versions_table(found), empty="no versions yet")
 
 
 @app.command()
@@ -282,6 +375,8 @@ def search_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Find versions by tags, params, metrics, stage, semver (ranges) and lineage."""
+    from modelreg.cli.tables import versions_table
+
     found = state_of(ctx).registry.search(filter_text)
     emit(found, as_json, versions_table(found))
 
@@ -303,13 +398,16 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """The append-only audit history; with --at, what was in Production then."""
+    from modelreg.cli.tables import events_table
+
     view = state_of(ctx).registry.history(name, _parse_time(at) if at else None)
-    table = events_table(view.events)
-    if not as_json:
-        when = f" at {view.at.isoformat()}" if view.at else ""
-        prod = f"v{view.production} ({view.production_semver})" if view.production else "nothing"
-        out.print(f"Production{when}: {prod}")
-    emit(view, as_json, table)
+    if as_json:
+        emit(view, True)
+        return
+    when = f" at {view.at.isoformat()}" if view.at else ""
+    prod = f"v{view.production} ({view.production_semver})" if view.production else "nothing"
+    out.print(f"Production{when}: {prod}")
+    emit(view.events, False, events_table(view.events), empty="no events")
 
 
 @app.command()
@@ -342,8 +440,11 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Move a version to a stage; a new Production archives the previous one."""
+    from modelreg.cli.tables import events_table
+
     events = state_of(ctx).registry.promote(name, version, stage, reason=reason)
     emit(events, as_json, events_table(events))
+    warn_overrides(events)
 
 
 @app.command()
@@ -357,6 +458,8 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Return Production to the previous (or a given) Production version."""
+    from modelreg.cli.tables import events_table
+
     events = state_of(ctx).registry.rollback(name, to, reason=reason)
     emit(events, as_json, events_table(events))
 
@@ -373,6 +476,8 @@ def register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register an already logged model as a new version with semver, digest and lineage."""
+    from modelreg.cli.tables import versions_table
+
     view = state_of(ctx).registry.register_uri(
         name, model_uri, semver=semver_text, description=description
     )
@@ -386,12 +491,14 @@ def sync(
     as_json: JsonOpt = False,
 ) -> None:
     """Adopt versions registered by plain MLflow clients (semver, digest, lineage record)."""
+    from modelreg.cli.tables import versions_table
+
     with _progress() as update:
         registry = state_of(ctx).registry
         adopted = registry.sync(name, progress=update, actor=registry.settings.actor)
-    if not as_json:
+    if adopted and not as_json:
         out.print(f"adopted {len(adopted)} version(s)")
-    emit(adopted, as_json, versions_table(adopted))
+    emit(adopted, as_json, versions_table(adopted), empty="no versions to adopt")
 
 
 @app.command("verify")
@@ -430,9 +537,9 @@ def doctor(
         table.add_row(
             d.name, str(d.version or "-"), d.kind, d.expected, d.actual, "yes" if d.fixed else "no"
         )
-    if not as_json:
-        out.print("no drift" if not drifts else f"{len(drifts)} difference(s)")
-    emit(drifts, as_json, table if drifts else None)
+    if drifts and not as_json:
+        out.print(f"{len(drifts)} difference(s)")
+    emit(drifts, as_json, table, empty="no drift")
     if drifts and not fix:
         raise typer.Exit(1)
 

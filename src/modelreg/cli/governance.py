@@ -1,17 +1,20 @@
-"""Governance commands: policy, validate, request, approve, reject, auto-promote."""
+"""Governance commands: policy, validate, request, approve, reject, auto-promote.
+
+Like the other commands these import the facade's modules when they run, not
+at start-up (see :mod:`modelreg.cli.app`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from modelreg import policy
 from modelreg.cli.app import JsonOpt, app, emit, out, state_of
-from modelreg.cli.tables import events_table
-from modelreg.domain import Outcome, Stage
-from modelreg.views import DecisionView
+
+if TYPE_CHECKING:
+    from modelreg.views import DecisionView
 
 policy_app = typer.Typer(help="Write and inspect the governance policy.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
@@ -31,6 +34,9 @@ def _decision_table(view: DecisionView) -> Table:
 
 
 def _report(view: DecisionView, as_json: bool) -> None:
+    from modelreg.cli.tables import events_table
+    from modelreg.domain import Outcome
+
     if as_json:
         emit(view, True)
         return
@@ -59,6 +65,8 @@ def policy_init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter policy with the course's rules (you become its admin)."""
+    from modelreg import policy
+
     settings = state_of(ctx).settings
     path = settings.resolved_policy_file()
     policy.write_starter(path, [settings.actor], force=force)
@@ -106,6 +114,8 @@ def request(
     as_json: JsonOpt = False,
 ) -> None:
     """Request promotion to Production; the gates must pass."""
+    from modelreg.domain import Stage
+
     view = state_of(ctx).registry.request(name, version, stage=Stage.parse(stage), comment=comment)
     _report(view, as_json)
 
@@ -133,6 +143,8 @@ def reject(
 @app.command("auto-promote")
 def auto_promote(ctx: typer.Context, name: str, version: str, as_json: JsonOpt = False) -> None:
     """Promote if the gates pass and the version beats Production (exit 4 if not)."""
+    from modelreg.domain import Outcome
+
     view = state_of(ctx).registry.auto_promote(name, version)
     _report(view, as_json)
     if view.outcome is Outcome.DECLINED:
