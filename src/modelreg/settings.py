@@ -11,6 +11,34 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+HOME_DIR = ".modelreg"
+
+
+def find_home_upwards(start: Path | None = None) -> Path | None:
+    """The nearest ``.modelreg`` directory in ``start`` (the working directory) or above it.
+
+    Like git finds ``.git``: commands run from a subdirectory of a project use
+    the project's home instead of quietly starting a second, empty ledger.
+    """
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / HOME_DIR
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def user_home() -> Path:
+    """The per-user home used when no ``.modelreg`` is found: ``$XDG_DATA_HOME/modelreg``."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "modelreg"
+
+
+def discover_home() -> Path:
+    """The home when none is set: the nearest ``.modelreg`` upwards, else :func:`user_home`."""
+    return find_home_upwards() or user_home()
+
+
 def _default_actor() -> str:
     try:
         return getpass.getuser()
@@ -28,9 +56,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELREG_", extra="ignore")
 
     home: Path = Field(
-        default=Path(".modelreg"),
+        default_factory=discover_home,
         description="Directory holding the embedded default: MLflow's SQLite DB, artifacts "
-        "and the ledger. Used when the URIs below are not set.",
+        "and the ledger. Used when the URIs below are not set. Default: the nearest "
+        "`.modelreg` in the working directory or above it, else $XDG_DATA_HOME/modelreg "
+        "(~/.local/share/modelreg).",
     )
     tracking_uri: str | None = Field(
         default=None,
@@ -92,6 +122,12 @@ class Settings(BaseSettings):
         description="Secret of the MLflow registry webhook whose deliveries trigger a sync.",
         repr=False,
     )
+
+    def stack_home(self) -> Path:
+        """Where `modelreg up` keeps a new stack: the home if set or found, else ./.modelreg."""
+        if "home" in self.model_fields_set:
+            return self.home
+        return find_home_upwards() or Path(HOME_DIR)
 
     def resolved_policy_file(self) -> Path:
         """Where the governance policy lives."""

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from modelreg.api.events import deliver_forever, events_router
@@ -76,7 +77,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                     await task
             reg.close()
 
-    app = FastAPI(title="modelreg", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN,
+    # so the API docs work on machines without internet access.
+    app = FastAPIOffline(title="modelreg", version="0.1.0", lifespan=lifespan)
     app.state.registry = reg
     app.state.identifier = Identifier(reg)
 
