@@ -24,11 +24,11 @@ test ``tests/integration/test_payload_compat.py`` pins each one):
   ``predict`` and says INVALID_PARAMETER_VALUE. Both are 400.
 - Predictions holding NaN or ±infinity are written as ``null`` (MLflow writes
   the tokens ``NaN``/``Infinity``, which strict JSON parsers refuse).
-- A null in an optional (``required: false``) column reaches the model as
-  the missing value MLflow's own enforcement lets through (NaN, NaT, None);
-  ours also keeps None in optional boolean and binary columns, where we are
-  otherwise stricter. MLflow cannot pass a missing value into an integer
-  column at all (it casts to int64); such a null is a 400 that says so.
+- A null in an optional (``required: false``) column reaches the model as a
+  missing value: NaN, NaT, or None in boolean and binary columns (MLflow's
+  parser turns it into False there, or refuses it). MLflow cannot pass a
+  missing value into an integer column at all (it casts to int64); such a
+  null is a 400 that says so. docs/serving.md has the table.
 - Parquet bodies, the unwrapped LLM formats (``messages``/``prompt``/
   ``input``) and type-hint signatures are not supported.
 """
