@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -74,8 +76,10 @@ def test_course_code_runs_unchanged_against_modelreg_up(
             lineage = json.loads(_cli(env, "lineage", "fraud-detection", number, "--json").stdout)
             assert lineage["record"]["run_id"] == view["run_id"]
             assert lineage["record"]["params"] == view["params"]
-            # the course code logs no dataset, and modelreg says so rather than guessing
-            assert "data fingerprint" in lineage["missing"]
+            # the course declares a data version but logs no dataset: declared, not fingerprinted
+            data = lineage["record"]["data"]
+            assert data
+            assert {d["kind"] for d in data} == {"declared"}
         table = _cli(env, "show", "fraud-detection", "3")
         assert "1.2.0" in table.stdout
         assert "sha256:" in table.stdout
@@ -83,21 +87,64 @@ def test_course_code_runs_unchanged_against_modelreg_up(
         assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_demo_walkthrough_completes(tmp_path: Path) -> None:
-    env = {**os.environ, "MODELREG_HOME": str(tmp_path / "home"), "COLUMNS": "120"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+def _normalised(output: str) -> list[str]:
+    """Demo output without what legitimately differs between runs: digests and clock times."""
+    output = re.sub(r"[0-9a-f]{8,}", "<hex>", output)
+    return re.sub(r"\d\d:\d\d:\d\d", "<time>", output).splitlines()
+
+
+def test_the_demo_runs_twice_with_the_same_outcome_at_80_columns(tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    for variable in ("MLFLOW_TRACKING_URI", "MODELREG_HOME"):
+        env.pop(variable, None)
+    # The same ports for both runs, so that the output can be compared line by line.
     ports = ["--port", str(free_port()), "--api-port", str(free_port())]
-    done = _cli(env, "demo", "--no-keep-running", *ports, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for marker in (
-        "adopted v3 as 1.2.0",
-        "was archived in the same operation",
-        "rollback",
-        "no drift",
-        "metric test_auc",  # the course's models fail the course's own gate
-        "separation of duties",  # the author may not approve the challenger
-        "promoted, approved by reviewer",
-        "done",
-    ):
-        assert marker in done.stdout, marker
-    assert "TAMPERED" not in done.stdout
+    runs = [_cli(env, "demo", "--no-keep-running", *ports, cwd=tmp_path) for _ in range(2)]
+
+    for done in runs:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        flat = " ".join(done.stdout.split())  # as if no line had wrapped
+        assert f"demo home: {tmp_path / '.modelreg-demo'}" in flat
+        for marker in (
+            "adopted v3 as",
+            "was archived in the same operation",
+            "rollback",
+            "no drift",
+            "metric test_auc",  # the course's models fail the course's own gate
+            "separation of duties",  # the author may not approve the challenger
+            "approved by reviewer",
+            "The stack is stopped",
+        ):
+            assert marker in done.stdout, marker
+        assert "TAMPERED" not in done.stdout
+        # The hint starts the stack again rather than pointing at the one just stopped.
+        assert f"--home {tmp_path / '.modelreg-demo'} up --port " in flat
+        assert "keeps running" not in done.stdout
+        lines = done.stdout.splitlines()
+        assert [line for line in lines if len(line) > 80] == []
+        commands = [line for line in lines if line.startswith("$ ")]
+        assert [c for c in commands if re.search(r"\bN\b", c)] == [], "a placeholder version"
+        assert "Producti…" not in done.stdout
+        # MLflow's own run links, emoji and INFO logs stay out of the demo's output.
+        for noise in ("View run", "View experiment", "🏃", "🧪", " INFO "):
+            assert noise not in done.stdout + done.stderr, noise
+        assert "Successfully registered model" not in done.stderr
+    first, second = (_normalised(done.stdout) for done in runs)
+    assert first == second, "\n".join(difflib.unified_diff(first, second, lineterm=""))
+    assert sorted(p.name for p in (tmp_path / ".modelreg-demo" / "artifacts").iterdir()), (
+        "the demo's data stays after --no-keep-running"
+    )
+
+
+def test_the_demo_does_not_clear_a_directory_it_did_not_create(tmp_path: Path) -> None:
+    home = tmp_path / ".modelreg-demo"
+    home.mkdir()
+    (home / "ledger.db").write_text("someone else's")
+    ports = ["--port", str(free_port()), "--api-port", str(free_port())]
+
+    done = _cli(dict(os.environ), "demo", "--no-keep-running", *ports, cwd=tmp_path)
+
+    assert done.returncode != 0
+    assert "was not created by `modelreg demo`" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (home / "ledger.db").read_text() == "someone else's"

@@ -280,17 +280,24 @@ def demo(
     keep_running: Annotated[
         bool, typer.Option(help="Keep the stack running after the walkthrough.")
     ] = True,
+    keep_home: Annotated[
+        bool,
+        typer.Option(
+            "--keep-home", help="Run on ./.modelreg-demo as it is instead of emptying it first."
+        ),
+    ] = False,
 ) -> None:
-    """Start the embedded stack and walk through registering, promoting and rolling back."""
+    """Start a fresh stack in ./.modelreg-demo and walk through the course's workflow."""
     from modelreg.demo import run_demo
 
+    # The demo's own console wraps long lines at the terminal width; `out` does not.
     raise typer.Exit(
         run_demo(
             state_of(ctx).settings,
             port=port,
             api_port=api_port,
             keep_running=keep_running,
-            console=out,
+            keep_home=keep_home,
         )
     )
 
