@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Column, Table
 
 from modelreg.domain import Stage
@@ -24,13 +25,20 @@ NAME_WIDTH = 20
 DIGEST_CHARS = 8
 
 
+#: What CompactTable puts between two columns: one space of padding and a blank rule.
+COLUMN_GAP = 2
+
+
 class CompactTable(Table):
     """A table without side borders, two spaces between columns, and optional columns.
 
-    ``optional`` names column headers in the order they are left out when the
-    console is too narrow. The choice is made when the table is printed,
-    against the console it is printed on: a column goes only while the others
-    cannot be shown without cutting a key value.
+    The layout is chosen when the table is printed, for the console it is
+    printed on. ``optional`` names column headers in the order they are left
+    out while the table cannot fit with every word of its text columns and
+    every value of its key (``no_wrap``) columns whole. Spare width goes to
+    the text columns in proportion to what they still need; rich's own
+    squeeze shrinks the widest column first and would split a short word
+    (a stage name) in a narrower one.
     """
 
     def __init__(self, *columns: Column | str, optional: Sequence[str] = ()) -> None:
@@ -41,25 +49,47 @@ class CompactTable(Table):
         self.optional = tuple(optional)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        """Render the widest variant whose narrowest layout fits ``options.max_width``."""
-        hidden: set[str] = set()
-        table: Table = self
+        """Render the widest variant that fits ``options.max_width`` with every word whole."""
+        columns = list(self.columns)
+        widths = _fitted_widths(console, options, columns)
         for header in self.optional:
-            if table.__rich_measure__(console, options).minimum <= options.max_width:
+            if widths is not None:
                 break
-            hidden.add(header)
-            table = self._without(hidden)
-        if table is self:
-            yield from super().__rich_console__(console, options)
-        else:
-            yield table
+            columns = [c for c in columns if c.header != header]
+            widths = _fitted_widths(console, options, columns)
+        copies = [column.copy() for column in columns]
+        # With no fitting variant rich squeezes what is left as best it can.
+        for copy, width in zip(copies, widths or [], strict=False):
+            copy.width = width
+        laid_out = Table(
+            *copies,
+            box=self.box,
+            show_edge=self.show_edge,
+            pad_edge=self.pad_edge,
+            collapse_padding=self.collapse_padding,
+        )
+        for cells in zip(*(list(c.cells) for c in columns), strict=True):
+            laid_out.add_row(*cells)
+        yield laid_out
 
-    def _without(self, hidden: set[str]) -> Table:
-        kept = [c for c in self.columns if c.header not in hidden]
-        table = CompactTable(*(c.copy() for c in kept))
-        for cells in zip(*(list(c.cells) for c in kept), strict=True):
-            table.add_row(*cells)
-        return table
+
+def _fitted_widths(
+    console: Console, options: ConsoleOptions, columns: Sequence[Column]
+) -> list[int] | None:
+    """Column widths that fit with no word split, or None when the words alone are too wide."""
+    lows: list[int] = []
+    highs: list[int] = []
+    for column in columns:
+        sizes = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
+        highs.append(max(size.maximum for size in sizes))
+        lows.append(highs[-1] if column.no_wrap else max(size.minimum for size in sizes))
+    spare = options.max_width - COLUMN_GAP * (len(columns) - 1) - sum(lows)
+    if spare < 0:
+        return None
+    wants = [high - low for low, high in zip(lows, highs, strict=True)]
+    if sum(wants) <= spare:
+        return highs
+    return [low + want * spare // sum(wants) for low, want in zip(lows, wants, strict=True)]
 
 
 def key(header: str) -> Column:
@@ -107,7 +137,7 @@ def versions_table(
 
 
 def _change(from_stage: Stage | None, to_stage: Stage | None) -> str:
-    # Breaks only at the spaces around the arrow, so a stage name is never split.
+    # Wraps only at the spaces around the arrow: stage names stay whole.
     return " → ".join(stage for stage in (from_stage, to_stage) if stage is not None)
 
 
