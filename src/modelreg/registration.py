@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from modelreg.views import VersionView
 
 _GIT_TAGS = ("mlflow.source.git.commit", "mlflow.source.git.branch", "mlflow.source.git.repoURL")
+# What training code commonly logs itself (the course: data_version, git_commit, git_branch).
+_DECLARED_COMMIT = ("git_commit", "git_sha", "commit")
+_DECLARED_BRANCH = ("git_branch", "branch")
+_DECLARED_DATA = ("data_version", "dataset_version", "data_tag")
+_COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")  # "unknown" or "" is no commit
 
 
 def _inputs(mlmodel: Mapping[str, Any]) -> tuple[InputColumn, ...] | None:
@@ -49,7 +55,9 @@ def facts_from(
 ) -> VersionFacts:
     """The facts a semver bump compares: signature, flavor, class, params, data."""
     params: Mapping[str, object] = record.params or (run.params if run else {})
-    data = record.data[0].sha256 if record.data else ""
+    first = record.data[0] if record.data else None
+    # A declared label stands in for content: a new data_version is a PATCH bump too.
+    data = (first.sha256 or f"declared:{first.version or ''}") if first else ""
     return VersionFacts.build(_inputs(mlmodel), _flavor(mlmodel), model_class, params, data)
 
 
@@ -80,16 +88,49 @@ def facts_from_json(data: Mapping[str, Any]) -> VersionFacts:
     )
 
 
-def adopted_lineage(run: RunInfo | None, mlmodel: Mapping[str, Any] | None) -> LineageRecord:
-    """Rebuild as much lineage as MLflow recorded for a version registered without modelreg."""
-    if run is None:
-        return LineageRecord()
+def _first(values: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
+    return next((values[k].strip() for k in keys if values.get(k, "").strip()), None)
+
+
+def declared_git(run: RunInfo) -> GitInfo | None:
+    """Git lineage MLflow recorded (``mlflow.source.git.*``) or the run declared itself.
+
+    MLflow's own tags win over ``git_commit``/``git_branch`` params or tags.
+    """
     commit, branch, remote = (run.tags.get(tag) for tag in _GIT_TAGS)
-    git = GitInfo(commit=commit, branch=branch, remote=remote) if commit else None
+    if commit:
+        return GitInfo(commit=commit, branch=branch, remote=remote, source="mlflow")
+    labels = {**run.params, **run.tags}
+    commit = _first(labels, _DECLARED_COMMIT)
+    if commit is None or not _COMMIT.match(commit):
+        return None
+    return GitInfo(commit=commit, branch=_first(labels, _DECLARED_BRANCH), source="declared")
+
+
+def declared_data(run: RunInfo) -> list[DataFingerprint]:
+    """Training data the run declared: logged MLflow datasets, else a data version label."""
     data = [
         DataFingerprint(name=name, kind="mlflow-dataset", sha256=digest)
         for name, digest in run.dataset_digests
     ]
+    label = _first({**run.params, **run.tags}, _DECLARED_DATA)
+    if label is not None:
+        if data:
+            data = [d.model_copy(update={"version": d.version or label}) for d in data]
+        else:
+            data = [DataFingerprint(name="training", kind="declared", version=label)]
+    return data
+
+
+def adopted_lineage(run: RunInfo | None, mlmodel: Mapping[str, Any] | None) -> LineageRecord:
+    """Rebuild as much lineage as MLflow recorded for a version registered without modelreg.
+
+    Declared lineage counts (git params, ``mlflow.source.git.*`` tags, a data
+    version label, logged datasets); the record says which parts were only
+    declared (:attr:`GitInfo.source`, data ``kind``).
+    """
+    if run is None:
+        return LineageRecord()
     environment = None
     flavors = (mlmodel or {}).get("flavors", {})
     python = flavors.get("python_function", {}).get("python_version")
@@ -103,7 +144,11 @@ def adopted_lineage(run: RunInfo | None, mlmodel: Mapping[str, Any] | None) -> L
             python=str(python), platform="unknown", cpu="unknown", cpu_count=0, packages=packages
         )
     return LineageRecord(
-        run_id=run.run_id, git=git, data=data, params=dict(run.params), environment=environment
+        run_id=run.run_id,
+        git=declared_git(run),
+        data=declared_data(run),
+        params=dict(run.params),
+        environment=environment,
     )
 
 
@@ -185,7 +230,7 @@ def register(
             fp = capture.fingerprint(training_data, name="training", version=data_version)
             data.append(fp)
             if hasattr(training_data, "columns"):
-                datasets.append(gateway.pandas_dataset(training_data, "training", fp.sha256))
+                datasets.append(gateway.pandas_dataset(training_data, "training", fp.sha256 or ""))
         data += capture.dvc_entries(code_path)
         record = capture.build_record(
             run_id=active_run,
