@@ -33,7 +33,12 @@ from sklearn.metrics import roc_auc_score
 from modelreg import policy
 from modelreg.cli.tables import events_table, gates_table, short_digest, versions_table
 from modelreg.domain import Stage
-from modelreg.errors import ConflictError, ModelregError, PermissionDeniedError
+from modelreg.errors import (
+    ConflictError,
+    ModelNotFoundError,
+    ModelregError,
+    PermissionDeniedError,
+)
 from modelreg.examples.course_register import fraud_data
 from modelreg.registry import Registry
 from modelreg.settings import Settings
@@ -203,6 +208,10 @@ def _govern(console: Console, registry: Registry, tracking_uri: str, course_best
 
 def _walkthrough(console: Console, registry: Registry, config: StackConfig) -> None:
     """Steps 2 to 9 against the running stack."""
+    try:
+        earlier = {view.version for view in registry.versions(MODEL)}  # with --keep-home
+    except ModelNotFoundError:
+        earlier = set()
     _step(
         console,
         "2. The course's code registers three versions with plain MLflow",
@@ -210,17 +219,20 @@ def _walkthrough(console: Console, registry: Registry, config: StackConfig) -> N
     )
     _course_code(console, {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri})
     _step(console, "3. modelreg adopts them: semver, sha256 manifest, lineage", "modelreg sync")
-    for view in registry.sync(MODEL):
+    # The API service adopts in the background too; whichever comes first, the result is one.
+    registry.sync(MODEL)
+    course = [
+        registry.show(MODEL, view.version)
+        for view in registry.versions(MODEL)
+        if view.version not in earlier
+    ]
+    for view in course:
         console.print(
             f"adopted v{view.version} as {view.semver}, sha256 {short_digest(view.digest)}…"
         )
     _versions(console, registry)
 
-    ranked = sorted(
-        (registry.show(MODEL, v.version) for v in registry.versions(MODEL)),
-        key=lambda v: v.metrics.get("test_auc", 0.0),
-        reverse=True,
-    )
+    ranked = sorted(course, key=lambda v: v.metrics.get("test_auc", 0.0), reverse=True)
     best, runner_up = ranked[0].version, ranked[1].version
     _step(
         console,
