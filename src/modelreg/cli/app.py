@@ -63,8 +63,7 @@ def check_listening(uri: str) -> None:
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return
-    # Only a proxied URI needs this module; it is not imported otherwise.
-    import urllib.request
+    import urllib.request  # here, not at the top: `--help` never needs it
 
     if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(
         parts.hostname
