@@ -18,7 +18,7 @@ times each case against a baseline in the same run:
    same read with a plain ``MlflowClient`` in a fresh interpreter;
 3. ``modelreg versions fraud-detection`` against a stopped stack (a closed
    port) against that plain ``MlflowClient`` call with the retry budget modelreg
-   gave MLflow's client before it probed the port (3 retries, backoff factor 1;
+   gave MLflow's client before reads went over the REST API (3 retries, backoff factor 1;
    MLflow's own default, 7 retries with factor 2, waits minutes);
 4. ``python -c "import mlflow"``, the floor of any command that calls MLflow.
 
@@ -292,7 +292,7 @@ def import_split(env: Mapping[str, str]) -> list[tuple[str, float]]:
     command = _self_times(f"from modelreg.cli import main; main(['versions', {MODEL!r}])", env)
     totals: dict[str, float] = defaultdict(float)
     for module, seconds in command.items():
-        owner = "mlflow" if module in with_mlflow else module.split(".")[0]
+        owner = "shared with mlflow" if module in with_mlflow else module.split(".")[0]
         totals[owner] += seconds
     return sorted(totals.items(), key=lambda item: -item[1])
 
@@ -381,33 +381,33 @@ same run. Ratio = modelreg median / baseline median (± is hyperfine's standard 
 
 {table(results)}
 
-The stopped stack is a closed port: modelreg probes it with one TCP connect before
-importing MLflow and exits 6 with "not reachable"; the baseline is MLflow's client
-with the retry budget modelreg used to give it (3 retries, backoff factor 1), which
-retries the refused connection with backoff.
+The stopped stack is a closed port: modelreg's first read goes to MLflow's REST API
+(`modelreg.mlflow_rest`, httpx), which reports a refused connection at once (exit 6,
+"not reachable"); the baseline is MLflow's client with the retry budget modelreg
+used to give it (3 retries, backoff factor 1), which retries the refused connection
+with backoff.
 
 ### What limits it
 
-A read command imports MLflow's client, and `import mlflow` alone (last row) takes
-longer than the whole 1 s target on this machine: MLflow 3's package `__init__`
-imports its tracing, GenAI, data and model modules (pandas, pyarrow, FastAPI among
-them) whichever API is used. Import time of `modelreg versions {MODEL}`: what
-`import mlflow` imports, then the rest by top-level package (self times under
-`python -X importtime`, which inflates them; {total:.2f} s in all):
+`import mlflow` alone (last row) takes longer than the whole 1 s target on this
+machine: MLflow 3's package `__init__` imports its tracing, GenAI, data and model
+modules (pandas, pyarrow, FastAPI among them) whichever API is used. So reads
+(models, versions, runs, aliases) go over MLflow's REST API and never import it;
+writes, artifact transfers and run searches still use `MlflowClient`. Import time of
+`modelreg versions {MODEL}` by top-level package ("shared with mlflow": modules that
+`import mlflow` would import too; self times under `python -X importtime`, which
+inflates them; {total:.2f} s in all):
 
 {limits(split)}
 
-The command's own work once everything is imported (settings, the MLflow client,
-the ledger's schema check, its REST requests and the table) takes {work:.2f} s
-(median of three runs). So a read stays above 1 s while it imports MLflow: the
-target needs a read path without `import mlflow` (MLflow's REST API through
-`requests`, as the gateway's credential check already does, or reads through the
-modelreg API service); the rest of the command takes {gap:.2f} s beyond
-`import mlflow` (last row).
+The command's own work once everything is imported (settings, the ledger's schema
+check, its REST requests and the table) takes {work:.2f} s (median of three runs);
+the whole read takes {-gap:.2f} s less than `import mlflow` alone (last row).
 
-`--help`, usage errors and a stopped stack import none of it: the CLI modules import
-the facade (and with it MLflow, SQLAlchemy and pandas) inside the commands that use
-it, and the ledger skips Alembic when its schema is current.
+`--help`, usage errors and a stopped stack import even less: the CLI modules import
+the facade inside the commands that use it, the lineage module imports numpy and
+pandas only to fingerprint data, and the ledger skips Alembic when its schema is
+current.
 """
 
 

@@ -17,17 +17,20 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-import pandas as pd
 import pydantic
-import yaml
 
 from modelreg.domain import DataFingerprint, EnvironmentInfo, GitInfo, LineageRecord
 from modelreg.errors import InvalidInputError, LineageError
 from modelreg.integrity import build_manifest, sha256_file
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy, pandas and yaml are imported where data is fingerprinted: reading a lineage
+# record (every `show`) must not pay ~0.4 s for them.
 
 TAG_PREFIX = "modelreg.lineage."
 """Prefix of every lineage tag, so ``tags."modelreg.lineage.git_commit" = '...'`` searches work."""
@@ -169,6 +172,9 @@ def _header(**fields: object) -> bytes:
 
 
 def _pandas_fingerprint(data: Any, name: str, version: str | None) -> DataFingerprint:
+    import numpy as np
+    import pandas as pd
+
     frame = data.to_frame() if isinstance(data, pd.Series) else data
     # repr keeps 0 and "0" distinct as column names; str is what users read in `columns`.
     header = _header(
@@ -203,6 +209,9 @@ def _pandas_fingerprint(data: Any, name: str, version: str | None) -> DataFinger
 def _numpy_fingerprint(
     data: np.ndarray[Any, Any], name: str, version: str | None
 ) -> DataFingerprint:
+    import numpy as np
+    import pandas as pd
+
     digest = hashlib.sha256(_header(dtype=data.dtype.descr, shape=list(data.shape)))
     if data.dtype.hasobject:
         # Object arrays hold pointers, whose bytes differ every run; hash the values instead.
@@ -246,6 +255,9 @@ def fingerprint(
     Equal data gives equal fingerprints; any change to a value, column name, dtype, row
     order, file content or file name changes ``sha256``.
     """
+    import numpy as np
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame | pd.Series):
         return _pandas_fingerprint(data, name, version)
     if isinstance(data, np.ndarray):
@@ -283,6 +295,8 @@ def dvc_entries(path: str | Path = ".") -> list[DataFingerprint]:
         return LineageError(
             f"{lock} is malformed: {why}; regenerate it with `dvc repro` or `dvc commit`"
         )
+
+    import yaml
 
     try:
         doc = yaml.safe_load(lock.read_text(encoding="utf-8"))

@@ -14,12 +14,8 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
-
-import mlflow
-import requests
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException, RestException
 
 from modelreg.domain import LineageRecord, Stage
 from modelreg.errors import (
@@ -30,8 +26,17 @@ from modelreg.errors import (
     ModelNotFoundError,
     VersionNotFoundError,
 )
+from modelreg.mlflow_rest import MlflowRest
 
 T = TypeVar("T")
+
+
+def _mlflow() -> Any:
+    """The mlflow package, imported on first use: it takes ~1.4 s, and reads never need it."""
+    import mlflow
+
+    return mlflow
+
 
 # MLflow's REST client retries 7 times with exponential backoff by default:
 # minutes of silence before a CLI user learns the server is down. Fail fast
@@ -58,6 +63,8 @@ def use_serving_http_defaults() -> None:
 
 def _connection_failed(exc: BaseException) -> bool:
     """Whether ``exc`` (or its cause chain) is a failure to reach the server at all."""
+    import requests
+
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
@@ -79,6 +86,9 @@ def filter_literal(value: str) -> str | None:
     another clause (a trailing backslash would swallow the closing quote). None
     means no literal can express the value (it holds both quote kinds).
     """
+    if "'" not in value and "\\" not in value:
+        return f"'{value}'"  # nothing to misread: no need to import MLflow's parser
+    from mlflow.exceptions import MlflowException
     from mlflow.utils.search_utils import SearchModelVersionUtils
 
     for quote in ("'", '"'):
@@ -164,12 +174,35 @@ class MlflowGateway:
 
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._client: Any = None
+        # Reads go over MLflow's REST API without importing mlflow; other stores
+        # (sqlite:///, file:) only have the client.
+        http = tracking_uri.split("://", 1)[0] in {"http", "https"}
+        self._rest = MlflowRest(tracking_uri) if http else None
+
+    @property
+    def client(self) -> Any:
+        """MLflow's ``MlflowClient`` (writes, artifacts, run search), created on first use."""
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Release the REST connection pool."""
+        if self._rest is not None:
+            self._rest.close()
 
     # -- error translation -------------------------------------------------
 
     @contextlib.contextmanager
     def _errors(self, name: str | None = None, version: int | str | None = None) -> Iterator[None]:
+        import requests
+        from mlflow.exceptions import MlflowException, RestException
+
         try:
             with warnings.catch_warnings():
                 # Native stages are deprecated upstream; we mirror them on purpose.
@@ -192,9 +225,7 @@ class MlflowGateway:
         except requests.exceptions.RequestException as exc:
             raise BackendUnavailableError("MLflow", self.tracking_uri, type(exc).__name__) from exc
 
-    def _translate(
-        self, exc: MlflowException, name: str | None, version: int | str | None
-    ) -> Exception:
+    def _translate(self, exc: Any, name: str | None, version: int | str | None) -> Exception:
         code = exc.error_code
         if code == "RESOURCE_DOES_NOT_EXIST" and name is not None:
             if version is not None:
@@ -222,6 +253,8 @@ class MlflowGateway:
         ``server/auth/__init__.py``); wrong credentials get 401, and MLflow
         never reveals which half was wrong.
         """
+        import requests
+
         url = self.tracking_uri.rstrip("/") + "/api/2.0/mlflow/users/current"
         try:
             response = requests.get(url, auth=(username, password), timeout=10)
@@ -244,26 +277,58 @@ class MlflowGateway:
 
     def ping(self) -> None:
         """Raise BackendUnavailableError unless the server answers."""
-        self._call(lambda: self.client.search_registered_models(max_results=1))
+        self._models_page(None, limit=1)
+
+    # Reads: over the REST API when the server speaks HTTP (no mlflow import), else
+    # through the client. Both give objects with the attributes MLflow's entities have.
+
+    def _models_page(self, token: str | None, limit: int = _PAGE) -> tuple[list[Any], str | None]:
+        if self._rest is None:
+            page = self._call(
+                lambda: self.client.search_registered_models(max_results=limit, page_token=token)
+            )
+            return list(page), page.token or None
+        body = self._rest.get(
+            "registered-models/search", {"max_results": limit, "page_token": token}
+        )
+        found = [_model_entity(m) for m in body.get("registered_models", [])]
+        return found, body.get("next_page_token") or None
+
+    def _versions_page(
+        self, text: str | None, token: str | None, name: str | None
+    ) -> tuple[list[Any], str | None]:
+        if self._rest is None:
+            page = self._call(
+                lambda: self.client.search_model_versions(
+                    filter_string=text, max_results=_PAGE, page_token=token
+                ),
+                name,
+            )
+            return list(page), page.token or None
+        body = self._rest.get(
+            "model-versions/search",
+            {"filter": text, "max_results": _PAGE, "page_token": token},
+            name=name,
+        )
+        found = [_version_entity(v) for v in body.get("model_versions", [])]
+        return found, body.get("next_page_token") or None
 
     def models(self) -> list[ModelInfo]:
         """Every registered model."""
         found: list[ModelInfo] = []
         token: str | None = None
         while True:
-            page = self._call(
-                lambda t=token: self.client.search_registered_models(  # type: ignore[misc]
-                    max_results=_PAGE, page_token=t
-                )
-            )
+            page, token = self._models_page(token)
             found.extend(self._model(rm) for rm in page)
-            token = page.token
             if not token:
                 return found
 
     def model(self, name: str) -> ModelInfo:
         """One registered model; ModelNotFoundError if absent."""
-        return self._model(self._call(lambda: self.client.get_registered_model(name), name))
+        if self._rest is None:
+            return self._model(self._call(lambda: self.client.get_registered_model(name), name))
+        body = self._rest.get("registered-models/get", {"name": name}, name=name)
+        return self._model(_model_entity(body.get("registered_model", {})))
 
     @staticmethod
     def _model(rm: Any) -> ModelInfo:
@@ -291,14 +356,8 @@ class MlflowGateway:
         found: list[VersionInfo] = []
         token: str | None = None
         while True:
-            page = self._call(
-                lambda t=token: self.client.search_model_versions(  # type: ignore[misc]
-                    filter_string=text, max_results=_PAGE, page_token=t
-                ),
-                name,
-            )
+            page, token = self._versions_page(text, token, name)
             found.extend(_version(mv) for mv in page if name is None or mv.name == name)
-            token = page.token
             if not token:
                 break
         # search_model_versions leaves aliases out; take them from the models.
@@ -316,19 +375,31 @@ class MlflowGateway:
 
     def any_version_tagged(self, key: str) -> VersionInfo | None:
         """One version (of any model) carrying the tag ``key``, or None: a single call."""
-        page = self._call(
-            lambda: self.client.search_model_versions(
-                filter_string=f"tags.`{key}` LIKE '%'", max_results=1
+        text = f"tags.`{key}` LIKE '%'"
+        if self._rest is None:
+            page = self._call(
+                lambda: self.client.search_model_versions(filter_string=text, max_results=1)
             )
-        )
-        return _version(page[0]) if page else None
+            return _version(page[0]) if page else None
+        body = self._rest.get("model-versions/search", {"filter": text, "max_results": 1})
+        found = body.get("model_versions", [])
+        return _version(_version_entity(found[0])) if found else None
 
     def version(self, name: str, version: int) -> VersionInfo:
         """One model version; VersionNotFoundError / ModelNotFoundError if absent."""
         try:
-            mv = self._call(
-                lambda: self.client.get_model_version(name, str(version)), name, version
-            )
+            if self._rest is None:
+                mv = self._call(
+                    lambda: self.client.get_model_version(name, str(version)), name, version
+                )
+            else:
+                body = self._rest.get(
+                    "model-versions/get",
+                    {"name": name, "version": str(version)},
+                    name=name,
+                    version=version,
+                )
+                mv = _version_entity(body.get("model_version", {}))
         except VersionNotFoundError:
             # Only now ask which is missing: get_registered_model loads every
             # version server-side, which grows with the model's history.
@@ -338,6 +409,8 @@ class MlflowGateway:
 
     def create_version(self, name: str, source: str, run_id: str | None) -> VersionInfo:
         """Register a new version of ``name`` (creating the model if needed)."""
+        from mlflow.exceptions import MlflowException
+
         with self._errors(name):
             try:
                 self.client.create_registered_model(name)
@@ -361,6 +434,8 @@ class MlflowGateway:
 
     def delete_alias(self, name: str, alias: str) -> None:
         """Remove ``alias`` if it exists."""
+        from mlflow.exceptions import MlflowException
+
         with self._errors(name):
             try:
                 self.client.delete_registered_model_alias(name, alias)
@@ -401,7 +476,7 @@ class MlflowGateway:
             lambda: self.client.get_model_version_download_uri(name, str(version)), name, version
         )
         local = self._call(
-            lambda: mlflow.artifacts.download_artifacts(
+            lambda: _mlflow().artifacts.download_artifacts(
                 artifact_uri=location, dst_path=str(dst), tracking_uri=self.tracking_uri
             ),
             name,
@@ -432,7 +507,10 @@ class MlflowGateway:
         if not run_id:
             return None
         try:
-            run = self._call(lambda: self.client.get_run(run_id))
+            if self._rest is None:
+                run = self._call(lambda: self.client.get_run(run_id))
+            else:
+                run = _run_entity(self._rest.get("runs/get", {"run_id": run_id}).get("run", {}))
         except (InvalidInputError, BackendError) as exc:
             if isinstance(exc, BackendUnavailableError):
                 raise
@@ -458,7 +536,7 @@ class MlflowGateway:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 path = self._call(
-                    lambda: mlflow.artifacts.download_artifacts(
+                    lambda: _mlflow().artifacts.download_artifacts(
                         run_id=run_id,
                         artifact_path="modelreg/lineage.json",
                         dst_path=tmp,
@@ -502,26 +580,24 @@ class MlflowGateway:
         from modelreg.lineage import record_to_json
 
         with self._errors():
-            run = mlflow.active_run()
+            run = _mlflow().active_run()
             if run is None:
                 raise LineageError("no active MLflow run to log lineage into")
-            mlflow.log_text(record_to_json(record), "modelreg/lineage.json")
-            mlflow.log_text(pip_freeze, "modelreg/requirements-freeze.txt")
-            mlflow.set_tags(dict(tags))
+            _mlflow().log_text(record_to_json(record), "modelreg/lineage.json")
+            _mlflow().log_text(pip_freeze, "modelreg/requirements-freeze.txt")
+            _mlflow().set_tags(dict(tags))
             logged = self.client.get_run(run.info.run_id).data.params
             # MLflow refuses to overwrite a param with a different value.
             fresh = {k: v for k, v in record.params.items() if k not in logged}
             if fresh:
-                mlflow.log_params(fresh)
+                _mlflow().log_params(fresh)
             for dataset in datasets:
-                mlflow.log_input(dataset, context="training")
+                _mlflow().log_input(dataset, context="training")
 
     def pandas_dataset(self, frame: Any, name: str, digest: str) -> Any:
         """An MLflow dataset for a DataFrame, carrying modelreg's fingerprint as digest."""
         with self._errors():
-            return mlflow.data.from_pandas(  # type: ignore[attr-defined]
-                frame, name=name, digest=digest[:36]
-            )
+            return _mlflow().data.from_pandas(frame, name=name, digest=digest[:36])
 
     def log_sklearn(
         self,
@@ -536,7 +612,7 @@ class MlflowGateway:
         Without ``pip_requirements`` MLflow infers them (a subprocess that loads the model).
         """
         with self._errors():
-            info = mlflow.sklearn.log_model(
+            info = _mlflow().sklearn.log_model(
                 model,
                 name="model",
                 signature=signature,
@@ -548,7 +624,7 @@ class MlflowGateway:
 
     def log_pyfunc_flavor(self, flavor: str, model: Any, signature: Any, input_example: Any) -> str:
         """Log a model with another MLflow flavor (``mlflow.<flavor>.log_model``)."""
-        module = getattr(mlflow, flavor, None)
+        module = getattr(_mlflow(), flavor, None)
         if module is None or not hasattr(module, "log_model"):
             raise InvalidInputError(f"unknown MLflow flavor {flavor!r}")
         with self._errors():
@@ -560,36 +636,106 @@ class MlflowGateway:
     @contextlib.contextmanager
     def run_context(self, run_id: str | None, experiment: str | None) -> Iterator[str]:
         """Use the active run, resume ``run_id``, or start a new run; yield its id."""
-        active = mlflow.active_run()
+        active = _mlflow().active_run()
         if active is not None and run_id in (None, active.info.run_id):
             yield active.info.run_id
             return
         with self._errors():
-            mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.tracking_uri)
+            _mlflow().set_tracking_uri(self.tracking_uri)
+            _mlflow().set_registry_uri(self.tracking_uri)
             if experiment:
-                mlflow.set_experiment(experiment)
-            run = mlflow.start_run(run_id=run_id)
+                _mlflow().set_experiment(experiment)
+            run = _mlflow().start_run(run_id=run_id)
         try:
             yield run.info.run_id
         except BaseException:
-            mlflow.end_run(status="FAILED")
+            _mlflow().end_run(status="FAILED")
             raise
-        mlflow.end_run()
+        _mlflow().end_run()
 
     # -- serving support ---------------------------------------------------------
 
     def alias_version(self, name: str, alias: str) -> int:
         """The version ``alias`` points at, in one call (what model servers poll)."""
         try:
-            mv = self._call(
-                lambda: self.client.get_model_version_by_alias(name, alias), name, f"@{alias}"
-            )
+            if self._rest is None:
+                mv = self._call(
+                    lambda: self.client.get_model_version_by_alias(name, alias), name, f"@{alias}"
+                )
+            else:
+                body = self._rest.get(
+                    "registered-models/alias",
+                    {"name": name, "alias": alias},
+                    name=name,
+                    version=f"@{alias}",
+                )
+                mv = _version_entity(body.get("model_version", {}))
         except (VersionNotFoundError, InvalidInputError) as exc:
             # MLflow 3.17 answers an unset alias with INVALID_PARAMETER_VALUE.
             self.model(name)  # ModelNotFoundError when the model itself is missing
             raise VersionNotFoundError(name, f"@{alias}") from exc
         return int(mv.version)
+
+
+def _pairs(items: Any) -> dict[str, Any]:
+    """``[{"key": k, "value": v}, ...]`` from MLflow's REST JSON as a dict."""
+    return {str(i.get("key")): i.get("value") for i in items or [] if isinstance(i, dict)}
+
+
+def _model_entity(body: Mapping[str, Any]) -> SimpleNamespace:
+    """A registered model from REST JSON, shaped like MLflow's ``RegisteredModel``."""
+    return SimpleNamespace(
+        name=body.get("name", ""),
+        description=body.get("description", ""),
+        aliases={str(a.get("alias")): a.get("version") for a in body.get("aliases") or []},
+        tags=_pairs(body.get("tags")),
+        creation_timestamp=body.get("creation_timestamp", 0),
+        last_updated_timestamp=body.get("last_updated_timestamp", 0),
+    )
+
+
+def _version_entity(body: Mapping[str, Any]) -> SimpleNamespace:
+    """A model version from REST JSON, shaped like MLflow's ``ModelVersion``."""
+    return SimpleNamespace(
+        name=body.get("name", ""),
+        version=body.get("version", 0),
+        run_id=body.get("run_id", ""),
+        source=body.get("source", ""),
+        status=body.get("status", ""),
+        current_stage=body.get("current_stage", "None"),
+        aliases=list(body.get("aliases") or []),
+        tags=_pairs(body.get("tags")),
+        description=body.get("description", ""),
+        creation_timestamp=body.get("creation_timestamp", 0),
+        user_id=body.get("user_id", ""),
+    )
+
+
+def _run_entity(body: Mapping[str, Any]) -> SimpleNamespace:
+    """A run from REST JSON, shaped like MLflow's ``Run`` (latest metric values)."""
+    info, data = body.get("info", {}), body.get("data", {})
+    inputs = [
+        SimpleNamespace(
+            dataset=SimpleNamespace(
+                name=d["dataset"].get("name", ""), digest=d["dataset"].get("digest", "")
+            )
+        )
+        for d in (body.get("inputs") or {}).get("dataset_inputs") or []
+        if isinstance(d, dict) and isinstance(d.get("dataset"), dict)
+    ]
+    return SimpleNamespace(
+        info=SimpleNamespace(
+            run_id=info.get("run_id", ""),
+            experiment_id=info.get("experiment_id", ""),
+            user_id=info.get("user_id", ""),
+        ),
+        data=SimpleNamespace(
+            params=_pairs(data.get("params")),
+            metrics={k: float(v) for k, v in _pairs(data.get("metrics")).items()},
+            tags=_pairs(data.get("tags")),
+        ),
+        inputs=SimpleNamespace(dataset_inputs=inputs),
+    )
 
 
 def infer_signature(inputs: Any, outputs: Any) -> Any:

@@ -137,8 +137,9 @@ class Registry:
         return cls(Settings(**fields))
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections and the MLflow connection pool."""
         self.ledger.dispose()
+        self.gateway.close()
 
     def _actor(self, actor: str | None) -> str:
         chosen = (actor or self.settings.actor).strip()

@@ -90,6 +90,8 @@ def service_env(auth_mlflow: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", SERVICE[0])
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SERVICE[1])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_mlflow)
+    # Each test opens its own ledger beside the one MLflow server the module shares.
+    monkeypatch.setenv("MODELREG_ALLOW_NEW_LEDGER", "1")
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(auth_mlflow)
     yield auth_mlflow

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +10,8 @@ import pytest
 import typer.main
 
 from modelreg.cli import app, hoist_global_options
-from modelreg.cli.app import check_listening, emit, warn_overrides
-from modelreg.errors import BackendUnavailableError, InvalidInputError
+from modelreg.cli.app import emit, warn_overrides
+from modelreg.errors import InvalidInputError
 from modelreg.views import EventView
 
 
@@ -128,30 +126,3 @@ def test_an_empty_listing_says_so_and_json_stays_a_list(capsys: pytest.CaptureFi
     first, second, rest = out.split("\n", 2)
     assert (first, second) == ("no matches", "no models yet")
     assert json.loads(rest) == []
-
-
-def test_a_closed_port_is_reported_at_once() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]  # bound but not listening: connections are refused
-        started = time.monotonic()
-        with pytest.raises(BackendUnavailableError, match="connection refused"):
-            check_listening(f"http://127.0.0.1:{closed}")
-    assert time.monotonic() - started < 1
-
-
-def test_a_listening_server_and_non_http_stores_pass() -> None:
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        check_listening(f"http://127.0.0.1:{server.getsockname()[1]}/path")
-    check_listening("sqlite:///mlflow.db")
-    check_listening("databricks")
-
-
-def test_a_proxied_server_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Only the proxy can reach it; a direct connect would fail for no reason.
-    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    check_listening("http://registry.internal.invalid:5000")

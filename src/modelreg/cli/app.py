@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelreg.errors import BackendUnavailableError, InvalidInputError
+from modelreg.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from modelreg.registry import Registry
@@ -44,67 +42,26 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded in the audit history.")]
 
-# Commands that keep running while MLflow is down and retry on their own: they
-# must start without it, so they skip the reachability probe.
-RETRYING_COMMANDS = frozenset({"serve"})
-PROBE_TIMEOUT_SECONDS = 1.0
-
-
-def check_listening(uri: str) -> None:
-    """Raise :class:`BackendUnavailableError` at once if nothing listens at ``uri``.
-
-    MLflow's client retries a refused connection with backoff, the same budget
-    it gives 5xx answers and timeouts (one urllib3 ``Retry``), so a stopped
-    server costs seconds of silence; one TCP connect tells in a millisecond.
-    Only a refusal or an unknown host fails here: a slow connect proceeds and
-    MLflow's own timeouts and retries handle it, and a server reached through
-    a proxy is not probed.
-    """
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return
-    import urllib.request  # here, not at the top: `--help` never needs it
-
-    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(
-        parts.hostname
-    ):
-        return
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:  # a malformed port: MLflow's client reports it
-        return
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_SECONDS):
-            pass
-    except TimeoutError:
-        return
-    except OSError as exc:
-        why = exc.strerror or type(exc).__name__
-        raise BackendUnavailableError("MLflow", uri, why.lower()) from exc
-
 
 @dataclass
 class CliState:
     """Settings gathered from global options; the registry is opened on first use."""
 
     settings: Settings
-    probe_mlflow: bool = True
     _registry: Registry | None = field(default=None, repr=False)
 
     @property
     def registry(self) -> Registry:
         """The facade, created lazily so `--help` and `up` need no running stack.
 
-        MLflow is probed first (unless the command retries on its own), so a
-        stopped stack is reported before a second goes on importing MLflow.
+        A stopped MLflow is reported by the first read (MLflow's REST API, no
+        retries on a refused connection), within a fraction of a second.
         With ``MODELREG_AUTH=mlflow`` the caller is authenticated against MLflow
         (MODELREG_USERNAME / MODELREG_PASSWORD) and acts as that user, whatever
         ``--actor`` or MODELREG_ACTOR say.
         """
         if self._registry is None:
             settings = self.settings
-            if self.probe_mlflow:
-                check_listening(settings.resolved_tracking_uri())
             from modelreg.registry import Registry
 
             if settings.auth == "mlflow":
@@ -156,9 +113,7 @@ def _options(
         }.items()
         if value is not None
     }
-    ctx.obj = CliState(
-        Settings(**overrides), probe_mlflow=ctx.invoked_subcommand not in RETRYING_COMMANDS
-    )
+    ctx.obj = CliState(Settings(**overrides))
 
 
 def emit(
