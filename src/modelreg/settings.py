@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 HOME_DIR = ".modelreg"
 
 
