@@ -91,7 +91,10 @@ def _options(
     ] = None,
     home: Annotated[
         Path | None,
-        typer.Option(help="modelreg home directory (default: $MODELREG_HOME or ./.modelreg)."),
+        typer.Option(
+            help="modelreg home directory (default: $MODELREG_HOME, else the nearest "
+            ".modelreg here or above, else ~/.local/share/modelreg; `up` creates ./.modelreg)."
+        ),
     ] = None,
     ledger_uri: Annotated[
         str | None, typer.Option(help="Ledger database URI (default: sqlite under the home).")
@@ -204,7 +207,7 @@ def up(
 
     settings = state_of(ctx).settings
     config = StackConfig(
-        home=settings.home,
+        home=settings.stack_home(),
         host=host,
         port=port,
         api_port=api_port,
