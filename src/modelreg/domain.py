@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -261,13 +262,27 @@ def check_model_name(name: str) -> str:
     return name
 
 
+MAX_VERSION_NUMBER = 2**31 - 1
+"""Highest MLflow version number modelreg takes: the ledger keeps version numbers
+(and semver components) in 32-bit INTEGER columns, PostgreSQL's ``integer``."""
+
+MAX_LEDGER_ID = 2**63 - 1
+"""Highest ledger row id (events, deliveries): a 64-bit BIGINT, SQLite's INTEGER."""
+
+_VERSION_NUMBER = re.compile(r"[0-9]{1,10}")
+
+
 def parse_version_number(text: str) -> int:
-    """Parse an MLflow version number given as text (``"3"``)."""
+    """Parse an MLflow version number given as text (``"3"``) or raise InvalidInputError.
+
+    Only ASCII digits count: ``str.isdigit`` also accepts superscripts (U+00B2), which
+    ``int()`` refuses, and other scripts' digits. Surrounding whitespace is trimmed.
+    """
     stripped = text.strip()
-    if not stripped.isdigit() or len(stripped) > 9 or int(stripped) < 1:
+    if not _VERSION_NUMBER.fullmatch(stripped) or not 1 <= int(stripped) <= MAX_VERSION_NUMBER:
         shown = text if len(text) <= 40 else text[:37] + "..."
         raise InvalidInputError(
-            f"invalid version {shown!r}: give an MLflow version number such as 3 "
-            "or a semantic version such as 1.2.0"
+            f"invalid version {shown!r}: give an MLflow version number from 1 to "
+            f"{MAX_VERSION_NUMBER} such as 3 or a semantic version such as 1.2.0"
         )
     return int(stripped)

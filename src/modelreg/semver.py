@@ -19,10 +19,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from modelreg.domain import SemVer
+from modelreg.domain import MAX_VERSION_NUMBER, SemVer
 from modelreg.errors import InvalidSemVerError, SemVerConflictError
 
 MAX_LENGTH = 200
+# A version's text and its MAJOR/MINOR/PATCH live in the ledger's String(128) and INTEGER
+# columns: anything larger is refused here instead of failing in the database.
+MAX_VERSION_LENGTH = 128
+MAX_COMPONENT = MAX_VERSION_NUMBER
 _NUMBER = re.compile(r"0|[1-9][0-9]*")
 _BUILD = re.compile(r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*")
 _WILDCARDS = frozenset({"x", "X", "*"})
@@ -35,10 +39,10 @@ _SEPARATOR = re.compile(r"\s*,\s*|\s+")
 Core = tuple[int, int, int]
 
 
-def _check_length(text: str) -> None:
+def _check_length(text: str, limit: int = MAX_LENGTH) -> None:
     # Bounds the work done on hostile input before any regex runs.
-    if len(text) > MAX_LENGTH:
-        raise InvalidSemVerError(text, f"longer than {MAX_LENGTH} characters")
+    if len(text) > limit:
+        raise InvalidSemVerError(text, f"longer than {limit} characters")
 
 
 def _split(text: str, spec: str) -> tuple[list[str], str]:
@@ -61,12 +65,18 @@ def _split(text: str, spec: str) -> tuple[list[str], str]:
             raise InvalidSemVerError(text, f"{part!r} is not a number")
         if not _NUMBER.fullmatch(part):
             raise InvalidSemVerError(text, f"{part!r} has a leading zero")
+        if len(part) > len(str(MAX_COMPONENT)) or int(part) > MAX_COMPONENT:
+            raise InvalidSemVerError(text, f"{part[:20]!r} is larger than {MAX_COMPONENT}")
     return parts, build
 
 
 def parse(text: str) -> SemVer:
-    """Parse ``MAJOR.MINOR.PATCH[+build]`` (optional leading ``v``) or raise InvalidSemVerError."""
-    _check_length(text)
+    """Parse ``MAJOR.MINOR.PATCH[+build]`` (optional leading ``v``) or raise InvalidSemVerError.
+
+    Each number is at most :data:`MAX_COMPONENT` and the text at most
+    :data:`MAX_VERSION_LENGTH` characters, so every parsed version fits the ledger.
+    """
+    _check_length(text, MAX_VERSION_LENGTH)
     parts, build = _split(text, text.strip())
     if len(parts) != 3:
         raise InvalidSemVerError(text, "expected three numbers MAJOR.MINOR.PATCH")
@@ -161,7 +171,13 @@ def classify(prev: VersionFacts, new: VersionFacts) -> Bump:
 
 
 def bump(prev: SemVer, kind: Bump) -> SemVer:
-    """Return ``prev`` incremented by ``kind``; lower parts reset to 0 and build is dropped."""
+    """Return ``prev`` incremented by ``kind``; lower parts reset to 0 and build is dropped.
+
+    Raises InvalidSemVerError when the incremented part would exceed :data:`MAX_COMPONENT`.
+    """
+    part = {Bump.MAJOR: prev.major, Bump.MINOR: prev.minor, Bump.PATCH: prev.patch}[kind]
+    if part >= MAX_COMPONENT:
+        raise InvalidSemVerError(str(prev), f"its {kind} cannot grow past {MAX_COMPONENT}")
     if kind is Bump.MAJOR:
         return SemVer(prev.major + 1, 0, 0)
     if kind is Bump.MINOR:

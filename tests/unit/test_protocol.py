@@ -23,6 +23,7 @@ from modelreg.errors import (
     VersionNotFoundError,
 )
 from modelreg.serving.protocol import (
+    MAX_JSON_DEPTH,
     Column,
     InputSchema,
     enforce,
@@ -231,6 +232,59 @@ def test_malformed_and_empty_bodies() -> None:
         parse_request(b"  ", JSON, FLOATS)
     with pytest.raises(PayloadError, match="malformed CSV"):
         parse_request(b"\xff,\xfe\n1,2\n", "text/csv", FLOATS)
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("schema", [FLOATS, MIXED, None], ids=["floats", "mixed", "no-schema"])
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 500, 10_000])
+def test_json_nested_too_deeply_is_malformed(schema: InputSchema | None, depth: int) -> None:
+    # 10,000 levels made json.loads raise RecursionError, answered as a model failure (500).
+    for document in (
+        b'{"inputs": ' + _nested(depth) + b"}",
+        b'{"dataframe_records": [{"n": ' + _nested(depth) + b"}]}",
+        b'{"inputs": [[1]], "params": {"p": ' + _nested(depth) + b"}}",
+    ):
+        with pytest.raises(PayloadError, match=f"deeper than {MAX_JSON_DEPTH} levels"):
+            parse_request(document, JSON, schema)
+
+
+def test_json_nested_up_to_the_limit_is_parsed() -> None:
+    document = b'{"inputs": ' + _nested(MAX_JSON_DEPTH - 1) + b"}"
+    assert parse_request(document, JSON, None).rows == 1
+
+
+HUGE = 10**400  # larger than any float64 (about 1.8e308); json reads it as a Python int
+HUGE_ROW = {c: HUGE if i == 0 else 0 for i, c in enumerate(COLUMNS)}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"dataframe_split": {"columns": COLUMNS, "data": [list(HUGE_ROW.values())]}},
+        {"dataframe_records": [HUGE_ROW]},
+        {"inputs": {c: [v] for c, v in HUGE_ROW.items()}},
+    ],
+    ids=["split", "records", "inputs"],
+)
+def test_an_integer_too_large_for_a_float_column_names_the_column(document: Any) -> None:
+    # np.asarray(..., float64) raised OverflowError past the fast path: a 500.
+    with pytest.raises(PayloadError, match="column 'f0' expects double values: int too large"):
+        parse(document)
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [("n", (HUGE, -HUGE, 2**64)), ("i", (HUGE, 2**31)), ("x", (HUGE, -HUGE)), ("f", (HUGE,))],
+)
+def test_huge_integers_in_typed_columns_are_payload_errors(
+    column: str, values: tuple[int, ...]
+) -> None:
+    for value in values:
+        with pytest.raises(PayloadError, match=f"column '{column}'"):
+            parse({"dataframe_records": [{**MIXED_ROW, column: value}]}, MIXED)
 
 
 @pytest.mark.parametrize(

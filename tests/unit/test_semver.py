@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from modelreg.domain import SemVer
 from modelreg.errors import InvalidSemVerError, SemVerConflictError
 from modelreg.semver import (
+    MAX_COMPONENT,
     Bump,
     InputColumn,
     VersionFacts,
@@ -89,12 +90,25 @@ def test_parse_accepts(text: str, expected: SemVer) -> None:
         ("a.b.c", "not a number"),
         ("\u0661.2.3", "not a number"),  # Arabic-Indic digit: isdigit() but not ASCII
         ("V1.2.3", "not a number"),
-        ("1" * 201, "longer than 200"),
+        ("1" * 129, "longer than 128"),
+        # The ledger keeps MAJOR/MINOR/PATCH in 32-bit columns: larger numbers are refused here.
+        ("1.0." + "9" * 60, "larger than 2147483647"),
+        ("2147483648.0.0", "larger than 2147483647"),
+        ("1.0.0+" + "a" * 123, "longer than 128"),
     ],
 )
 def test_parse_refuses_with_reason(text: str, why: str) -> None:
     with pytest.raises(InvalidSemVerError, match=why):
         parse(text)
+
+
+def test_the_largest_components_parse_and_do_not_bump_past_the_ledger() -> None:
+    top = parse("2147483647.2147483647.2147483647")
+    assert top.core == (MAX_COMPONENT,) * 3
+    for kind in Bump:
+        with pytest.raises(InvalidSemVerError, match="cannot grow past"):
+            bump(top, kind)
+    assert parse_range(">2147483647.0.0").contains(top)
 
 
 @given(semvers)

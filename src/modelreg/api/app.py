@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
@@ -57,6 +58,47 @@ async def _sync_forever(registry: Registry, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
+def _install_error_handlers(app: FastAPI) -> None:
+    """Map modelreg errors through the one status table, and render validation errors safely.
+
+    FastAPI's own 422 echoes the offending input; a body holding a bare ``NaN``
+    (which Python's JSON parser accepts) then cannot be rendered as strict JSON
+    and surfaced as a 500. The input is left out: location, message and type say
+    what is wrong.
+    """
+
+    @app.exception_handler(ModelregError)
+    async def _error(_request: Request, exc: ModelregError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"WWW-Authenticate": 'Basic realm="modelreg"'} if status == 401 else None
+        return JSONResponse(
+            {"error_code": type(exc).__name__, "message": exc.message},
+            status_code=status,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+            for error in exc.errors()
+        ]
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"]) or "request"
+        return JSONResponse(
+            {
+                "error_code": "RequestValidationError",
+                "message": f"{where}: {first['msg']}",
+                "detail": detail,
+            },
+            status_code=422,
+        )
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """Build the API for ``settings`` (from the environment by default)."""
     settings = settings or Settings()
@@ -83,15 +125,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.registry = reg
     app.state.identifier = Identifier(reg)
 
-    @app.exception_handler(ModelregError)
-    async def _error(_request: Request, exc: ModelregError) -> JSONResponse:
-        status = status_for(exc)
-        headers = {"WWW-Authenticate": 'Basic realm="modelreg"'} if status == 401 else None
-        return JSONResponse(
-            {"error_code": type(exc).__name__, "message": exc.message},
-            status_code=status,
-            headers=headers,
-        )
+    _install_error_handlers(app)
 
     @app.get("/health")
     def health() -> JSONResponse:

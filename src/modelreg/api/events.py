@@ -15,10 +15,11 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from modelreg.api.identity import Actor
+from modelreg.domain import MAX_LEDGER_ID
 from modelreg.errors import AuthenticationError, ModelregError, NotFoundError
 from modelreg.registry import Registry
 from modelreg.webhooks import Dispatcher, Subscriber, mlflow_event, verify_mlflow_signature
@@ -89,7 +90,9 @@ def events_router(registry: Registry) -> APIRouter:
         return [d.as_json() for d in found]
 
     @router.post("/api/v1/webhooks/deliveries/{delivery_id}/retry")
-    def retry(delivery_id: int, actor: Actor) -> dict[str, Any]:
+    def retry(
+        delivery_id: Annotated[int, Path(ge=1, le=MAX_LEDGER_ID)], actor: Actor
+    ) -> dict[str, Any]:
         """Queue a failed delivery again (admins)."""
         return registry.retry_delivery(delivery_id, actor=actor).as_json()
 

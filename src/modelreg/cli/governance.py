@@ -179,7 +179,13 @@ def webhooks_list(
 
 
 @webhooks_app.command("retry")
-def webhooks_retry(ctx: typer.Context, delivery_id: int, as_json: JsonOpt = False) -> None:
+def webhooks_retry(
+    ctx: typer.Context,
+    # The ledger's 64-bit row ids (modelreg.domain.MAX_LEDGER_ID, not imported here: domain
+    # loads pydantic, which would slow every command's start-up): larger ids are usage errors.
+    delivery_id: Annotated[int, typer.Argument(min=1, max=2**63 - 1)],
+    as_json: JsonOpt = False,
+) -> None:
     """Queue a failed delivery again (it is sent on the next round)."""
     view = state_of(ctx).registry.retry_delivery(delivery_id)
     if not as_json:

@@ -66,6 +66,12 @@ CSV_MEDIA_TYPE = "text/csv"
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 PARAMS_KEY = "params"
 
+#: How deeply a JSON body may nest arrays and objects. A table is 3 levels deep, a tensor
+#: one more per dimension, and numpy stops at 64 dimensions; deeper input is refused as
+#: malformed before pandas or the model sees it (and Python's json module raises
+#: RecursionError somewhere near 1,000 levels).
+MAX_JSON_DEPTH = 64
+
 _SPLIT_KEYS = frozenset({"columns", "data", "index"})
 _FLOAT_TYPES: Mapping[str, np.dtype[Any]] = {
     "double": np.dtype(np.float64),
@@ -178,6 +184,9 @@ def parse_request(
         fast = _float_frame(key, value, schema) if schema is not None else None
         if fast is not None:
             return ScoringInput(fast, params, len(fast))
+        # Only here: the fast path accepts nothing deeper than a table of numbers.
+        if _depth_exceeds(value, MAX_JSON_DEPTH - 1) or _depth_exceeds(params, MAX_JSON_DEPTH - 1):
+            raise PayloadError(_too_deep())
         frame = _json_frame(key, value, schema)
     if schema is not None:
         frame = enforce(frame, schema)
@@ -235,7 +244,7 @@ def _float_csv_frame(body: bytes, schema: InputSchema) -> pd.DataFrame | None:
     try:
         header, *rows = csv.reader(io.StringIO(body.decode()))
         return _float_rows_frame(rows, header, schema, dtype) if rows else None
-    except (ValueError, TypeError, csv.Error):
+    except (ValueError, TypeError, OverflowError, csv.Error):
         return None
 
 
@@ -245,6 +254,8 @@ def _parse_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
         document = json.loads(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise PayloadError(f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError(_too_deep()) from exc
     if not isinstance(document, dict):
         raise PayloadError(
             "the input must be a JSON object with exactly one of the input fields "
@@ -279,6 +290,29 @@ def _parse_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
             f"got a JSON {_json_type(value)}"
         )
     return key, value, params
+
+
+def _too_deep() -> str:
+    return f"malformed JSON: arrays and objects nest deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` levels deep.
+
+    Iterative, so no input can exhaust the stack, and it stops at the first
+    container past the limit.
+    """
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, list | dict)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, list | dict) for item in level)
 
 
 def _json_type(value: Any) -> str:
@@ -318,7 +352,8 @@ def _float_frame(key: str, value: Any, schema: InputSchema) -> pd.DataFrame | No
         if isinstance(value, list) and value and isinstance(value[0], dict):  # records
             rows = [[record[name] for name in schema.names] for record in value]
             return _float_rows_frame(rows, list(schema.names), schema, dtype)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
+        # OverflowError: an integer too large for a float (10**400); the general path names it.
         return None
     return None
 
@@ -415,7 +450,7 @@ def _uniform_values(frame: pd.DataFrame, schema: InputSchema, dtype: np.dtype[An
     positions = frame.columns.get_indexer(schema.index)
     try:
         values = frame.to_numpy(dtype=dtype)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return None
     if positions.tolist() != list(range(frame.shape[1])):
         values = values[:, positions]
