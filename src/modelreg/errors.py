@@ -19,7 +19,8 @@ either.
     │       └── UnsupportedMediaTypeError
     ├── NotFoundError
     │   ├── ModelNotFoundError
-    │   └── VersionNotFoundError
+    │   ├── VersionNotFoundError
+    │   └── ArtifactsNotFoundError     a version's files are not in the artifact store
     ├── ConflictError                  the request is valid but the state forbids it
     │   ├── TransitionNotAllowedError
     │   ├── SemVerConflictError
@@ -254,6 +255,18 @@ class PermissionDeniedError(AccessError):
         super().__init__(f"{actor} may not {action}: {why}")
         self.actor = actor
         self.action = action
+
+
+class ArtifactsNotFoundError(NotFoundError):
+    """The artifact store has no files (or no readable MLmodel) where a version points."""
+
+    def __init__(self, name: str, version: int, why: str) -> None:
+        super().__init__(
+            f"the artifacts of {name} version {version} cannot be read: {why}; the version "
+            "cannot be adopted or served (delete it in MLflow, or register the model again)"
+        )
+        self.name = name
+        self.version = version
 
 
 class IntegrityError(ModelregError):

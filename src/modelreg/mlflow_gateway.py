@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 
 from modelreg.domain import LineageRecord, Stage
 from modelreg.errors import (
+    ArtifactsNotFoundError,
     BackendError,
     BackendUnavailableError,
     InvalidInputError,
     LineageError,
     ModelNotFoundError,
+    ModelregError,
     VersionNotFoundError,
 )
 from modelreg.mlflow_rest import MlflowRest
@@ -222,6 +224,12 @@ class MlflowGateway:
                     "store or artifact store may be down"
                 ) from exc
             raise self._translate(exc, name, version) from exc
+        except requests.exceptions.HTTPError as exc:
+            # The server answered, with an error (e.g. its artifact proxy refusing a file).
+            status = exc.response.status_code if exc.response is not None else "error"
+            raise BackendError(
+                f"MLflow at {self.tracking_uri} answered HTTP {status}: {str(exc)[:200]}"
+            ) from exc
         except requests.exceptions.RequestException as exc:
             raise BackendUnavailableError("MLflow", self.tracking_uri, type(exc).__name__) from exc
 
@@ -407,20 +415,40 @@ class MlflowGateway:
             raise
         return _version(mv)
 
-    def create_version(self, name: str, source: str, run_id: str | None) -> VersionInfo:
-        """Register a new version of ``name`` (creating the model if needed)."""
+    def create_version(
+        self, name: str, source: str, run_id: str | None
+    ) -> tuple[VersionInfo, bool]:
+        """Register a new version of ``name``; also whether the model was created for it.
+
+        A model created here is deleted again when MLflow refuses the version, so a
+        refused registration leaves nothing behind.
+        """
         from mlflow.exceptions import MlflowException
 
+        created = False
         with self._errors(name):
             try:
                 self.client.create_registered_model(name)
+                created = True
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             # MLflow 3 logged models (models:/m-<id>) must name their model_id.
             model_id = source[len("models:/") :] if source.startswith("models:/m-") else None
-            mv = self.client.create_model_version(name, source, run_id=run_id, model_id=model_id)
-        return _version(mv)
+            try:
+                mv = self.client.create_model_version(
+                    name, source, run_id=run_id, model_id=model_id
+                )
+            except BaseException:
+                if created:
+                    with contextlib.suppress(MlflowException):
+                        self.client.delete_registered_model(name)
+                raise
+        return _version(mv), created
+
+    def delete_model(self, name: str) -> None:
+        """Delete a registered model (undo of a registration that created it)."""
+        self._call(lambda: self.client.delete_registered_model(name), name)
 
     def delete_version(self, name: str, version: int) -> None:
         """Delete a version (used to undo a registration that failed half-way)."""
@@ -467,22 +495,65 @@ class MlflowGateway:
             version,
         )
 
-    def download_version(self, name: str, version: int, dst: Path) -> Path:
-        """Download the artifacts of a version into ``dst`` and return the model directory."""
-        dst.mkdir(parents=True, exist_ok=True)
+    def _download_location(self, name: str, version: int) -> str:
         # mlflow 3.17's download_artifacts ignores registry_uri for models:/ URIs and
         # falls back to ./mlflow.db; resolve the version's location through our client.
-        location = self._call(
-            lambda: self.client.get_model_version_download_uri(name, str(version)), name, version
+        return str(
+            self._call(
+                lambda: self.client.get_model_version_download_uri(name, str(version)),
+                name,
+                version,
+            )
         )
-        local = self._call(
-            lambda: _mlflow().artifacts.download_artifacts(
-                artifact_uri=location, dst_path=str(dst), tracking_uri=self.tracking_uri
-            ),
-            name,
-            version,
-        )
+
+    def _download(self, name: str, version: int, uri: str, dst: Path) -> Path:
+        """Download ``uri``; a store that has nothing there is named as the cause."""
+        try:
+            local = self._call(
+                lambda: _mlflow().artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
+                )
+            )
+        except (InvalidInputError, BackendError) as exc:
+            if isinstance(exc, BackendUnavailableError):
+                raise
+            if "RESOURCE_DOES_NOT_EXIST" in exc.message or "No such file" in exc.message:
+                raise ArtifactsNotFoundError(name, version, f"nothing at {uri}") from exc
+            raise
+        except OSError as exc:
+            raise ArtifactsNotFoundError(name, version, f"{uri}: {exc}") from exc
         return Path(local)
+
+    def download_version(self, name: str, version: int, dst: Path) -> Path:
+        """Download the artifacts of a version into ``dst`` and return the model directory.
+
+        Raises ArtifactsNotFoundError when the store has nothing where the version points.
+        """
+        dst.mkdir(parents=True, exist_ok=True)
+        return self._download(name, version, self._download_location(name, version), dst)
+
+    def download_version_files(
+        self, name: str, version: int, paths: list[str], dst: Path
+    ) -> dict[str, str]:
+        """Download each of ``paths`` (relative to the model) on its own under ``dst``.
+
+        Returns the paths the store refused to serve, with MLflow's reason. Used when
+        the whole directory cannot be downloaded: MLflow's artifact proxy refuses a
+        file replaced by a symlink, and one such file must read as tampering, not as
+        an outage.
+        """
+        location = self._download_location(name, version).rstrip("/")
+        refused: dict[str, str] = {}
+        for relative in paths:
+            target = dst / Path(relative).parent
+            target.mkdir(parents=True, exist_ok=True)
+            try:
+                self._download(name, version, f"{location}/{relative}", target)
+            except BackendUnavailableError:
+                raise
+            except ModelregError as exc:
+                refused[relative] = exc.message
+        return refused
 
     def run_of(self, model_uri: str) -> str:
         """The run id behind ``runs:/<run_id>/<path>`` or ``models:/<model_id>``."""
@@ -746,13 +817,22 @@ def infer_signature(inputs: Any, outputs: Any) -> Any:
 
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:
-    """Flavors and signature of a downloaded model as plain data."""
+    """Flavors and signature of a downloaded model as plain data.
+
+    Raises InvalidInputError when the MLmodel file is not one MLflow can read
+    (anyone who may create a version can upload any file).
+    """
     from mlflow.models import Model
 
     path = model_dir / "MLmodel"
     if not path.is_file():
         return {}
-    model = Model.load(str(path))
+    try:
+        model = Model.load(str(path))
+    except Exception as exc:  # YAML, schema and type errors all mean "not a model file"
+        raise InvalidInputError(
+            f"its MLmodel file is not valid ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
     inputs = None
     if model.signature is not None and model.signature.inputs is not None:
         inputs = json.loads(model.signature.inputs.to_json())

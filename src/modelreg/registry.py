@@ -32,10 +32,12 @@ from modelreg.domain import (
     parse_version_number,
 )
 from modelreg.errors import (
+    ArtifactsNotFoundError,
     AuthenticationError,
     BackendError,
     BackendUnavailableError,
     ConflictError,
+    IntegrityError,
     InvalidInputError,
     InvalidSemVerError,
     LedgerMismatchError,
@@ -88,6 +90,8 @@ _MAX_REASON = 2000
 _FEW = 50  # up to this many versions are fetched one by one rather than listed
 
 Progress = Callable[[str, int, int], None]
+Skipped = Callable[[VersionInfo, ModelregError], None]
+"""Told about each version sync could not adopt, and why."""
 
 
 def _no_progress(_label: str, _done: int, _total: int) -> None:
@@ -567,16 +571,44 @@ class Registry:
     def rollback(
         self, name: str, to: str | int | None = None, *, reason: str = "", actor: str | None = None
     ) -> list[EventView]:
-        """Return Production to the previous Production version (or to ``to``)."""
+        """Return Production to the previous Production version (or to ``to``).
+
+        Under a policy that requires verified digests the target's artifacts are
+        re-hashed first: a rollback never points Production at changed files
+        (the refusal is recorded as a DECLINE and raises IntegrityError).
+        """
         who, _role = self.authorize(actor, Permission.APPROVE, "roll back Production")
         why = _reason(reason)
         target = self.resolve(name, to) if to is not None else None
         check_model_name(name)
         self.gateway.model(name)
+        planned = lifecycle.plan_rollback(name, self.ledger.events(name), target)
+        back = planned[-1].version
+        problems: list[str] = []
+        if self.policy().source and self.policy().for_model(name).gates.require_verified_digest:
+            problems = self._verify_one(name, back).problems  # slow: before the lock
         with self.ledger.locked(name) as txn:
             events = txn.events(name)
             changes = lifecycle.plan_rollback(name, events, target)
-            return [EventView.of(e) for e in self._apply(txn, name, events, changes, who, why)]
+            if changes[-1].version != back:
+                raise ConflictError(
+                    f"Production of {name} changed during the rollback; run it again"
+                )
+            if problems:
+                txn.append(
+                    NewEvent(
+                        model=name,
+                        version=back,
+                        action=Action.DECLINE,
+                        actor=who,
+                        reason="rollback refused: the artifacts changed since registration: "
+                        + "; ".join(problems[:5]),
+                        details={"refused": "rollback", "failures": problems},
+                    )
+                )
+            else:
+                return [EventView.of(e) for e in self._apply(txn, name, events, changes, who, why)]
+        raise IntegrityError(name, back, problems)
 
     def _apply(
         self,
@@ -671,8 +703,16 @@ class Registry:
     # -- registration and adoption ----------------------------------------------
 
     def _ensure_adopted(self, name: str, version: int) -> None:
-        if self.ledger.version_record(name, version) is None:
-            self.sync(name)
+        if self.ledger.version_record(name, version) is not None:
+            return
+        refused: dict[int, ModelregError] = {}
+
+        def skipped(info: VersionInfo, exc: ModelregError) -> None:
+            refused[info.version] = exc
+
+        self.sync(name, on_skip=skipped)
+        if version in refused:
+            raise refused[version]
 
     def sync(
         self,
@@ -680,11 +720,16 @@ class Registry:
         progress: Progress = _no_progress,
         *,
         actor: str | None = None,
+        on_skip: Skipped | None = None,
     ) -> list[VersionView]:
         """Adopt versions registered by plain MLflow clients: semver, manifest, lineage record.
 
         A caller named by ``actor`` needs the contributor role; without one it is
         modelreg itself (the background sync, a webhook, adoption on demand).
+        A version that cannot be adopted (a name modelreg cannot manage, artifacts
+        missing from the store, an MLflow model file that does not parse) is
+        skipped and reported to ``on_skip`` (and the log); the others are still
+        adopted. Only an unreachable backend stops the round.
         """
         if actor is not None:
             self.authorize(actor, Permission.CONTRIBUTE, "adopt versions")
@@ -695,20 +740,25 @@ class Registry:
         known = self.ledger.known_versions()
         listed = self.gateway.versions(name)
         served = _mlflow_production(listed)
-        pending = []
-        for info in listed:
-            if (info.name, info.version) in known or info.status != "READY":
-                continue
-            problem = name_problem(info.name)
-            if problem is not None:
-                # One naming rule: what is adopted can be managed. doctor reports the rest.
-                log.warning("not adopting %r: %s", info.name, problem)
-                continue
-            pending.append(info)
+        pending = [
+            info
+            for info in listed
+            if (info.name, info.version) not in known and info.status == "READY"
+        ]
         adopted = []
         for done, info in enumerate(pending, start=1):
             progress(f"adopting {info.name} v{info.version}", done, len(pending))
-            view = self._adopt(info, served.get(info.name))
+            try:
+                # One naming rule: what is adopted can be managed.
+                check_model_name(info.name)
+                view = self._adopt(info, served.get(info.name))
+            except BackendUnavailableError:
+                raise
+            except ModelregError as exc:
+                log.warning("not adopting %r v%d: %s", info.name, info.version, exc.message)
+                if on_skip is not None:
+                    on_skip(info, exc)
+                continue
             if view is not None:
                 adopted.append(view)
         return adopted
@@ -871,7 +921,7 @@ class Registry:
             semver.next_version(
                 name, self._semvers(name), None, semver.VersionFacts(None), explicit
             )
-        info = self.gateway.create_version(name, model_uri, run_id)
+        info, created = self.gateway.create_version(name, model_uri, run_id)
         entry = _Entry(
             action=Action.REGISTER,
             actor=who,
@@ -889,9 +939,12 @@ class Registry:
                 )
             return view
         except BaseException:
-            # If even the undo fails, sync adopts the orphan rather than losing it.
+            # Nothing half-made stays behind; if even the undo fails, sync adopts the
+            # orphan (or skips it, reporting why) rather than losing it.
             with contextlib.suppress(ModelregError):
                 self.gateway.delete_version(name, info.version)
+                if created:
+                    self.gateway.delete_model(name)
             raise
 
     def _semvers(self, name: str) -> list[SemVer]:
@@ -919,22 +972,49 @@ class Registry:
 
     def _verify_one(self, name: str, number: int) -> VerifyResult:
         record = self.ledger.version_record(name, number)
+        actual: str | None = None
         with temporary_dir(self.settings.resolved_download_dir()) as tmp:
-            model_dir = self.gateway.download_version(name, number, Path(tmp))
-            actual = build_manifest(model_dir)
             if record is None:
+                model_dir = self.gateway.download_version(name, number, Path(tmp))
+                actual = build_manifest(model_dir).digest
                 problems = ["not adopted: no manifest recorded yet (run `modelreg sync`)"]
             else:
-                problems = verify(model_dir, Manifest.from_json(record.manifest))
+                manifest = Manifest.from_json(record.manifest)
+                try:
+                    model_dir = self.gateway.download_version(name, number, Path(tmp))
+                except BackendUnavailableError:
+                    raise
+                except (BackendError, ArtifactsNotFoundError):
+                    problems = self._verify_each(name, number, manifest, Path(tmp) / "each")
+                else:
+                    actual = build_manifest(model_dir).digest
+                    problems = verify(model_dir, manifest)
         return VerifyResult(
             name=name,
             version=number,
             semver=record.semver if record else None,
             expected_digest=record.digest if record else None,
-            actual_digest=actual.digest,
+            actual_digest=actual,
             ok=not problems,
             problems=problems,
         )
+
+    def _verify_each(self, name: str, number: int, manifest: Manifest, dst: Path) -> list[str]:
+        """Verify file by file when the store will not hand over the whole version.
+
+        MLflow's artifact proxy refuses to serve a file replaced by a symlink (the
+        path resolves outside its root); that is tampering, not an outage.
+        """
+        paths = [path for path, _sha in manifest.files]
+        dst.mkdir(parents=True, exist_ok=True)
+        refused = self.gateway.download_version_files(name, number, paths, dst)
+        unreadable = {f"missing: {path}" for path in refused}
+        problems = [p for p in verify(dst, manifest) if p not in unreadable]
+        problems += [
+            f"modified: {path} (the artifact store refused to serve it: {why[:160]})"
+            for path, why in refused.items()
+        ]
+        return sorted(problems, key=lambda p: p.split(": ", 1)[1])
 
     # -- drift repair --------------------------------------------------------------
 

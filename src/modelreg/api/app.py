@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from modelreg.api.events import deliver_forever, events_router
 from modelreg.api.governance import governance_router
 from modelreg.api.identity import Actor, Identifier
+from modelreg.api.loops import LoopHealth, run_forever
 from modelreg.errors import ModelregError
 from modelreg.http_status import status_for
 from modelreg.registry import Registry
@@ -44,18 +45,6 @@ class RollbackBody(BaseModel):
 
     to: str | None = Field(default=None, max_length=64)
     reason: str = Field(default="", max_length=2000)
-
-
-async def _sync_forever(registry: Registry, interval: float) -> None:
-    while True:
-        try:
-            adopted = await asyncio.to_thread(registry.sync)
-            if adopted:
-                log.info("adopted %d version(s) registered outside modelreg", len(adopted))
-        except ModelregError as exc:
-            # A backend outage must not kill the loop; the next round retries.
-            log.warning("background sync failed: %s", exc.message)
-        await asyncio.sleep(interval)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -99,15 +88,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+async def _adopt_round(registry: Registry) -> None:
+    """One round of the background sync: adopt what plain MLflow clients registered."""
+    adopted = await asyncio.to_thread(registry.sync)
+    if adopted:
+        log.info("adopted %d version(s) registered outside modelreg", len(adopted))
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """Build the API for ``settings`` (from the environment by default)."""
     settings = settings or Settings()
     reg = registry or Registry(settings)
+    sync_health = LoopHealth("background sync")
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         tasks = [
-            asyncio.create_task(_sync_forever(reg, settings.sync_interval_seconds)),
+            asyncio.create_task(
+                run_forever(sync_health, lambda: _adopt_round(reg), settings.sync_interval_seconds)
+            ),
             asyncio.create_task(deliver_forever(reg, settings.webhook_interval_seconds)),
         ]
         try:
@@ -121,7 +120,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN,
     # so the API docs work on machines without internet access.
-    app = FastAPIOffline(title="modelreg", version="0.1.0", lifespan=lifespan)
+    app = FastAPIOffline(title="modelreg", version="0.1.0", lifespan=lifespan, max_body_size=2**20)
     app.state.registry = reg
     app.state.identifier = Identifier(reg)
 
@@ -129,11 +128,16 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @app.get("/health")
     def health() -> JSONResponse:
-        """Liveness plus reachability of MLflow and the ledger."""
+        """Liveness, reachability of MLflow and the ledger, and the background loops."""
         checks = reg.health()
-        ok = all(value == "ok" for value in checks.values())
+        ok = all(value == "ok" for value in checks.values()) and sync_health.healthy
         return JSONResponse(
-            {"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503
+            {
+                "status": "ok" if ok else "degraded",
+                **checks,
+                "loops": {sync_health.name: sync_health.as_json()},
+            },
+            status_code=200 if ok else 503,
         )
 
     @app.get("/api/v1/models")

@@ -457,9 +457,19 @@ def sync(
     """Adopt versions registered by plain MLflow clients (semver, digest, lineage record)."""
     from modelreg.cli.tables import versions_table
 
+    skipped: list[str] = []
     with _progress() as update:
         registry = state_of(ctx).registry
-        adopted = registry.sync(name, progress=update, actor=registry.settings.actor)
+        adopted = registry.sync(
+            name,
+            progress=update,
+            actor=registry.settings.actor,
+            on_skip=lambda info, exc: skipped.append(
+                f"warning: skipped {info.name} v{info.version}: {exc.message}"
+            ),
+        )
+    for line in skipped:
+        err.print(line, markup=False)
     if adopted and not as_json:
         out.print(f"adopted {len(adopted)} version(s)")
     emit(adopted, as_json, versions_table(adopted), empty="no versions to adopt")
