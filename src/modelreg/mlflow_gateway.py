@@ -254,12 +254,12 @@ class MlflowGateway:
 
     # -- registered models and versions ------------------------------------
 
-    def credentials_valid(self, username: str, password: str) -> bool:
-        """Whether MLflow's basic-auth app accepts ``username``/``password``.
+    def current_user(self, username: str, password: str) -> tuple[str, bool] | None:
+        """``(user, is_admin)`` when MLflow's basic-auth app accepts the credentials, else None.
 
-        ``users/current`` answers any authenticated user (MLflow 3.17
-        ``server/auth/__init__.py``); wrong credentials get 401, and MLflow
-        never reveals which half was wrong.
+        ``users/current`` answers any authenticated user with its name and admin
+        flag (MLflow 3.17 ``server/auth/__init__.py`` ``get_current_user``); wrong
+        credentials get 401, and MLflow never reveals which half was wrong.
         """
         import requests
 
@@ -274,14 +274,20 @@ class MlflowGateway:
                 "`--app-name basic-auth` or set MODELREG_AUTH=none"
             )
         if response.status_code == 401:
-            return False
+            return None
         if response.status_code != 200:
             # Fail closed: an auth database outage must never pass for a good password.
             raise BackendError(
                 f"MLflow at {self.tracking_uri} could not check credentials "
                 f"(HTTP {response.status_code}); try again later"
             )
-        return True
+        try:
+            user = response.json()["user"]
+            return str(user["username"]), bool(user.get("is_admin", False))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(
+                f"MLflow at {self.tracking_uri} answered users/current without a user"
+            ) from exc
 
     def ping(self) -> None:
         """Raise BackendUnavailableError unless the server answers."""

@@ -122,6 +122,11 @@ class Registry:
         self.governance = Governance(self)
         self._policy: tuple[tuple[int, int] | None, PolicyFile] | None = None
         self._ledger_checked = False
+        self._authenticated: tuple[str, bool] | None = None
+        # (model, alias) -> the version MLflow and the ledger last agreed on, and the
+        # version a bypass was last logged for (alias_version is polled every second).
+        self._confirmed: dict[tuple[str, str], int] = {}
+        self._bypass_logged: dict[tuple[str, str], int] = {}
 
     @classmethod
     def connect(
@@ -146,10 +151,50 @@ class Registry:
         self.gateway.close()
 
     def _actor(self, actor: str | None) -> str:
+        """Who acts: ``actor``, else the configured actor; authenticated with MLflow auth.
+
+        With ``auth = "mlflow"`` this registry first proves who *it* is: the
+        configured user (MODELREG_USERNAME/PASSWORD), else the MLflow client's
+        (MLFLOW_TRACKING_USERNAME/PASSWORD, modelreg's service account). It then
+        acts as that user; only an MLflow admin (the service, which authenticated
+        its callers itself) may act for someone else. A Python ``Registry`` with a
+        wrong password therefore does nothing, and cannot claim another name.
+        """
+        if self.settings.auth == "mlflow":
+            me, admin = self._identity()
+            if actor is None or actor == me:
+                return me
+            if not admin:
+                raise AuthenticationError(
+                    f"{me} is authenticated with MLflow and cannot act as {actor[:60]!r}; "
+                    "only modelreg's service account (an MLflow admin) acts for others"
+                )
         chosen = (actor or self.settings.actor).strip()
         if not chosen or len(chosen) > 256:
             raise InvalidInputError("actor must be 1 to 256 characters")
         return chosen
+
+    def actor(self) -> str:
+        """Who this registry acts as when no actor is given (authenticated under MLflow auth)."""
+        return self._actor(None)
+
+    def _identity(self) -> tuple[str, bool]:
+        """The MLflow user this registry authenticated as, and whether it is an admin."""
+        if self._authenticated is None:
+            username = self.settings.username or os.environ.get("MLFLOW_TRACKING_USERNAME", "")
+            password = self.settings.password or os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+            if not username or not password:
+                raise AuthenticationError(
+                    "MODELREG_AUTH=mlflow needs credentials: set MODELREG_USERNAME and "
+                    "MODELREG_PASSWORD (or MLflow's MLFLOW_TRACKING_USERNAME/PASSWORD)"
+                )
+            found = self.gateway.current_user(username, password)
+            if found is None:
+                raise AuthenticationError(
+                    f"MLflow refused the credentials of {username[:60]!r}; check user and password"
+                )
+            self._authenticated = found
+        return self._authenticated
 
     def _check_ledger(self) -> None:
         """Refuse an empty ledger beside MLflow versions that another ledger adopted.
@@ -262,11 +307,12 @@ class Registry:
         """Check ``username``/``password`` against MLflow's basic-auth app; return the user."""
         if not username or not password:
             raise AuthenticationError("give a username and password (MLflow basic-auth)")
-        if not self.gateway.credentials_valid(username, password):
+        found = self.gateway.current_user(username, password)
+        if found is None:
             raise AuthenticationError(
                 f"MLflow refused the credentials of {username[:60]!r}; check user and password"
             )
-        return username
+        return found[0]
 
     # -- governance --------------------------------------------------------------
 
@@ -1231,9 +1277,37 @@ class Registry:
     # -- serving support ---------------------------------------------------------
 
     def alias_version(self, name: str, alias: str) -> int:
-        """The version ``alias`` points at now: one cheap MLflow call, what model servers poll."""
+        """The version ``alias`` points at now: one cheap MLflow call, what model servers poll.
+
+        Under a policy, the aliases modelreg manages (``production``, ``staging``)
+        are the ledger's: if MLflow's alias was moved behind modelreg's back, the
+        ledger's holder is answered (and the bypass logged once), so a server never
+        follows a version that did not pass the gates. The ledger is read only
+        when MLflow's answer differs from the last one it confirmed.
+        """
         check_model_name(name)
-        return self.gateway.alias_version(name, alias)
+        version = self.gateway.alias_version(name, alias)
+        managed = alias in {PRODUCTION_ALIAS, STAGING_ALIAS}
+        if not managed or not self.policy().source or self._confirmed.get((name, alias)) == version:
+            return version
+        events = self.ledger.events(name)
+        expected = _alias_holders(events, None)[alias]
+        if expected == version:
+            self._confirmed[(name, alias)] = version
+            return version
+        if self._bypass_logged.get((name, alias)) != version:
+            self._bypass_logged[(name, alias)] = version
+            log.warning(
+                "%s@%s points at v%d in MLflow, but the ledger says %s: following the ledger "
+                "(run `modelreg doctor --fix` to put MLflow right)",
+                name,
+                alias,
+                version,
+                f"v{expected}" if expected else "no version",
+            )
+        if expected is None:
+            raise VersionNotFoundError(name, f"@{alias}")
+        return expected
 
     def serving_record(self, name: str, version: int) -> VersionRecord:
         """Semver, digest and manifest of a version about to be served.

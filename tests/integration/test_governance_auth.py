@@ -268,3 +268,41 @@ def test_modelreg_up_runs_the_production_identity_setup(
         assert httpx.get(f"{api}/api/v1/models", auth=SERVICE).status_code == 200
         assert httpx.get(f"{api}/health").json()["mlflow"] == "ok"  # the service account works
     assert (home / "flask-secret").stat().st_mode & 0o077 == 0
+
+
+def test_a_python_registry_acts_only_as_who_it_proved_to_be(
+    secured: Registry, service_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelreg.errors import AuthenticationError, PermissionDeniedError
+
+    def registry_of(user: str, password: str) -> Registry:
+        # The service account's MLflow credentials are in the environment too: the
+        # configured user wins, as it does for the CLI.
+        return Registry(
+            Settings(
+                tracking_uri=service_env,
+                ledger_uri=secured.settings.resolved_ledger_uri(),
+                home=secured.settings.home,
+                auth="mlflow",
+                username=user,
+                password=password,
+            )
+        )
+
+    wrong = registry_of("victor", "not-his-password")
+    with pytest.raises(AuthenticationError, match="refused the credentials"):
+        wrong.sync(actor="ann")
+    with pytest.raises(AuthenticationError):
+        wrong.actor()
+
+    victor = registry_of("victor", PASSWORDS["victor"])
+    assert victor.actor() == "victor"
+    with pytest.raises(AuthenticationError, match="cannot act as 'ann'"):
+        victor.sync(actor="ann")
+    with pytest.raises(PermissionDeniedError):
+        victor.sync(actor="victor")  # himself: a viewer may not adopt
+    # The service account (an MLflow admin) acts for the users it authenticated.
+    assert secured.actor() == SERVICE[0]
+    assert secured.role_of("alice").value == "approver"
+    for registry in (wrong, victor):
+        registry.close()

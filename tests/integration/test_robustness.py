@@ -20,6 +20,7 @@ from modelreg.errors import (
     IntegrityError,
     InvalidInputError,
     ModelregError,
+    VersionNotFoundError,
 )
 from modelreg.mlflow_gateway import VersionInfo
 from modelreg.registry import Registry
@@ -174,3 +175,18 @@ def test_the_api_reports_its_background_sync(registry: Registry) -> None:
     with TestClient(create_app(registry.settings, registry)) as api:
         health = api.get("/health").json()
     assert health["loops"]["background sync"]["healthy"] is True
+
+
+def test_under_a_policy_servers_follow_the_ledger_not_a_bypassed_alias(
+    governed: Registry, register_auc: Callable[..., int], backend: Backend, model_name: str
+) -> None:
+    client = MlflowClient(backend.tracking_uri)
+    first, second = register_auc(0.9), register_auc(0.91, seed=1)
+    client.set_registered_model_alias(model_name, "production", str(second))
+    with pytest.raises(VersionNotFoundError):
+        governed.alias_version(model_name, "production")  # the ledger has no Production
+    governed.promote(model_name, first, "production", actor="ann")
+    assert governed.alias_version(model_name, "production") == first
+    client.set_registered_model_alias(model_name, "production", str(second))
+    assert governed.alias_version(model_name, "production") == first
+    assert governed.alias_version(model_name, "production") == first  # logged once, still v1

@@ -14,7 +14,12 @@ from modelreg.errors import AuthenticationError
 from modelreg.policy import ANONYMOUS
 from modelreg.registry import Registry
 
-_CREDENTIALS_TTL = 60.0  # seconds a verified password is trusted before asking MLflow again
+CREDENTIALS_TTL_SECONDS = 15.0
+"""How long a verified password is trusted before MLflow is asked again (docs/governance.md).
+
+A password changed in MLflow can keep working on the API for at most this long, unless
+the new one is used first: any refusal for a user drops every cached entry of that user.
+"""
 
 
 class Identifier:
@@ -48,11 +53,16 @@ class Identifier:
         known = self._verified.get(key)
         if known is not None and known[1] > time.monotonic():
             return known[0]
-        user = self._registry.authenticate(username, password)
+        try:
+            user = self._registry.authenticate(username, password)
+        except AuthenticationError:
+            # MLflow refused this user: no password of theirs stays trusted from the cache.
+            self._verified = {k: v for k, v in self._verified.items() if v[0] != username}
+            raise
         now = time.monotonic()
         # Expired entries go as new ones come, so the cache stays as large as the active users.
         self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
-        self._verified[key] = (user, now + _CREDENTIALS_TTL)
+        self._verified[key] = (user, now + CREDENTIALS_TTL_SECONDS)
         return user
 
 

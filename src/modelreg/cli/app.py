@@ -61,15 +61,14 @@ class CliState:
         ``--actor`` or MODELREG_ACTOR say.
         """
         if self._registry is None:
-            settings = self.settings
             from modelreg.registry import Registry
 
-            if settings.auth == "mlflow":
-                user = Registry(settings).authenticate(
-                    settings.username or "", settings.password or ""
-                )
-                settings = settings.model_copy(update={"actor": user})
-            self._registry = Registry(settings)
+            registry = Registry(self.settings)
+            if self.settings.auth == "mlflow":
+                # Authenticates now: a wrong password fails before any command runs.
+                user = registry.actor()
+                registry.settings = self.settings.model_copy(update={"actor": user})
+            self._registry = registry
         return self._registry
 
 
