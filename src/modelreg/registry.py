@@ -28,7 +28,6 @@ from modelreg.domain import (
     Stage,
     StageChange,
     check_model_name,
-    name_problem,
     parse_version_number,
 )
 from modelreg.errors import (
@@ -39,6 +38,7 @@ from modelreg.errors import (
     ConflictError,
     IntegrityError,
     InvalidInputError,
+    InvalidNameError,
     InvalidSemVerError,
     LedgerMismatchError,
     ModelNotReadyError,
@@ -1077,35 +1077,24 @@ class Registry:
         drifts: list[Drift] = []
         known = self.ledger.known_versions()
         for info in self.gateway.models():
-            problem = name_problem(info.name)
-            if problem is not None:
-                drifts.append(
-                    Drift(
-                        name=info.name,
-                        version=None,
-                        kind="unmanageable name",
-                        expected="a name modelreg can manage",
-                        actual=problem,
-                        repairable=False,
-                        note="not adopted; rename it in MLflow "
-                        "(MlflowClient.rename_registered_model) to manage it",
-                    )
-                )
-                continue
             try:
+                check_model_name(info.name)
                 drifts += self._doctor_model(info.name, known, fix=fix, actor=who)
             except BackendUnavailableError:
                 raise
+            except InvalidNameError as exc:
+                drifts.append(
+                    _model_trouble(
+                        info.name,
+                        "unmanageable name",
+                        exc.message,
+                        "not adopted; rename it in MLflow (MlflowClient.rename_registered_model)",
+                    )
+                )
             except ModelregError as exc:
                 drifts.append(
-                    Drift(
-                        name=info.name,
-                        version=None,
-                        kind="error",
-                        expected="a readable model",
-                        actual=exc.message,
-                        repairable=False,
-                        note="doctor went on with the other models",
+                    _model_trouble(
+                        info.name, "error", exc.message, "doctor went on with the other models"
                     )
                 )
         return drifts
@@ -1351,6 +1340,19 @@ class _Entry:
 
 
 DELETED_KIND = "deleted in MLflow"
+
+
+def _model_trouble(name: str, kind: str, actual: str, note: str) -> Drift:
+    """A whole model doctor cannot check or repair, reported as its own row."""
+    return Drift(
+        name=name,
+        version=None,
+        kind=kind,
+        expected="a model modelreg can manage",
+        actual=actual,
+        repairable=False,
+        note=note,
+    )
 
 
 def _holds_production(info: VersionInfo) -> bool:
