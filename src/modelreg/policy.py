@@ -37,6 +37,7 @@ from pydantic import (
 from modelreg.domain import Action, SemVer, check_model_name
 from modelreg.errors import ConflictError, InvalidNameError, PolicyError
 from modelreg.semver import VersionFacts, breaks_inputs
+from modelreg.ssrf import url_refusal
 
 MAX_POLICY_BYTES = 1 << 20
 
@@ -206,12 +207,17 @@ class Access(_Strict):
 
 
 class Webhook(_Strict):
-    """A subscriber that receives every ledger event, signed with HMAC-SHA256."""
+    """A subscriber that receives every ledger event, signed with HMAC-SHA256.
+
+    Link-local and cloud-metadata targets are refused; private and loopback
+    ones only with ``allow_private`` (see :mod:`modelreg.ssrf`).
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
     url: str = Field(max_length=2000)
     secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # env var holding the secret
     actions: list[Action] = []  # empty: every action
+    allow_private: bool = False  # may the url be (or resolve to) a private or loopback address?
 
     @field_validator("url")
     @classmethod
@@ -223,6 +229,13 @@ class Webhook(_Strict):
         if url.scheme not in {"http", "https"} or not url.host:
             raise ValueError("url must be http:// or https:// with a host")
         return value
+
+    @model_validator(mode="after")
+    def _allowed_target(self) -> Self:
+        # Names are judged again after DNS resolution, at delivery.
+        if refusal := url_refusal(httpx.URL(self.url).host, allow_private=self.allow_private):
+            raise ValueError(f"url: {refusal}")
+        return self
 
 
 class PolicyFile(_Strict):
@@ -736,6 +749,7 @@ anonymous_role = "viewer"
 # url = "https://hooks.example.com/modelreg"
 # secret_env = "MODELREG_WEBHOOK_SECRET_OPS"   # the secret comes from this env var
 # actions = []                                 # empty: every action
+# allow_private = false                        # true: a private or loopback url is allowed
 """
 
 

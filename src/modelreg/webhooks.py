@@ -6,7 +6,11 @@ new outbox rows out into one delivery per interested :class:`Subscriber`, then
 POSTs due deliveries, signed with HMAC-SHA256, retrying failures with
 exponential backoff. Delivery state lives in the ledger, so a restart resumes
 where the last process stopped; delivery is at least once, and receivers
-deduplicate by the ``X-Modelreg-Delivery`` header.
+deduplicate by the ``X-Modelreg-Delivery`` header. Targets are held to the
+rules of :mod:`modelreg.ssrf` when the subscriber is built and again on the
+address each connection reaches; a failed attempt records the status code and
+its standard reason phrase, never the receiver's answer, which may hold an
+internal service's secrets and is shown to every viewer.
 
 ::
 
@@ -22,7 +26,9 @@ deduplicate by the ``X-Modelreg-Delivery`` header.
 Incoming: MLflow's registry webhooks (version created, alias set or deleted)
 tell modelreg to sync; :func:`verify_mlflow_signature` and :func:`mlflow_event`
 check and read them the way MLflow 3.17 signs them
-(``mlflow/webhooks/delivery.py``, ``_generate_hmac_signature``).
+(``mlflow/webhooks/delivery.py``, ``_generate_hmac_signature``);
+:func:`mlflow_delivery` names a verified request's delivery, which the service
+acts on once (MLflow's own retries and any replay reuse it).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http
 import json
 import logging
 import random
@@ -48,6 +55,7 @@ from modelreg.errors import InvalidInputError
 from modelreg.ledger import Ledger
 from modelreg.ledger.deliveries import Claim, Delivery, DeliveryStatus, DeliveryStore
 from modelreg.ledger.outbox import payload
+from modelreg.ssrf import peer_refusal, url_refusal
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -61,6 +69,7 @@ __all__ = [
     "DeliveryStatus",
     "Dispatcher",
     "Subscriber",
+    "mlflow_delivery",
     "mlflow_event",
     "payload",
     "sign",
@@ -86,6 +95,8 @@ _MLFLOW_MODEL_ENTITIES = frozenset(
     {"registered_model", "model_version", "model_version_tag", "model_version_alias"}
 )
 _MLFLOW_WORD = re.compile(r"^[a-z_]{1,64}$")
+# MLflow sends a uuid4; anything much longer is not one of its ids.
+_MLFLOW_MAX_DELIVERY_ID = 128
 # MLflow's payloads are a few hundred bytes; anything near this is not one.
 _MLFLOW_MAX_BODY = 1 << 20
 
@@ -101,12 +112,17 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """A webhook receiver: where to POST, the shared secret, and which actions (empty: all)."""
+    """A webhook receiver: where to POST, the shared secret, and which actions (empty: all).
+
+    ``allow_private`` lets the url be (or resolve to) a private or loopback
+    address; link-local and cloud-metadata addresses are refused regardless.
+    """
 
     name: str
     url: str
     secret: bytes = field(repr=False)
     actions: frozenset[str] = frozenset()
+    allow_private: bool = False
 
     def __post_init__(self) -> None:
         if not _SUBSCRIBER_NAME.match(self.name):
@@ -123,6 +139,8 @@ class Subscriber:
                 f"webhook {self.name}: url {self.url[:80]!r} must be http:// or https:// "
                 "with a host"
             )
+        if refusal := url_refusal(url.host, allow_private=self.allow_private):
+            raise InvalidInputError(f"webhook {self.name}: {refusal}")
         if not self.secret:
             raise InvalidInputError(f"webhook {self.name}: the secret is empty; set one")
         known = {action.value for action in Action}
@@ -131,6 +149,43 @@ class Subscriber:
                 f"webhook {self.name}: unknown actions {', '.join(unknown)}; "
                 f"use any of: {', '.join(sorted(known))}"
             )
+
+
+class _RefusedTargetError(Exception):
+    """A connection reached an address the subscriber may not be sent to."""
+
+
+def _connection_guard(subscriber: Subscriber) -> Callable[[str, dict[str, Any]], None]:
+    """An httpcore ``trace`` hook that checks each new connection's peer before any data is sent.
+
+    The peer is the address the socket actually reached, after DNS and
+    without a second lookup, so a name that resolves (or is rebound) to a
+    forbidden address is refused as surely as the address itself. TLS starts
+    after this check, so certificates are still verified against the name.
+    """
+
+    def guard(name: str, info: dict[str, Any]) -> None:
+        if name != "connection.connect_tcp.complete":
+            return
+        stream = info["return_value"]
+        try:
+            peer = str(stream.get_extra_info("socket").getpeername()[0])
+        except (AttributeError, OSError) as exc:
+            peer = f"<unknown: {exc}>"
+        if refusal := peer_refusal(peer, allow_private=subscriber.allow_private):
+            stream.close()
+            raise _RefusedTargetError(f"{httpx.URL(subscriber.url).host}: {refusal}")
+
+    return guard
+
+
+def _status_text(status_code: int) -> str:
+    """``HTTP 503 Service Unavailable``: what a failed attempt records instead of the answer."""
+    try:
+        phrase = http.HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = "Unknown Status"
+    return f"HTTP {status_code} {phrase}"
 
 
 def _canonical(value: Any) -> bytes:
@@ -199,6 +254,8 @@ def verify_mlflow_signature(
     sent_at = _timestamp(timestamp)
     if not (secret and delivery_id and signatures) or sent_at is None:
         return False
+    if len(delivery_id) > _MLFLOW_MAX_DELIVERY_ID:
+        return False
     if not _fresh(sent_at, tolerance, now):
         return False
     signed = f"{delivery_id}.{timestamp}.".encode() + body
@@ -212,6 +269,20 @@ def verify_mlflow_signature(
             expected, value.encode("utf-8", "replace")
         )
     return matched
+
+
+def mlflow_delivery(headers: Mapping[str, str]) -> tuple[str, int]:
+    """The delivery id and unix send time of an MLflow webhook request already verified.
+
+    A replay of a captured request carries the same id and time; so does
+    MLflow's own retry after a 5xx or a timeout.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    sent_at = _timestamp(lowered.get(MLFLOW_TIMESTAMP_HEADER.lower(), ""))
+    delivery_id = lowered.get(MLFLOW_DELIVERY_ID_HEADER.lower(), "")
+    if sent_at is None or not delivery_id:
+        raise InvalidInputError("MLflow webhook request has no delivery id or timestamp")
+    return delivery_id, sent_at
 
 
 def mlflow_event(body: bytes) -> tuple[str, str | None]:
@@ -291,7 +362,15 @@ class Dispatcher:
         # httpx applies the timeout to connect, write, read and pool separately;
         # the lease must outlast all four or another replica could send again.
         self._lease = timedelta(seconds=4 * timeout + 30)
-        self._client = httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
+        # One pool per subscriber: a connection opened under one subscriber's
+        # address rules is never reused for another's. No proxies from the
+        # environment: the address check must see the real target.
+        self._clients = {
+            name: httpx.Client(
+                transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+            )
+            for name in self._subscribers
+        }
 
     def _now(self) -> datetime:
         return self._clock().astimezone(UTC)
@@ -327,7 +406,21 @@ class Dispatcher:
 
     def _attempt(self, subscriber: Subscriber, claim: Claim) -> datetime | None:
         """POST one delivery and record the outcome; return when to try again after a failure."""
-        status_code, error = self._post(subscriber, claim)
+        try:
+            status_code, error = self._post(subscriber, claim)
+        except _RefusedTargetError as exc:
+            # Trying again would reach the same address: fail now, with the reason.
+            log.warning(
+                "webhook %s delivery %d refused: %s", subscriber.name, claim.delivery_id, exc
+            )
+            self._store.record(
+                claim.delivery_id,
+                status=DeliveryStatus.FAILED,
+                at=self._now(),
+                status_code=None,
+                error=f"refused: {exc}",
+            )
+            return None
         now = self._now()
         if not error:
             self._store.record(
@@ -380,12 +473,17 @@ class Dispatcher:
             SIGNATURE_HEADER: sign(subscriber.secret, timestamp, body),
         }
         try:
-            response = self._client.post(subscriber.url, content=body, headers=headers)
+            response = self._clients[subscriber.name].post(
+                subscriber.url,
+                content=body,
+                headers=headers,
+                extensions={"trace": _connection_guard(subscriber)},
+            )
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}".rstrip(": ")
         if response.is_success:
             return response.status_code, ""
-        return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+        return response.status_code, _status_text(response.status_code)
 
     def run_once(self) -> int:
         """Fan out new events, then send what is due; return how many sends were attempted."""
@@ -408,8 +506,9 @@ class Dispatcher:
         return self._store.retry(delivery_id, now=self._now())
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._client.close()
+        """Close the HTTP connection pools."""
+        for client in self._clients.values():
+            client.close()
 
     def __enter__(self) -> Dispatcher:
         return self

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from modelreg.api.events import deliver_forever
 from modelreg.domain import Action, Event, NewEvent, Stage
 from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
 from modelreg.ledger import Ledger
-from modelreg.ledger.tables import EventRow, OutboxRow
+from modelreg.ledger.deliveries import ReceivedDeliveries
+from modelreg.ledger.tables import EventRow, MlflowDeliveryRow, OutboxRow
 from modelreg.registry import Registry
 from modelreg.settings import Settings
 from modelreg.stack import free_port
@@ -78,6 +81,11 @@ def outbox_rows(ledger: Ledger) -> list[Any]:
         return list(conn.execute(select(OutboxRow).order_by(OutboxRow.id)))
 
 
+def local(name: str, url: str, actions: frozenset[str] = frozenset()) -> Subscriber:
+    """A subscriber on loopback, where the receivers of these tests listen: allowed explicitly."""
+    return Subscriber(name, url, SECRET, actions, allow_private=True)
+
+
 def dispatcher(
     ledger: Ledger, clock: FakeClock, *subscribers: Subscriber, **options: Any
 ) -> Dispatcher:
@@ -104,7 +112,7 @@ def test_outbox_row_commits_with_its_event_and_vanishes_with_a_rollback(ledger: 
 def test_event_is_delivered_signed_with_actor_versions_semver_and_digest(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
-    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET)) as hub:
+    with dispatcher(ledger, clock, local("ci", receiver.url)) as hub:
         hub.enqueue()  # the subscriber starts listening before the promotion
         event = append(
             ledger,
@@ -143,8 +151,8 @@ def test_event_is_delivered_signed_with_actor_versions_semver_and_digest(
 def test_undeliverable_webhook_is_retried_with_backoff_then_failed_never_losing_the_event(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
-    down = Subscriber("down", f"http://127.0.0.1:{free_port()}/hook", SECRET)
-    broken = Subscriber("broken", receiver.url, SECRET)
+    down = local("down", f"http://127.0.0.1:{free_port()}/hook")
+    broken = local("broken", receiver.url)
     receiver.fail_next = -1  # answer 500 until told otherwise
     hub = dispatcher(ledger, clock, down, broken, max_attempts=3, base_delay=10, max_delay=15)
     hub.enqueue()
@@ -177,7 +185,8 @@ def test_undeliverable_webhook_is_retried_with_backoff_then_failed_never_losing_
     assert failed["down"].last_status_code is None
     assert "ConnectError" in failed["down"].last_error
     assert failed["broken"].last_status_code == 500
-    assert failed["broken"].last_error == "HTTP 500: receiver is broken"
+    # The status and its standard phrase, never the receiver's answer (it may hold secrets).
+    assert failed["broken"].last_error == "HTTP 500 Internal Server Error"
     assert len(receiver.received) == 3
     assert all(r.verified for r in receiver.received)
     # Nothing is lost: the event, its outbox row and the failed delivery all stay.
@@ -199,7 +208,7 @@ def test_receiver_failing_twice_gets_the_same_signed_delivery_until_it_accepts(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
     receiver.fail_next = 2
-    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET), base_delay=1) as hub:
+    with dispatcher(ledger, clock, local("ci", receiver.url), base_delay=1) as hub:
         hub.enqueue()
         append(ledger)
         for _ in range(3):
@@ -219,8 +228,8 @@ def test_receiver_failing_twice_gets_the_same_signed_delivery_until_it_accepts(
 def test_failing_subscriber_holds_back_only_its_own_queue(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
-    down = Subscriber("down", f"http://127.0.0.1:{free_port()}/hook", SECRET)
-    ok = Subscriber("ok", receiver.url, SECRET)
+    down = local("down", f"http://127.0.0.1:{free_port()}/hook")
+    ok = local("ok", receiver.url)
     with dispatcher(ledger, clock, down, ok) as hub:
         hub.enqueue()
         for version in (1, 2, 3):
@@ -237,7 +246,7 @@ def test_failing_subscriber_holds_back_only_its_own_queue(
 def test_restarted_dispatcher_sends_what_the_previous_one_left_pending(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
-    subscriber = Subscriber("ci", receiver.url, SECRET)
+    subscriber = local("ci", receiver.url)
     with dispatcher(ledger, clock, subscriber) as first:
         first.enqueue()
         event = append(ledger)
@@ -264,7 +273,7 @@ def test_delivery_leased_by_a_crashed_dispatcher_is_sent_after_the_lease(
     def die(_request: httpx.Request) -> httpx.Response:
         raise Crash
 
-    subscriber = Subscriber("ci", receiver.url, SECRET)
+    subscriber = local("ci", receiver.url)
     crashing = dispatcher(ledger, clock, subscriber, transport=httpx.MockTransport(die))
     crashing.enqueue()
     append(ledger)
@@ -285,7 +294,7 @@ def test_new_subscriber_gets_only_events_after_it_was_added(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
     old = [append(ledger, version=v) for v in (1, 2)]
-    with dispatcher(ledger, clock, Subscriber("late", receiver.url, SECRET)) as hub:
+    with dispatcher(ledger, clock, local("late", receiver.url)) as hub:
         assert hub.run_once() == 0
         new = append(ledger, version=3)
         assert hub.run_once() == 1
@@ -297,7 +306,7 @@ def test_action_filter_sends_only_wanted_actions(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
     wanted = frozenset({"transition", "rollback"})
-    with dispatcher(ledger, clock, Subscriber("ops", receiver.url, SECRET, wanted)) as hub:
+    with dispatcher(ledger, clock, local("ops", receiver.url, wanted)) as hub:
         hub.enqueue()
         append(ledger, action=Action.REGISTER)
         promotion = append(ledger, to_stage=Stage.STAGING)
@@ -312,7 +321,7 @@ def test_action_filter_sends_only_wanted_actions(
 def test_two_replicas_never_send_a_delivery_twice(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
-    subscriber = Subscriber("ci", receiver.url, SECRET)
+    subscriber = local("ci", receiver.url)
     with dispatcher(ledger, clock, subscriber) as first:
         first.enqueue()
     events = [append(ledger, model=f"m{n}") for n in range(20)]
@@ -335,7 +344,7 @@ def test_two_replicas_never_send_a_delivery_twice(
 def test_deliveries_listing_and_retry_refuse_bad_requests(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
-    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET)) as hub:
+    with dispatcher(ledger, clock, local("ci", receiver.url)) as hub:
         hub.enqueue()
         append(ledger)
         hub.run_once()
@@ -351,7 +360,7 @@ def test_deliveries_listing_and_retry_refuse_bad_requests(
 
 
 def test_dispatcher_refuses_duplicate_subscriber_names(ledger: Ledger) -> None:
-    one = Subscriber("ci", "http://127.0.0.1:9/a", SECRET)
+    one = local("ci", "http://127.0.0.1:9/a")
     with pytest.raises(InvalidInputError, match="repeat: ci"):
         Dispatcher(ledger, [one, one])
 
@@ -362,7 +371,7 @@ def test_out_of_order_commits_on_postgresql_lose_no_event(
     # A slow promotion of one model appends first and commits last, while a fast
     # one of another model commits in between and is fanned out.
     ledger = Ledger(pg_database())
-    hub = dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET))
+    hub = dispatcher(ledger, clock, local("ci", receiver.url))
     hub.enqueue()
     appended, release = threading.Event(), threading.Event()
 
@@ -395,7 +404,7 @@ def test_dispatch_loop_survives_errors(
     monkeypatch.setenv("MODELREG_TEST_SECRET", SECRET.decode())
     (tmp_path / "policy.toml").write_text(
         '[[webhooks]]\nname = "ci"\nurl = "http://127.0.0.1:9/hook"\n'
-        'secret_env = "MODELREG_TEST_SECRET"\n'
+        'secret_env = "MODELREG_TEST_SECRET"\nallow_private = true\n'
     )
     registry = Registry(
         Settings(home=tmp_path, ledger_uri=f"sqlite:///{tmp_path}", tracking_uri="http://x")
@@ -421,7 +430,7 @@ def test_events_table_is_untouched_by_delivery_state(
     ledger: Ledger, clock: FakeClock, receiver: Receiver
 ) -> None:
     # Deliveries change status; the append-only event log must not change at all.
-    with dispatcher(ledger, clock, Subscriber("ci", receiver.url, SECRET)) as hub:
+    with dispatcher(ledger, clock, local("ci", receiver.url)) as hub:
         hub.enqueue()
         event = append(ledger)
         with ledger.engine.connect() as conn:
@@ -431,3 +440,56 @@ def test_events_table_is_untouched_by_delivery_state(
             after = conn.execute(select(EventRow)).all()
             count = conn.execute(select(func.count()).select_from(OutboxRow)).scalar_one()
     assert before == after and count == 1 and after[0].id == event.id
+
+
+def test_private_targets_need_the_policy_to_allow_them_and_metadata_never(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    for url in (receiver.url, "http://localhost:9/", "http://2130706433/", "http://10.0.0.1/"):
+        with pytest.raises(InvalidInputError, match="allow_private = true"):
+            Subscriber("ci", url, SECRET)
+    for url in ("http://169.254.169.254/latest/", "http://[fd00:ec2::254]/", "http://metadata/"):
+        with pytest.raises(InvalidInputError, match="never contacted"):
+            Subscriber("ci", url, SECRET, allow_private=True)
+
+
+def test_name_resolving_to_a_refused_address_fails_at_connection_without_sending(
+    ledger: Ledger, clock: FakeClock, receiver: Receiver
+) -> None:
+    # This machine's own host name: no rule refuses it on sight, but it resolves to
+    # loopback, which the subscriber does not allow.
+    host = socket.gethostname()
+    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+        pytest.skip(f"host name {host} does not resolve to loopback here")
+    port = httpx.URL(receiver.url).port
+    named = Subscriber("named", f"http://{host}:{port}/hook", SECRET)
+    with dispatcher(ledger, clock, named, local("ok", receiver.url)) as hub:
+        hub.enqueue()
+        append(ledger)
+        assert hub.run_once() == 2
+        [refused] = hub.deliveries(subscriber="named")
+        [delivered] = hub.deliveries(subscriber="ok")
+    # Failed at once with the reason (retrying would reach the same address).
+    assert (refused.status, refused.last_status_code) == (DeliveryStatus.FAILED, None)
+    assert refused.last_error.startswith(f"refused: {host}: 127.")
+    assert "allow_private" in refused.last_error
+    assert delivered.status is DeliveryStatus.DELIVERED
+    assert [r.headers.get("Host") for r in receiver.received] == [f"127.0.0.1:{port}"]
+
+
+def test_a_received_mlflow_delivery_is_acted_on_by_one_replica_once(ledger: Ledger) -> None:
+    seen = ReceivedDeliveries(ledger)
+    now = datetime.now(UTC)
+    fresh_until = now + timedelta(seconds=300)
+    with ThreadPoolExecutor(8) as pool:
+        firsts = list(
+            pool.map(lambda _: seen.first_time("d-1", now=now, expires_at=fresh_until), range(16))
+        )
+    assert firsts.count(True) == 1
+    assert seen.first_time("d-2", now=now, expires_at=fresh_until)
+    # Once its signature is stale a replay is refused anyway: the id is forgotten.
+    later = fresh_until + timedelta(seconds=1)
+    assert seen.first_time("d-3", now=later, expires_at=later + timedelta(seconds=300))
+    with ledger.engine.connect() as conn:
+        kept = conn.execute(select(MlflowDeliveryRow.delivery_id)).scalars().all()
+    assert kept == ["d-3"]

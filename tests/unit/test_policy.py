@@ -121,6 +121,19 @@ def test_per_model_overrides_merge_key_by_key() -> None:
             "[[webhooks]]\nname = 'a'\nurl = 'https://h'\nsecret_env = 'S'\nactions = ['x']",
             "webhooks.0.actions.0",
         ),
+        (
+            "[[webhooks]]\nname = 'a'\nurl = 'http://169.254.169.254/'\nsecret_env = 'S'\n"
+            "allow_private = true",
+            "webhooks.0: url: 169.254.169.254 is a link-local, cloud-metadata",
+        ),
+        (
+            "[[webhooks]]\nname = 'a'\nurl = 'http://metadata.google.internal/'\nsecret_env = 'S'",
+            "webhooks.0: url: metadata.google.internal is a cloud-metadata service",
+        ),
+        (
+            "[[webhooks]]\nname = 'a'\nurl = 'http://0x7f.1:8080/'\nsecret_env = 'S'",
+            "webhooks.0: url: 127.0.0.1 is a private or loopback address; set allow_private",
+        ),
     ],
 )
 def test_bad_policy_files_name_the_key(text: str, where: str) -> None:
@@ -243,3 +256,11 @@ def test_a_request_the_automation_opened_belongs_to_who_triggered_it() -> None:
     assert request is not None
     assert request.actor == "connie"
     assert policy.conflicts_of_interest(Approvals(), "connie", {"alice"}, request.actor)
+
+
+def test_a_webhook_may_target_private_addresses_only_when_the_policy_says_so() -> None:
+    text = "[[webhooks]]\nname = 'ci'\nurl = 'http://10.1.2.3:8080/hook'\nsecret_env = 'S'\n"
+    with pytest.raises(PolicyError, match="allow_private"):
+        policy.parse(text, "test")
+    [hook] = policy.parse(text + "allow_private = true\n", "test").webhooks
+    assert hook.allow_private

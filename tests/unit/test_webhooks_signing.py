@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -21,6 +22,7 @@ from modelreg.webhooks import (
     MLFLOW_SIGNATURE_HEADER,
     MLFLOW_TIMESTAMP_HEADER,
     Subscriber,
+    mlflow_delivery,
     mlflow_event,
     payload,
     sign,
@@ -159,6 +161,8 @@ def test_subscriber_repr_hides_the_secret() -> None:
         ("ci", "https://", b"s", frozenset(), "https://"),
         ("ci", "https://h/x", b"", frozenset(), "secret is empty"),
         ("ci", "https://h/x", b"s", frozenset({"promote"}), "unknown actions promote"),
+        ("ci", "http://169.254.169.254/", b"s", frozenset(), "never contacted"),
+        ("ci", "http://127.0.0.1:8080/", b"s", frozenset(), "set allow_private = true"),
     ],
 )
 def test_bad_subscribers_are_refused_with_a_clear_message(
@@ -364,3 +368,30 @@ def test_mlflow_prompt_events_name_no_model(monkeypatch: pytest.MonkeyPatch) -> 
 def test_malformed_mlflow_bodies_are_refused(body: bytes, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         mlflow_event(body)
+
+
+def test_mlflow_delivery_names_the_id_and_send_time_that_were_signed(
+    alias_created: tuple[dict[str, str], bytes],
+) -> None:
+    headers, _body = alias_created
+    delivery_id, sent_at = mlflow_delivery(headers)
+    assert delivery_id == headers[MLFLOW_DELIVERY_ID_HEADER]  # MLflow's uuid4, one per delivery
+    assert sent_at == int(headers[MLFLOW_TIMESTAMP_HEADER])
+    with pytest.raises(InvalidInputError, match="no delivery id"):
+        mlflow_delivery(_without(headers, MLFLOW_DELIVERY_ID_HEADER))
+
+
+def test_mlflow_requests_with_an_overlong_delivery_id_are_refused() -> None:
+    def signed(delivery_id: str) -> dict[str, str]:
+        timestamp = str(int(time.time()))
+        content = f"{delivery_id}.{timestamp}.".encode() + b"{}"
+        mac = hmac.new(MLFLOW_SECRET.encode(), content, hashlib.sha256).digest()
+        return {
+            MLFLOW_DELIVERY_ID_HEADER: delivery_id,
+            MLFLOW_TIMESTAMP_HEADER: timestamp,
+            MLFLOW_SIGNATURE_HEADER: "v1," + base64.b64encode(mac).decode(),
+        }
+
+    # Ids are kept in the ledger to stop replays; MLflow's are 36-character uuids.
+    assert verify_mlflow_signature(MLFLOW_SECRET, signed("d" * 128), b"{}")
+    assert not verify_mlflow_signature(MLFLOW_SECRET, signed("d" * 129), b"{}")

@@ -6,13 +6,16 @@ rebuilt whenever the policy changes them. Incoming: MLflow registry webhooks
 (version created, alias set or deleted) are accepted only with a valid
 signature and make the service adopt the model's new versions at once and
 put back (under a policy) or report any alias moved behind the ledger's back,
-instead of waiting for the next periodic sync.
+instead of waiting for the next periodic sync. The body is refused past 1 MiB
+before it is read, and each delivery id is acted on once across replicas: a
+replayed or retried request is answered 200 "duplicate" and does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
@@ -21,11 +24,22 @@ from fastapi.responses import JSONResponse
 from modelreg.api.identity import Actor
 from modelreg.domain import MAX_LEDGER_ID
 from modelreg.errors import AuthenticationError, ModelregError, NotFoundError
+from modelreg.ledger.deliveries import ReceivedDeliveries
 from modelreg.registry import Registry
-from modelreg.webhooks import Dispatcher, Subscriber, mlflow_event, verify_mlflow_signature
+from modelreg.webhooks import (
+    Dispatcher,
+    Subscriber,
+    mlflow_delivery,
+    mlflow_event,
+    verify_mlflow_signature,
+)
 
 log = logging.getLogger("modelreg.api.events")
+# MLflow's payloads are a few hundred bytes; larger bodies are refused (413)
+# before they are read, signed or not.
 _MAX_BODY = 1 << 20
+# How old (or early) a signed MLflow request may be; its id is remembered as long.
+_MLFLOW_FRESHNESS = 300
 
 
 async def deliver_forever(registry: Registry, interval: float) -> None:
@@ -96,21 +110,41 @@ def events_router(registry: Registry) -> APIRouter:
         """Queue a failed delivery again (admins)."""
         return registry.retry_delivery(delivery_id, actor=actor).as_json()
 
-    @router.post("/api/v1/mlflow-webhook", status_code=202)
+    @router.post("/api/v1/mlflow-webhook", status_code=202, max_body_size=_MAX_BODY)
     async def mlflow_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
-        """Accept a signed MLflow registry webhook and sync the model it names."""
+        """Accept a signed MLflow registry webhook and sync the model it names, once."""
         secret = registry.settings.mlflow_webhook_secret
         if not secret:
             raise NotFoundError(
                 "MLflow webhooks are not enabled here; set MODELREG_MLFLOW_WEBHOOK_SECRET to the "
                 "secret the MLflow webhook was created with"
             )
-        body = await request.body()
+        body = await request.body()  # 413 past _MAX_BODY, from Content-Length or while read
         # The signature is checked before the body is parsed: forged input is never read.
-        if len(body) > _MAX_BODY or not verify_mlflow_signature(secret, request.headers, body):
+        verified = verify_mlflow_signature(
+            secret, request.headers, body, tolerance=_MLFLOW_FRESHNESS
+        )
+        if not verified:
             raise AuthenticationError("MLflow webhook signature is missing, stale or wrong")
+        delivery_id, sent_at = mlflow_delivery(request.headers)
+        now = datetime.now(UTC)
+        expires_at = datetime.fromtimestamp(sent_at, UTC) + timedelta(seconds=_MLFLOW_FRESHNESS)
+        first = await asyncio.to_thread(
+            ReceivedDeliveries(registry.ledger).first_time,
+            delivery_id,
+            now=now,
+            expires_at=expires_at,
+        )
+        if not first:
+            # 2xx, so MLflow does not retry; a replay gets the same answer and acts on nothing.
+            return JSONResponse({"delivery": delivery_id, "duplicate": True, "sync": False})
         event, name = mlflow_event(body)
-        answer: dict[str, Any] = {"event": event, "model": name, "sync": name is not None}
+        answer: dict[str, Any] = {
+            "delivery": delivery_id,
+            "event": event,
+            "model": name,
+            "sync": name is not None,
+        }
         if name is not None:
             background.add_task(_react, registry, event, name)
         return JSONResponse(answer, status_code=202)

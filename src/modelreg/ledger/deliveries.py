@@ -8,6 +8,10 @@ way and pushes ``next_attempt_at`` past the lease before any HTTP call, so no
 transaction stays open while a subscriber answers and no other replica sends
 the same delivery meanwhile. SQLite ignores ``FOR UPDATE`` and serialises
 writers, which is all a single process needs.
+
+Incoming, :class:`ReceivedDeliveries` remembers which MLflow webhook requests
+were acted on; the delivery id is the primary key, so of two replicas given
+the same request exactly one inserts it and acts.
 """
 
 from __future__ import annotations
@@ -18,13 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, func, select, update
+from sqlalchemy import Insert, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
 from modelreg.ledger.store import Ledger, _utc
-from modelreg.ledger.tables import OutboxRow, WebhookCursorRow, WebhookDeliveryRow
+from modelreg.ledger.tables import (
+    MlflowDeliveryRow,
+    OutboxRow,
+    WebhookCursorRow,
+    WebhookDeliveryRow,
+)
 
 _Row = WebhookDeliveryRow
 
@@ -296,3 +305,25 @@ class DeliveryStore:
             )
             row = session.execute(_LISTED.where(_Row.id == delivery_id)).one()
             return _delivery(row)
+
+
+class ReceivedDeliveries:
+    """MLflow webhook delivery ids already acted on, kept while a replay could still pass."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._session = ledger._session
+
+    def first_time(self, delivery_id: str, *, now: datetime, expires_at: datetime) -> bool:
+        """Record ``delivery_id`` and say whether it is new; forget ids expired by ``now``.
+
+        ``expires_at`` is when the request's signature stops being fresh: after
+        it a replay is refused anyway, so the id need not be kept.
+        """
+        with self._session(write=True) as session:
+            session.execute(delete(MlflowDeliveryRow).where(MlflowDeliveryRow.expires_at < now))
+            inserted = session.execute(
+                _insert_ignoring_duplicates(session, MlflowDeliveryRow)
+                .values(delivery_id=delivery_id, received_at=now, expires_at=expires_at)
+                .returning(MlflowDeliveryRow.delivery_id)
+            ).scalar_one_or_none()
+            return inserted is not None

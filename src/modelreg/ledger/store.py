@@ -25,7 +25,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions (a unit test checks it against
 # Alembic's head). A database already there skips importing Alembic, 0.2 s of
 # every CLI command; any other revision takes Alembic's full path.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 # Many writers (50 concurrent promotions) queue on SQLite's single write lock
 # while each holds it across a few MLflow calls; wait rather than fail.
 _SQLITE_BUSY_SECONDS = 300

@@ -9,7 +9,8 @@ immutable.
 event and its notification commit or vanish together. ``webhook_cursors`` and
 ``webhook_deliveries`` record how far each webhook subscriber has been fanned
 out and the fate of every delivery; deliveries change status but are never
-deleted.
+deleted. ``mlflow_deliveries`` remembers the ids of MLflow webhook requests
+while their signatures are fresh, so each is acted on once.
 """
 
 from __future__ import annotations
@@ -132,3 +133,16 @@ class WebhookDeliveryRow(Base):
         # The dispatcher's hot query: pending rows that are due.
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     )
+
+
+class MlflowDeliveryRow(Base):
+    """An MLflow webhook delivery acted on, kept until its signed timestamp is stale."""
+
+    __tablename__ = "mlflow_deliveries"
+
+    delivery_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # After this a replay fails the signature's freshness check, so the id can go.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_mlflow_deliveries_expires", "expires_at"),)
