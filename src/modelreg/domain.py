@@ -248,6 +248,8 @@ def name_problem(name: str) -> str | None:
         return f"it contains characters that are not allowed ({shown})"
     if ".." in name:
         return "it contains '..'"
+    if name == ".":
+        return "'.' is a path segment, not a name"  # MLflow refuses it too (path_not_unique)
     return None
 
 

@@ -57,6 +57,37 @@ from modelreg.settings import Settings
 log = logging.getLogger("modelreg.serving")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+
+#: The ``/invocations`` body in the OpenAPI document (the routes read the raw body, so
+#: FastAPI cannot infer it): MLflow's JSON formats and CSV. ``app.openapi()`` gives it
+#: to schema-driven fuzzing (tests/security); the server itself publishes no schema.
+INVOCATIONS_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        protocol.JSON_MEDIA_TYPE: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "dataframe_split": {
+                        "type": "object",
+                        "properties": {
+                            "columns": {"type": "array", "items": {"type": "string"}},
+                            "data": {"type": "array", "items": {"type": "array"}},
+                            "index": {"type": "array"},
+                        },
+                        "required": ["data"],
+                    },
+                    "dataframe_records": {"type": "array", "items": {"type": "object"}},
+                    "instances": {"type": "array"},
+                    "inputs": {},
+                    "params": {"type": "object"},
+                },
+                "minProperties": 1,
+            }
+        },
+        protocol.CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+    },
+}
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=\-]{1,128}")
 
 
@@ -218,12 +249,12 @@ def create_app(
     async def _error(_request: Request, exc: ModelregError) -> JSONResponse:
         return _error_response(exc)
 
-    @app.post("/invocations")
+    @app.post("/invocations", openapi_extra={"requestBody": INVOCATIONS_BODY})
     async def invocations(request: Request) -> Response:
         """Score with the default (first configured) model."""
         return await score(request, slots, slots.default.name, config.max_body_bytes, metrics)
 
-    @app.post("/models/{name}/invocations")
+    @app.post("/models/{name}/invocations", openapi_extra={"requestBody": INVOCATIONS_BODY})
     async def model_invocations(name: str, request: Request) -> Response:
         """Score with the named model."""
         return await score(request, slots, name, config.max_body_bytes, metrics)
