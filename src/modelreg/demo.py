@@ -237,16 +237,23 @@ def _walkthrough(console: Console, registry: Registry, config: StackConfig) -> N
     _step(
         console,
         "4. Promote the best version through Staging to Production",
-        f"modelreg promote {MODEL} {best} --stage staging",
-        f"modelreg promote {MODEL} {best} --stage production",
+        f"modelreg promote {MODEL} {best} --stage staging --reason 'best test_auc of the sweep'",
+        f"modelreg promote {MODEL} {best} --stage production "
+        "--reason 'validated on the holdout set'",
     )
     registry.promote(MODEL, best, Stage.STAGING, reason="best test_auc of the sweep")
     registry.promote(MODEL, best, Stage.PRODUCTION, reason="validated on the holdout set")
     before_rollout = datetime.now(UTC)
     console.print(f"then the runner-up, v{runner_up}, replaces it:")
-    console.print(f"[dim]$ modelreg promote {MODEL} {runner_up} --stage staging[/dim]")
+    console.print(
+        f"[dim]$ modelreg promote {MODEL} {runner_up} --stage staging "
+        "--reason 'smaller, cheaper to serve'[/dim]"
+    )
     registry.promote(MODEL, runner_up, Stage.STAGING, reason="smaller, cheaper to serve")
-    console.print(f"[dim]$ modelreg promote {MODEL} {runner_up} --stage production[/dim]")
+    console.print(
+        f"[dim]$ modelreg promote {MODEL} {runner_up} --stage production "
+        "--reason 'cost experiment'[/dim]"
+    )
     registry.promote(MODEL, runner_up, Stage.PRODUCTION, reason="cost experiment")
     console.print(f"v{runner_up} is now in Production; v{best} was archived in the same operation")
     _versions(console, registry)
@@ -310,6 +317,8 @@ def run_demo(
     """
     console = console or Console(highlight=False)
     quiet_mlflow()
+    # Taken ports are found before the last run's home is emptied for nothing.
+    Stack(StackConfig(home=home, port=port, api_port=api_port)).check_ports()
     with demo_home(home, keep=keep_home) as resolved:
         config = StackConfig(home=resolved, port=port, api_port=api_port)
         stack = Stack(config)

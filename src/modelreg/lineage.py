@@ -445,7 +445,8 @@ def lineage_tags(record: LineageRecord) -> dict[str, str]:
     if record.git is not None:
         values["git_commit"] = record.git.commit
         values["git_branch"] = record.git.branch
-        values["git_dirty"] = "true" if record.git.dirty else "false"
+        if record.git.dirty is not None:
+            values["git_dirty"] = "true" if record.git.dirty else "false"
         values["git_remote"] = record.git.remote
     if record.data:
         values["data_sha256"] = record.data[0].sha256

@@ -388,14 +388,19 @@ class MlflowGateway:
         )
 
     def any_version_tagged(self, key: str) -> VersionInfo | None:
-        """One version (of any model) carrying the tag ``key``, or None: a single call."""
+        """The most recently updated version (of any model) tagged ``key``, or None: one call."""
         text = f"tags.`{key}` LIKE '%'"
+        order = ["last_updated_timestamp DESC"]
         if self._rest is None:
             page = self._call(
-                lambda: self.client.search_model_versions(filter_string=text, max_results=1)
+                lambda: self.client.search_model_versions(
+                    filter_string=text, max_results=1, order_by=order
+                )
             )
             return _version(page[0]) if page else None
-        body = self._rest.get("model-versions/search", {"filter": text, "max_results": 1})
+        body = self._rest.get(
+            "model-versions/search", {"filter": text, "max_results": 1, "order_by": order}
+        )
         found = body.get("model_versions", [])
         return _version(_version_entity(found[0])) if found else None
 

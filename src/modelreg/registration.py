@@ -99,12 +99,14 @@ def declared_git(run: RunInfo) -> GitInfo | None:
     """
     commit, branch, remote = (run.tags.get(tag) for tag in _GIT_TAGS)
     if commit:
-        return GitInfo(commit=commit, branch=branch, remote=remote, source="mlflow")
+        return GitInfo(commit=commit, branch=branch, remote=remote, source="mlflow", dirty=None)
     labels = {**run.params, **run.tags}
     commit = _first(labels, _DECLARED_COMMIT)
     if commit is None or not _COMMIT.match(commit):
         return None
-    return GitInfo(commit=commit, branch=_first(labels, _DECLARED_BRANCH), source="declared")
+    return GitInfo(
+        commit=commit, branch=_first(labels, _DECLARED_BRANCH), source="declared", dirty=None
+    )
 
 
 def declared_data(run: RunInfo) -> list[DataFingerprint]:

@@ -197,23 +197,34 @@ class Registry:
         return self._authenticated
 
     def _check_ledger(self) -> None:
-        """Refuse an empty ledger beside MLflow versions that another ledger adopted.
+        """Refuse a ledger that is not the one that adopted MLflow's versions.
 
-        Running from another directory used to create a fresh ledger silently:
-        every version looked unadopted and a sync forked the audit history.
-        Costs one local query (and one MLflow call only while the ledger is empty).
+        Running from another directory used to open another (often empty)
+        ledger silently: versions looked unadopted, stages wrong, and a sync or
+        ``doctor --fix`` forked the audit history or rewrote MLflow. One MLflow
+        call per registry: a version modelreg adopted is looked up in this ledger;
+        if it is unknown here, and the ledger its ``modelreg.ledger`` tag names is
+        another one that exists (a moved or restored home is not held against
+        anyone), this ledger is refused, naming the right one.
         """
         if self._ledger_checked or self.settings.allow_new_ledger:
             return
-        if self.ledger.is_empty():
-            other = self.gateway.any_version_tagged(DIGEST_TAG)
-            if other is not None:
+        adopted = self.gateway.any_version_tagged(DIGEST_TAG)
+        if adopted is not None and not self._knows(adopted):
+            other = adopted.tags.get(LEDGER_TAG, "")
+            ours = self.ledger.location()
+            if self.ledger.is_empty() or (other and other != ours and _ledger_exists(other)):
                 raise LedgerMismatchError(
-                    self.ledger.location(),
-                    self.gateway.tracking_uri,
-                    other.tags.get(LEDGER_TAG) or "another modelreg home",
+                    ours, self.gateway.tracking_uri, other or "another modelreg home"
                 )
         self._ledger_checked = True
+
+    def _knows(self, info: VersionInfo) -> bool:
+        """Whether this ledger recorded ``info`` (without creating an absent SQLite file)."""
+        if self.ledger.is_empty():
+            return False
+        record = self.ledger.version_record(info.name, info.version)
+        return record is not None and record.digest == info.tags.get(DIGEST_TAG)
 
     # -- policy and access -------------------------------------------------------
 
@@ -1392,6 +1403,13 @@ def _lineage_of(record: VersionRecord | None, run: RunInfo | None) -> LineageRec
     if record is not None:
         return record_from_json(record.lineage) if record.lineage else None
     return adopted_lineage(run, None) if run is not None else None
+
+
+def _ledger_exists(location: str) -> bool:
+    """Whether the ledger a tag names exists: a SQLite file that is there, or any server."""
+    if location.startswith("sqlite:///"):
+        return Path(location.removeprefix("sqlite:///")).is_file()
+    return True
 
 
 def _explicit_semver(tag: str | None) -> SemVer | None:

@@ -456,6 +456,25 @@ class Stack:
         """The supervised services in start order."""
         return (self.mlflow, self.api)
 
+    def check_ports(self) -> None:
+        """Raise :class:`ConflictError` naming the option to change if a port is taken.
+
+        Checked before anything starts (or anything is cleared for it), so a
+        conflict leaves no half-started stack behind and names the port instead
+        of a log tail.
+        """
+        ports = (
+            (self.mlflow, self.config.port, "--port"),
+            (self.api, self.config.api_port, "--api-port"),
+        )
+        for service, port, option in ports:
+            if _port_in_use(self.config.host, port):
+                raise ConflictError(
+                    f"cannot start {service.name}: port {port} on {self.config.host} is already "
+                    f"in use; stop the process listening there or choose another port with "
+                    f"{option}"
+                )
+
     def start(self, timeout: float = 90) -> None:
         """Start MLflow, then the API, and wait until both are healthy.
 
@@ -464,14 +483,7 @@ class Stack:
         service is not healthy within ``timeout`` seconds (whatever was
         started is stopped again).
         """
-        # Check both ports before starting anything, so a conflict leaves no
-        # half-started stack behind and names the port instead of a log tail.
-        for service, port in ((self.mlflow, self.config.port), (self.api, self.config.api_port)):
-            if _port_in_use(self.config.host, port):
-                raise ConflictError(
-                    f"cannot start {service.name}: port {port} on {self.config.host} is already "
-                    "in use; stop the process listening there or choose another port"
-                )
+        self.check_ports()
         self.config.resolved_home().mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout
         try:

@@ -155,5 +155,6 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     assert re.search(r"v4 1\.\d+\.\d+ sha256:", done.stdout), shown
     assert "promoted" in done.stdout, shown
     assert "declined: exit 4" in done.stdout, shown
+    assert '"outcome": "declined"' in done.stdout, shown  # declined by its gates
     assert '"predictions"' in done.stdout, shown
     assert "Traceback" not in done.stderr, shown

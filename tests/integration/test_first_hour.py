@@ -142,6 +142,7 @@ def test_the_course_lineage_is_declared_and_passes_the_starter_policy(
     assert view.lineage.git is not None
     assert view.lineage.git.source == "declared"
     assert view.lineage.git.branch == "main"
+    assert view.lineage.git.dirty is None  # the params do not say; not "clean"
     assert [(d.kind, d.version) for d in view.lineage.data] == [("declared", "fraud-2026-11")]
     assert view.lineage.params["C"] == "1.0"
     assert view.lineage.environment is not None
@@ -353,3 +354,32 @@ def test_api_docs_work_without_internet(registry: Registry) -> None:
         assert assets, page.text
         for asset in assets:
             assert api.get(asset).status_code == 200, asset
+
+
+def test_a_ledger_beside_versions_another_ledger_adopted_is_refused(
+    registry: Registry, backend: Backend, mlflow_env: Backend, model_name: str, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other_uri = f"sqlite:///{other / 'ledger.db'}"
+    forked = Registry(
+        Settings(
+            tracking_uri=backend.tracking_uri,
+            ledger_uri=other_uri,
+            home=other,
+            allow_new_ledger=True,
+        )
+    )
+    create_versions(backend, forked, model_name, 1)  # the newest adoption is the other's
+    shared = Registry.connect(backend.tracking_uri, backend.ledger_uri, actor="x", home=tmp_path)
+    try:
+        with pytest.raises(LedgerMismatchError, match="other/ledger.db"):
+            shared.models()
+    finally:
+        MlflowClient(backend.tracking_uri).delete_registered_model(model_name)
+        for opened in (forked, shared):
+            opened.close()
+    again = Registry.connect(backend.tracking_uri, backend.ledger_uri, actor="x", home=tmp_path)
+    try:
+        again.models()  # the shared ledger is the adopter again
+    finally:
+        again.close()

@@ -58,3 +58,20 @@ def test_a_home_in_use_by_a_running_demo_is_not_cleared(tmp_path: Path) -> None:
         ):
             pass
         assert (running / "mlflow.db").read_text() == "in use"
+
+
+def test_a_taken_port_is_reported_before_the_last_run_is_emptied(tmp_path: Path) -> None:
+    import socket
+
+    from modelreg.demo import run_demo
+    from modelreg.settings import Settings
+
+    with demo_home(tmp_path / "demo", keep=False) as home:
+        (home / "ledger.db").write_text("last run")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConflictError, match="--port"):
+            run_demo(Settings(home=tmp_path), port=port, home=tmp_path / "demo")
+    assert (home / "ledger.db").read_text() == "last run"
