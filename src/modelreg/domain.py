@@ -145,7 +145,7 @@ class GitInfo(_Frozen):
 
     commit: str | None = None
     branch: str | None = None
-    dirty: bool = False
+    dirty: bool | None = False  # None: not known (MLflow's tags and run params do not say)
     diff_sha256: str | None = None
     remote: str | None = None
     source: GitSource = "captured"

@@ -731,7 +731,7 @@ margin = 0.02            # promote when test_auc beats Production by more than 0
 require_approval = false # true: passing automation opens a request for a human instead
 
 # Per-model overrides, e.g.:
-# [models.fraud-detector.gates]
+# [models.fraud-detection.gates]
 # metrics = ["test_auc >= 0.9", "latency_ms <= 20"]
 
 [access]

@@ -363,7 +363,10 @@ class Ledger:
             return {(model, version) for model, version in rows}
 
     def is_empty(self) -> bool:
-        """Whether no version has been recorded yet (a brand-new ledger)."""
+        """Whether no version has been recorded yet; a SQLite file that is absent stays so."""
+        database = make_url(self.uri).database
+        if self._is_sqlite and database and not Path(database).exists():
+            return True
         with self._session() as session:
             return session.execute(select(VersionRow.version).limit(1)).first() is None
 
