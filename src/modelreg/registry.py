@@ -255,7 +255,15 @@ class Registry:
                     hook.secret_env,
                 )
                 continue
-            found.append(Subscriber(hook.name, hook.url, secret.encode(), frozenset(hook.actions)))
+            found.append(
+                Subscriber(
+                    hook.name,
+                    hook.url,
+                    secret.encode(),
+                    frozenset(hook.actions),
+                    allow_private=hook.allow_private,
+                )
+            )
         return found
 
     def deliveries(
