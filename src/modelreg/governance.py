@@ -173,6 +173,28 @@ class Governance:
         with self._reg.ledger.locked(name) as txn:
             yield candidate, txn, txn.events(name)
 
+    def _unverified_registrant(
+        self, rules: policy.ModelPolicy, candidate: _Candidate, events: Sequence[Event], who: str
+    ) -> str:
+        """Why ``who`` may not approve a version whose registrant is only a claim, or "".
+
+        A version adopted from plain MLflow names whoever its client claimed to
+        be, so under MLflow auth the approver must be someone who could not
+        have created it: not an MLflow admin, and without EDIT/MANAGE on the
+        registered model. (Without auth every name is a claim anyway.)
+        """
+        if not rules.approvals.separation_of_duties or self._reg.settings.auth != "mlflow":
+            return ""
+        number = candidate.info.version
+        adopted = any(e.version == number and e.action is Action.ADOPT for e in events)
+        if adopted and self._reg.gateway.may_write_model(candidate.info.name, who):
+            return (
+                f"the version was registered outside modelreg, so its registrant is "
+                f"unverified, and {who} could have registered it (they may write to the "
+                "model in MLflow)"
+            )
+        return ""
+
     def _rules(self, name: str) -> policy.ModelPolicy:
         return self._reg.policy().for_model(name)
 
@@ -276,7 +298,7 @@ class Governance:
             requester = pending.actor if pending else ""
             conflict = policy.conflicts_of_interest(
                 rules.approvals, who, candidate.registrants, requester
-            )
+            ) or self._unverified_registrant(rules, candidate, events, who)
             if conflict:
                 raise PermissionDeniedError(
                     who, f"approve {name} version {number}", f"separation of duties ({conflict})"

@@ -289,6 +289,29 @@ class MlflowGateway:
                 f"MLflow at {self.tracking_uri} answered users/current without a user"
             ) from exc
 
+    def may_write_model(self, name: str, username: str) -> bool:
+        """Whether ``username`` can create versions of ``name`` in MLflow itself.
+
+        Asks MLflow's basic-auth app as modelreg's service account (an admin):
+        MLflow admins can write anything; others need EDIT or MANAGE on the
+        registered model, resolved the way MLflow's own check resolves them
+        (roles, defaults; MLflow 3.17 ``users/permissions/get``). When MLflow
+        cannot say, the answer is yes: separation of duties fails closed.
+        """
+        rest = self._rest or MlflowRest(self.tracking_uri)
+        try:
+            user = rest.get("users/get", {"username": username}).get("user", {})
+            if user.get("is_admin"):
+                return True
+            found = rest.get(
+                "users/permissions/get",
+                {"username": username, "resource_type": "registered_model", "resource_id": name},
+                api="3.0",
+            )
+        except ModelregError:
+            return True
+        return str(found.get("permission", "")).upper() in {"EDIT", "MANAGE"}
+
     def ping(self) -> None:
         """Raise BackendUnavailableError unless the server answers."""
         self._models_page(None, limit=1)

@@ -32,7 +32,7 @@ from modelreg.errors import (
     VersionNotFoundError,
 )
 
-_API = "/api/2.0/mlflow/"
+_API = "/api/{version}/mlflow/"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRIES = 2
 _BACKOFF_SECONDS = 0.5
@@ -65,7 +65,7 @@ def _client(base_url: str) -> httpx.Client:
         verify = cert
     timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "60"))
     return httpx.Client(
-        base_url=base_url.rstrip("/") + _API,
+        base_url=base_url.rstrip("/"),
         auth=auth,
         headers=headers,
         verify=verify,
@@ -101,14 +101,15 @@ class MlflowRest:
         *,
         name: str | None = None,
         version: int | str | None = None,
+        api: str = "2.0",
     ) -> dict[str, Any]:
-        """GET ``api/2.0/mlflow/<endpoint>`` with ``params``; the decoded JSON body."""
+        """GET ``api/<api>/mlflow/<endpoint>`` with ``params``; the decoded JSON body."""
         if self._http is None:
             self._http = _client(self.tracking_uri)
         query = {k: v for k, v in params.items() if v is not None}
         for attempt in range(_RETRIES + 1):
             try:
-                response = self._http.get(endpoint, params=query)
+                response = self._http.get(_API.format(version=api) + endpoint, params=query)
             except httpx.TransportError as exc:
                 # A refused connection or a timeout is reported at once: retrying
                 # only delays telling the user the server is down.

@@ -914,7 +914,13 @@ class Registry:
                     reason=reason,
                     semver=record.semver,
                     digest=record.digest,
-                    details={"lineage_missing": lineage.missing(), "run_id": info.run_id},
+                    details={
+                        "lineage_missing": lineage.missing(),
+                        "run_id": info.run_id,
+                        # Adopted: the name MLflow's client claimed. Registered here: the
+                        # actor, authenticated when MODELREG_AUTH=mlflow.
+                        "registrant_verified": not adopting and self.settings.auth == "mlflow",
+                    },
                 )
             )
             tags = {

@@ -306,3 +306,45 @@ def test_a_python_registry_acts_only_as_who_it_proved_to_be(
     assert secured.role_of("alice").value == "approver"
     for registry in (wrong, victor):
         registry.close()
+
+
+def test_who_could_have_registered_an_adopted_version_may_not_approve_it(
+    secured: Registry, service_env: str, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from modelreg.errors import PermissionDeniedError
+
+    # alice (an approver) registers a model with her own MLflow login while her run
+    # claims to be someone else; modelreg adopts it with that claim as registrant.
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS["alice"])
+    client = MlflowClient(service_env)
+    experiment = client.create_experiment(f"{model_name}-exp")
+    run = client.create_run(experiment, tags={"mlflow.user": "intern"})
+    frame = training_frame()
+    model = DecisionTreeClassifier(max_depth=2).fit(frame, labels(frame))
+    with mlflow.start_run(run_id=run.info.run_id):
+        mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=model_name,
+            pip_requirements=["scikit-learn"],
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+        )
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", SERVICE[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SERVICE[1])
+
+    open_gates = (
+        f"\n[models.{model_name}.gates]\nmetrics = []\nrequired_metadata = []\n"
+        "require_description = false\nrequire_signature = false\n"
+        "require_complete_lineage = false\n"
+    )
+    write_policy(secured, open_gates)
+    secured.sync(model_name)
+    assert secured.request(model_name, 1, actor="connie").outcome == "requested"
+    with pytest.raises(PermissionDeniedError, match="unverified"):
+        secured.approve(model_name, 1, actor="alice")
+    assert secured.approve(model_name, 1, actor="bob").outcome == "promoted"
+    adopt = next(e for e in secured.history(model_name).events if e.action == "adopt")
+    assert adopt.details["registrant_verified"] is False
