@@ -174,7 +174,10 @@ def test_the_api_reports_its_background_sync(registry: Registry) -> None:
 
     with TestClient(create_app(registry.settings, registry)) as api:
         health = api.get("/health").json()
+        metrics = api.get("/metrics").text
     assert health["loops"]["background sync"]["healthy"] is True
+    assert 'modelreg_api_loop_failures_total{loop="background sync"}' in metrics
+    assert 'modelreg_api_loop_healthy{loop="background sync"} 1.0' in metrics
 
 
 def test_under_a_policy_servers_follow_the_ledger_not_a_bypassed_alias(

@@ -17,14 +17,15 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
 from modelreg.api.events import deliver_forever, events_router
 from modelreg.api.governance import governance_router
 from modelreg.api.identity import Actor, Identifier
-from modelreg.api.loops import LoopHealth, run_forever
+from modelreg.api.loops import LoopCollector, LoopHealth, run_forever
 from modelreg.errors import ModelregError
 from modelreg.http_status import status_for
 from modelreg.registry import Registry
@@ -88,6 +89,31 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def _install_ops_routes(app: FastAPI, reg: Registry, loops: list[LoopHealth]) -> None:
+    """/health (MLflow, the ledger and the background loops) and /metrics (the loops)."""
+    metrics = CollectorRegistry()  # the app's own: no process-global Prometheus state
+    metrics.register(LoopCollector(loops))
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        """Liveness, reachability of MLflow and the ledger, and the background loops."""
+        checks = reg.health()
+        ok = all(value == "ok" for value in checks.values()) and all(loop.healthy for loop in loops)
+        return JSONResponse(
+            {
+                "status": "ok" if ok else "degraded",
+                **checks,
+                "loops": {loop.name: loop.as_json() for loop in loops},
+            },
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """Prometheus metrics of the service's background loops."""
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+
 async def _adopt_round(registry: Registry) -> None:
     """One round of the background sync: adopt what plain MLflow clients registered."""
     adopted = await asyncio.to_thread(registry.sync)
@@ -126,19 +152,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     _install_error_handlers(app)
 
-    @app.get("/health")
-    def health() -> JSONResponse:
-        """Liveness, reachability of MLflow and the ledger, and the background loops."""
-        checks = reg.health()
-        ok = all(value == "ok" for value in checks.values()) and sync_health.healthy
-        return JSONResponse(
-            {
-                "status": "ok" if ok else "degraded",
-                **checks,
-                "loops": {sync_health.name: sync_health.as_json()},
-            },
-            status_code=200 if ok else 503,
-        )
+    _install_ops_routes(app, reg, [sync_health])
 
     @app.get("/api/v1/models")
     def models(_actor: Actor) -> list[dict[str, Any]]:

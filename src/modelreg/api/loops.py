@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 from modelreg.errors import ModelregError
 
 log = logging.getLogger("modelreg.api")
@@ -95,3 +97,32 @@ async def run_forever(
             health.succeeded()
         pause = interval if health.failures == 0 else interval * 2 ** min(health.failures, 10)
         await asyncio.sleep(min(pause, max(max_backoff, interval)))
+
+
+class LoopCollector:
+    """Prometheus view of the loops: rounds and failures (counters), healthy (gauge).
+
+    Registered on the API's own ``CollectorRegistry`` (no process-global state).
+    """
+
+    def __init__(self, loops: list[LoopHealth]) -> None:
+        self._loops = loops
+
+    def collect(self) -> list[Metric]:
+        """The metric families, read from the loops' current state."""
+        rounds = CounterMetricFamily(
+            "modelreg_api_loop_rounds", "Rounds a background loop ran.", labels=["loop"]
+        )
+        failures = CounterMetricFamily(
+            "modelreg_api_loop_failures", "Rounds that raised an error.", labels=["loop"]
+        )
+        healthy = GaugeMetricFamily(
+            "modelreg_api_loop_healthy",
+            f"1 unless the last {UNHEALTHY_AFTER} rounds failed.",
+            labels=["loop"],
+        )
+        for loop in self._loops:
+            rounds.add_metric([loop.name], loop.rounds)
+            failures.add_metric([loop.name], loop.failed_total)
+            healthy.add_metric([loop.name], 1.0 if loop.healthy else 0.0)
+        return [rounds, failures, healthy]
