@@ -174,6 +174,9 @@ bodies = st.one_of(
 )
 
 
+# Ragged rows are padded with NaN, as in MLflow; pandas 3 deprecates the padding (a warning,
+# an error in this suite's settings), and pandas 4's ValueError will be a PayloadError.
+@pytest.mark.filterwarnings("ignore:Constructing a DataFrame from a list of sequences")
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=300)
 @given(bodies, st.sampled_from(range(len(SCHEMAS))))
 def test_a_scoring_body_parses_or_is_a_payload_error(body: bytes, schema_index: int) -> None:
