@@ -21,6 +21,7 @@ from schemathesis.engine import events, from_schema
 from security_helpers import FIGURES, Stack, Surface
 
 from modelreg.api.app import create_app
+from modelreg.registry import Registry
 from modelreg.serving.app import create_app as create_server
 from modelreg.serving.config import ModelConfig, ServerConfig
 from serving.serving_helpers import Server
@@ -72,7 +73,11 @@ def _fuzz(schema: Any, surface: Surface) -> None:
 
 def test_api_answers_no_server_error_to_generated_requests(stack: Stack) -> None:
     surface = FIGURES.setdefault("API, schemathesis", Surface())
-    app = create_app(stack.registry.settings, stack.registry)
+    # Its own facade: the ASGI client runs the app's lifespan, which closes the facade at the end.
+    registry = Registry.connect(
+        stack.backend.tracking_uri, stack.backend.ledger_uri, actor="alice", home=stack.home
+    )
+    app = create_app(registry.settings, registry)
     _fuzz(schemathesis.openapi.from_asgi("/openapi.json", app, config=_config()), surface)
     assert surface.tried
     assert not surface.faults, "\n".join(surface.faults[:30])
