@@ -182,6 +182,18 @@ def _cli_commands(model: str) -> Iterator[tuple[str, list[str], bool]]:
         yield f"ref:{label}:promote", ["promote", model, "--stage", "Archived", "--", raw], True
         yield f"ref:{label}:rollback-to", ["rollback", model, f"--to={raw}"], True
         yield f"ref:{label}:webhooks-retry", ["webhooks", "retry", "--", raw], True
+    # Integers past what they name (a port, a count): refused while parsing, before anything
+    # starts (`up --port 70000` crashed in bind() with exit 70).
+    huge = "9" * 30
+    for label, argv in (
+        ("up-port", ["up", "--port", "70000"]),
+        ("up-api-port", ["up", "--api-port", huge]),
+        ("demo-port", ["demo", "--port", "0"]),
+        ("serve-port", ["serve", model, "--port", huge]),
+        ("serve-workers", ["serve", model, "--workers", huge]),
+        ("webhooks-limit", ["webhooks", "list", "--limit", huge]),
+    ):
+        yield f"integer:{label}", argv, True
     for label, text, refuse in FILTERS:
         yield f"filter:{label}", ["search", "--", text], refuse
     for label, text, refuse in AT_TIMES:

@@ -183,8 +183,8 @@ def _progress() -> Iterator[Any]:
 def up(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
-    api_port: Annotated[int, typer.Option(help="modelreg API port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="MLflow server port.")] = 5000,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="modelreg API port.")] = 8000,
     backend_store_uri: Annotated[
         str | None,
         typer.Option(help="MLflow backend store, e.g. postgresql://... (default SQLite)."),
@@ -231,8 +231,8 @@ def up(
 @app.command()
 def demo(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option(help="MLflow server port.")] = 5000,
-    api_port: Annotated[int, typer.Option(help="modelreg API port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="MLflow server port.")] = 5000,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="modelreg API port.")] = 8000,
     keep_running: Annotated[
         bool, typer.Option(help="Keep the stack running after the walkthrough.")
     ] = True,
