@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -68,14 +69,27 @@ def snapshot(stack: Stack) -> tuple[str, str]:
     return json.dumps(ledger, sort_keys=True), repr((sorted(models), sorted(versions)))
 
 
+def files(root: Path) -> dict[str, int]:
+    """Every file under ``root`` with its size, but logs and download caches (they churn)."""
+    return {
+        str(path.relative_to(root)): path.stat().st_size
+        for path in root.rglob("*")
+        if path.is_file()
+        and not {"logs", "cache", "serving-cache"} & set(path.parts)
+        and not path.name.endswith(".log")
+    }
+
+
 @pytest.fixture
-def unchanged(stack: Stack) -> Iterator[None]:
-    """Fail the test when the ledger or MLflow changed while it ran."""
-    before = snapshot(stack)
+def unchanged(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test when the ledger, MLflow, the home or the working directory changed."""
+    monkeypatch.chdir(tmp_path)  # anything written relative to the cwd would land here
+    before = snapshot(stack), files(stack.home)
     yield
-    after = snapshot(stack)
-    assert after[0] == before[0], "the ledger changed"
-    assert after[1] == before[1], "MLflow's registry changed"
+    assert snapshot(stack)[0] == before[0][0], "the ledger changed"
+    assert snapshot(stack)[1] == before[0][1], "MLflow's registry changed"
+    assert files(stack.home) == before[1], "files under the home changed"
+    assert not list(tmp_path.iterdir()), "files were written to the working directory"
 
 
 def _assert_clean(surface: Surface) -> None:
