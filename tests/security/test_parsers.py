@@ -8,6 +8,7 @@ adapters would answer with 500 / exit 70).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +33,7 @@ from modelreg.domain import (
 )
 from modelreg.errors import InvalidInputError, InvalidNameError, InvalidSemVerError, PayloadError
 from modelreg.registry import Registry
+from modelreg.serving.app import read_body
 from modelreg.serving.protocol import Column, InputSchema, parse_request
 from modelreg.settings import Settings
 from modelreg.stack import free_port
@@ -182,6 +185,42 @@ bodies = st.one_of(
 def test_a_scoring_body_parses_or_is_a_payload_error(body: bytes, schema_index: int) -> None:
     with contextlib.suppress(PayloadError):
         parse_request(body, "application/json", SCHEMAS[schema_index])
+
+
+# -- Content-Length ---------------------------------------------------------------------------
+
+
+def _read(content_length: str, limit: int = 1000) -> bytes:
+    # Header values arrive as bytes that Starlette decodes as latin-1 ('²' is one byte there).
+    latin1 = all(ord(ch) < 256 for ch in content_length)
+    raw = content_length.encode("latin-1" if latin1 else "utf-8")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/invocations",
+        "headers": [(b"content-length", raw)],
+    }
+    return asyncio.run(read_body(Request(scope, receive), limit))
+
+
+@given(st.one_of(st.text(alphabet=st.characters(max_codepoint=255), max_size=30), version_like))
+def test_a_content_length_is_ascii_digits_or_refused(declared: str) -> None:
+    # '²' passed str.isdigit() and then crashed int() in the model server: a 500.
+    try:
+        body = _read(declared)
+    except PayloadError:
+        return
+    assert declared.isascii() and declared.isdigit() and body == b"{}"
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "9" * 5000, "-1", "1e3", " "])
+def test_odd_content_lengths_are_payload_errors(declared: str) -> None:
+    with pytest.raises(PayloadError):
+        _read(declared)
 
 
 # -- API bodies -------------------------------------------------------------------------------
