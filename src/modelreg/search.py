@@ -194,7 +194,8 @@ def _check(text: str, clause: Clause) -> None:  # noqa: PLR0912 - one branch per
             semver.parse_range(clause.value)
         except InvalidSemVerError as exc:
             raise InvalidFilterError(text, exc.message) from None
-    elif clause.key == "version" and not clause.value.isdigit():
+    elif clause.key == "version" and not (clause.value.isascii() and clause.value.isdigit()):
+        # ASCII only: str.isdigit also takes superscripts (int() refuses) and other digits.
         raise InvalidFilterError(text, f"version {clause.value!r} is not a whole number")
     elif clause.key == "lineage" and clause.value.lower() not in {"complete", "incomplete"}:
         raise InvalidFilterError(text, "lineage is 'complete' or 'incomplete'")

@@ -80,6 +80,8 @@ FILTERS: list[tuple[str, str, bool]] = [
     ("nan-metric", "metrics.auc > NaN", True),
     ("huge-metric", "metrics.auc > 1e400", False),
     ("huge-version", "version = " + "9" * 60, False),  # no version matches: []
+    ("superscript-version", "version = '\u00b2'", True),
+    ("arabic-indic-version", "version > '\u0661'", True),
     ("huge-semver", "semver = '1.0." + "9" * 60 + "'", True),
     ("stage-lookalike", "stage = 'Pr\u043eduction'", True),
     ("nul", "name = 'a\x00b'", False),
