@@ -24,14 +24,22 @@ from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_model_name
 
-from modelreg import semver
+from modelreg import search, semver
 from modelreg.api.app import create_app
 from modelreg.domain import (
     MAX_VERSION_NUMBER,
+    SemVer,
+    Stage,
     check_model_name,
     parse_version_number,
 )
-from modelreg.errors import InvalidInputError, InvalidNameError, InvalidSemVerError, PayloadError
+from modelreg.errors import (
+    InvalidFilterError,
+    InvalidInputError,
+    InvalidNameError,
+    InvalidSemVerError,
+    PayloadError,
+)
 from modelreg.registry import Registry
 from modelreg.serving.app import read_body
 from modelreg.serving.protocol import Column, InputSchema, parse_request
@@ -107,6 +115,35 @@ def test_semver_components_past_32_bits_are_refused(core: tuple[int, int, int]) 
 def test_a_range_parses_or_is_refused(text: str) -> None:
     with contextlib.suppress(InvalidSemVerError):
         semver.parse_range(text)
+
+
+# -- search filters ---------------------------------------------------------------------------
+
+filter_values = st.one_of(
+    st.sampled_from(["1", "Production", "1.x", "complete", "a%", "\u00b2", "\u0661", "9" * 40]),
+    version_like,
+)
+filters = st.one_of(
+    st.text(max_size=200),
+    st.builds(
+        lambda key, op, value: f"{key} {op} '{value}'",
+        st.sampled_from(["version", "stage", "semver", "lineage", "name", "run_id", "metrics.auc"]),
+        st.sampled_from(["=", "!=", ">", "<=", "like", "ilike"]),
+        filter_values,
+    ),
+)
+CANDIDATE = search.Candidate("m", 1, Stage.PRODUCTION, SemVer(1, 0, 0), "run", True)
+
+
+@given(filters)
+def test_a_filter_parses_and_matches_or_is_refused(text: str) -> None:
+    # 'version = "²"' parsed, then int() crashed while matching: a 500 / exit 70.
+    try:
+        query = search.parse(text)
+    except InvalidFilterError:
+        return
+    for clause in query.by_namespace(""):
+        search.matches(clause, CANDIDATE)
 
 
 # -- names ------------------------------------------------------------------------------------
