@@ -42,6 +42,7 @@ from modelreg.errors import (
 )
 from modelreg.registry import Registry
 from modelreg.serving.app import read_body
+from modelreg.serving.config import build_config
 from modelreg.serving.protocol import Column, InputSchema, parse_request
 from modelreg.settings import Settings
 from modelreg.stack import free_port
@@ -160,6 +161,25 @@ def test_a_name_modelreg_accepts_is_one_mlflow_accepts(text: str) -> None:
         _validate_model_name(text)
     except MlflowException as exc:  # pragma: no cover - the property's failure
         pytest.fail(f"modelreg accepts {text!r}, MLflow refuses it: {exc.message}")
+
+
+# -- serving config ---------------------------------------------------------------------------
+
+
+@given(
+    st.integers(),
+    st.one_of(st.integers(), st.floats()),
+    st.one_of(st.integers(), st.floats()),
+)
+def test_a_serving_config_fits_or_is_refused(version: int, batch: Any, wait: Any) -> None:
+    # `serve --version <20 digits>` started a server that could never resolve it.
+    model = {"name": "m", "version": version, "max_batch_size": batch, "max_wait_ms": wait}
+    try:
+        config = build_config({"models": [model]})
+    except InvalidInputError:
+        return
+    pinned = config.models[0].version
+    assert pinned is not None and 1 <= pinned <= MAX_VERSION_NUMBER
 
 
 # -- scoring bodies ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelreg.domain import check_model_name
+from modelreg.domain import MAX_VERSION_NUMBER, check_model_name
 from modelreg.errors import InvalidInputError, InvalidNameError
 
 DEFAULT_ALIAS = "production"
@@ -47,7 +47,10 @@ class ModelConfig(BaseModel):
         description="MLflow alias to follow; 'production' when neither alias nor version is set.",
     )
     version: int | None = Field(
-        default=None, ge=1, description="Pinned MLflow version number (no alias following)."
+        default=None,
+        ge=1,
+        le=MAX_VERSION_NUMBER,
+        description="Pinned MLflow version number (no alias following).",
     )
     poll_interval: float = Field(
         default=1.0,
