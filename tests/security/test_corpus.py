@@ -259,6 +259,18 @@ def test_model_server_refuses_the_corpus(
         surface.record(f"name:{label}", answer.status_code, answer.text, refuse=True, http=True)
         answer = http.get(f"/v2/models/{quote(raw, safe='')}/ready")
         surface.record(f"ready:{label}", answer.status_code, answer.text, refuse=True, http=True)
+    # Odd header values next to a valid body: the answer may be 200, never a crash.
+    valid = b'{"dataframe_records": [{"amount": 1.0, "age": 2.0, "score": 3.0}]}'
+    for label, name, value in HEADERS:
+        try:
+            answer = http.post(
+                "/invocations",
+                content=valid,
+                headers=[("Content-Type", "application/json"), (name, value)],  # type: ignore[arg-type]
+            )
+        except httpx.LocalProtocolError:
+            continue  # not even sendable (h11 refuses it before the server could)
+        surface.record(f"header:{label}", answer.status_code, answer.text, refuse=False, http=True)
     oversized = b'{"inputs": [' + b"1.0, " * 4_000_000 + b"1.0]}"
     answer = http.post("/invocations", content=oversized, headers=json_type)
     surface.record("body:oversized-20MB", answer.status_code, answer.text, refuse=True, http=True)
