@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import URL, make_url
 
+from modelreg.errors import BackendUnavailableError
 from modelreg.stack import MLFLOW_SERVER_ENV, ServiceProcess, free_port, mlflow_server_argv
 
 PG_ROLE = "modelreg_test"
@@ -263,8 +265,35 @@ class SeaweedServer:
             raise
 
 
-def start_seaweed(workdir: Path, bucket: str = "modelreg-test") -> SeaweedServer:
-    """Start ``weed server`` with S3 in ``workdir`` on free ports and create ``bucket``."""
+def _distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports, all bound at once so none is handed out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def start_seaweed(workdir: Path, bucket: str = "modelreg-test", attempts: int = 3) -> SeaweedServer:
+    """Start ``weed server`` with S3 in ``workdir`` on free ports and create ``bucket``.
+
+    A port taken between choosing it and weed binding it (another process on a busy
+    machine) makes weed exit at once; it is started again on new ports.
+    """
+    for attempt in range(1, attempts):
+        try:
+            return _start_seaweed_once(workdir / f"try-{attempt}", bucket)
+        except (ServiceSetupError, BackendUnavailableError):
+            continue  # weed has exited; try again on new ports
+    return _start_seaweed_once(workdir / f"try-{attempts}", bucket)
+
+
+def _start_seaweed_once(workdir: Path, bucket: str) -> SeaweedServer:
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     s3_config = workdir / "s3.json"
@@ -276,11 +305,12 @@ def start_seaweed(workdir: Path, bucket: str = "modelreg-test") -> SeaweedServer
     s3_config.write_text(json.dumps({"identities": [identity]}))
     # Every port explicit: the defaults (9333, 8080, 8888, 8333 and port+10000 for
     # gRPC) would clash between parallel test runs.
-    ports = {
-        flag: free_port()
+    flags = [
+        f"{server}.port{kind}"
         for server in ("master", "volume", "filer", "s3")
-        for flag in (f"{server}.port", f"{server}.port.grpc")
-    }
+        for kind in ("", ".grpc")
+    ]
+    ports = dict(zip(flags, _distinct_free_ports(len(flags)), strict=True))
     s3_port = ports["s3.port"]
     argv = [
         weed_executable(),
