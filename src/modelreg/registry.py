@@ -210,21 +210,19 @@ class Registry:
         if self._ledger_checked or self.settings.allow_new_ledger:
             return
         adopted = self.gateway.any_version_tagged(DIGEST_TAG)
-        if adopted is not None and not self._knows(adopted):
+        if adopted is not None:
+            # An absent SQLite ledger is empty without being created by the question.
+            empty = self.ledger.is_empty()
+            record = None if empty else self.ledger.version_record(adopted.name, adopted.version)
+            known = record is not None and record.digest == adopted.tags.get(DIGEST_TAG)
             other = adopted.tags.get(LEDGER_TAG, "")
             ours = self.ledger.location()
-            if self.ledger.is_empty() or (other and other != ours and _ledger_exists(other)):
+            elsewhere = bool(other) and other != ours and _ledger_exists(other)
+            if not known and (empty or elsewhere):
                 raise LedgerMismatchError(
                     ours, self.gateway.tracking_uri, other or "another modelreg home"
                 )
         self._ledger_checked = True
-
-    def _knows(self, info: VersionInfo) -> bool:
-        """Whether this ledger recorded ``info`` (without creating an absent SQLite file)."""
-        if self.ledger.is_empty():
-            return False
-        record = self.ledger.version_record(info.name, info.version)
-        return record is not None and record.digest == info.tags.get(DIGEST_TAG)
 
     # -- policy and access -------------------------------------------------------
 
@@ -650,7 +648,8 @@ class Registry:
         planned = lifecycle.plan_rollback(name, self.ledger.events(name), target)
         back = planned[-1].version
         problems: list[str] = []
-        if self.policy().source and self.policy().for_model(name).gates.require_verified_digest:
+        rules = self.policy()
+        if rules.source and rules.for_model(name).gates.require_verified_digest:
             problems = self._verify_one(name, back).problems  # slow: before the lock
         with self.ledger.locked(name) as txn:
             events = txn.events(name)
