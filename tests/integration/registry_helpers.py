@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from sklearn.linear_model import LogisticRegression
 
 from modelreg import policy
@@ -76,6 +78,12 @@ alice = "approver"
 connie = "contributor"
 victor = "viewer"
 """
+
+
+def overwrite_artifact(backend: Backend, name: str, version: int, forged: Path) -> None:
+    """Replace one file of a stored version through the artifact store itself (tampering)."""
+    location = MlflowClient(backend.tracking_uri).get_model_version_download_uri(name, str(version))
+    get_artifact_repository(location, tracking_uri=backend.tracking_uri).log_artifact(str(forged))
 
 
 def write_policy(registry: Registry, extra: str = "") -> None:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 from mlflow import MlflowClient
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from registry_helpers import create_versions, production, write_policy
+from registry_helpers import create_versions, overwrite_artifact, production, write_policy
 
 from modelreg import policy
 from modelreg.domain import Action, Stage
@@ -151,12 +150,9 @@ def test_approvals_are_bound_to_the_artifact_digest(
     governed.request(model_name, version)
     assert governed.approve(model_name, version, actor="bob").outcome == "pending"
 
-    location = MlflowClient(backend.tracking_uri).get_model_version_download_uri(
-        model_name, str(version)
-    )
     forged = tmp_path / "input_example.json"
     forged.write_text('{"columns": ["amount"], "data": [[1.0]]}')
-    get_artifact_repository(location, tracking_uri=backend.tracking_uri).log_artifact(str(forged))
+    overwrite_artifact(backend, model_name, version, forged)
 
     after = governed.approve(model_name, version, actor="carol")
     assert after.outcome == "pending"  # bob approved other bytes: his approval no longer counts

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow import MlflowClient
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from registry_helpers import overwrite_artifact
 
 from modelreg.registry import Registry
 from services import Backend
@@ -22,11 +21,9 @@ def test_verify_detects_a_modified_artifact(
     assert [r.ok for r in registry.verify(model_name)] == [True]
 
     # Overwrite one file of the stored model through the artifact store itself.
-    location = MlflowClient(backend.tracking_uri).get_model_version_download_uri(model_name, "1")
-    repo = get_artifact_repository(location, tracking_uri=backend.tracking_uri)
     forged = tmp_path / "MLmodel"
     forged.write_text("artifact_path: model\nflavors: {}\n")
-    repo.log_artifact(str(forged))
+    overwrite_artifact(backend, model_name, 1, forged)
 
     [result] = registry.verify(model_name, "1")
     assert not result.ok

@@ -10,8 +10,7 @@ from uuid import uuid4
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-from registry_helpers import create_versions, production
+from registry_helpers import create_versions, overwrite_artifact, production
 
 from modelreg.cli import main
 from modelreg.errors import (
@@ -32,12 +31,9 @@ on_sqlite = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 def _tamper(backend: Backend, name: str, version: int, tmp_path: Path) -> None:
-    """Overwrite the version's MLmodel through the artifact store itself."""
-    location = MlflowClient(backend.tracking_uri).get_model_version_download_uri(name, str(version))
-    repo = get_artifact_repository(location, tracking_uri=backend.tracking_uri)
     forged = tmp_path / "MLmodel"
     forged.write_text("artifact_path: model\nflavors: {}\n")
-    repo.log_artifact(str(forged))
+    overwrite_artifact(backend, name, version, forged)
 
 
 def _skips(registry: Registry, name: str | None = None) -> tuple[list[Any], list[str]]:
