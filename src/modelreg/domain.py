@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from modelreg.errors import InvalidInputError, InvalidNameError, InvalidStageError
+from modelreg.integrity import Manifest
 
 
 class Stage(enum.StrEnum):
@@ -118,6 +119,21 @@ class Event(NewEvent):
 
     id: int
     at: datetime
+
+
+@dataclass(frozen=True)
+class ServingRecord:
+    """What a model server needs to load one version: its semver, digest and manifest.
+
+    The download is verified against ``manifest`` (file paths and SHA-256s)
+    before anything is loaded; ``digest`` is the manifest's own SHA-256.
+    """
+
+    name: str
+    version: int
+    semver: str
+    digest: str
+    manifest: Manifest
 
 
 @dataclass(frozen=True)

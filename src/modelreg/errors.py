@@ -42,6 +42,26 @@ Messages are built from named arguments and say what to do next.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
+_V = TypeVar("_V")
+
+
+def nearest(table: Mapping[type[_E], _V], error: BaseException, default: _V) -> _V:
+    """The entry of ``error``'s nearest class in ``table`` (walking its MRO), else ``default``.
+
+    The one lookup behind every table keyed by error class (HTTP status, exit
+    code, MLflow error code, failure reason), as Starlette's
+    ``_lookup_exception_handler`` does: a new subclass inherits its parent's
+    row until it needs its own.
+    """
+    for cls in type(error).__mro__:
+        if cls in table:
+            return table[cls]
+    return default
+
 
 class ModelregError(Exception):
     """Base class of every error modelreg raises on purpose."""
