@@ -25,6 +25,7 @@ from modelreg.domain import (
     Event,
     LineageRecord,
     SemVer,
+    ServingRecord,
     Stage,
     StageChange,
     check_model_name,
@@ -1322,7 +1323,7 @@ class Registry:
             raise VersionNotFoundError(name, f"@{alias}")
         return expected
 
-    def serving_record(self, name: str, version: int) -> VersionRecord:
+    def serving_record(self, name: str, version: int) -> ServingRecord:
         """Semver, digest and manifest of a version about to be served.
 
         A version registered by a plain MLflow client is adopted first (one
@@ -1341,7 +1342,13 @@ class Registry:
                 f"version {version} has no manifest in the ledger yet, so it cannot be "
                 f"verified; check `modelreg versions {name}` and run `modelreg sync {name}`",
             )
-        return record
+        return ServingRecord(
+            name=name,
+            version=version,
+            semver=record.semver,
+            digest=record.digest,
+            manifest=Manifest.from_json(record.manifest),
+        )
 
     def download(self, name: str, version: int, dst: Path) -> Path:
         """Download a version's artifacts under ``dst`` and return the model directory."""

@@ -124,7 +124,7 @@ class ModelLoader:
         import mlflow.pyfunc
 
         record = self.registry.serving_record(name, version)
-        manifest = Manifest.from_json(record.manifest)
+        manifest = record.manifest
         path = self.fetch(name, version, manifest)
         pyfunc = mlflow.pyfunc.load_model(str(path))
         return LoadedModel(
