@@ -370,6 +370,18 @@ class Ledger:
         with self._session() as session:
             return session.execute(select(VersionRow.version).limit(1)).first() is None
 
+    def ping(self) -> None:
+        """Run ``SELECT 1`` on the database; raises BackendUnavailableError when it is down.
+
+        ``migrate`` answers from memory once it has succeeded, so it cannot tell
+        a health check that PostgreSQL went away.
+        """
+        try:
+            with self._read_engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise self._connect_errors(exc) from exc
+
     def location(self) -> str:
         """Where the ledger lives, without credentials (for messages and MLflow tags)."""
         return self._safe_uri()
