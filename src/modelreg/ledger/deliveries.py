@@ -27,7 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
-from modelreg.ledger.store import Ledger, _utc
+from modelreg.ledger.rows import utc
+from modelreg.ledger.store import Ledger
 from modelreg.ledger.tables import (
     MlflowDeliveryRow,
     OutboxRow,
@@ -104,11 +105,11 @@ def _delivery(row: Any) -> Delivery:
         action=row.action,
         status=DeliveryStatus(row.status),
         attempts=row.attempts,
-        next_attempt_at=_utc(row.next_attempt_at),
+        next_attempt_at=utc(row.next_attempt_at),
         last_status_code=row.last_status_code,
         last_error=row.last_error,
-        delivered_at=_utc(row.delivered_at) if row.delivered_at else None,
-        created_at=_utc(row.created_at),
+        delivered_at=utc(row.delivered_at) if row.delivered_at else None,
+        created_at=utc(row.created_at),
     )
 
 
@@ -123,7 +124,7 @@ class DeliveryStore:
     def __init__(self, ledger: Ledger) -> None:
         # The ledger's own sessions: migrations applied, errors mapped, and on
         # SQLite write sessions BEGIN IMMEDIATE (this module is part of the ledger).
-        self._session = ledger._session
+        self._session = ledger.session
 
     def fan_out(
         self, subscribers: Mapping[str, frozenset[str]], *, now: datetime, batch: int = 1000
@@ -229,7 +230,7 @@ class DeliveryStore:
                 action=outbox[row.outbox_id].action,
                 payload=dict(outbox[row.outbox_id].payload),
                 attempts=row.attempts,
-                due_at=_utc(row.next_attempt_at),
+                due_at=utc(row.next_attempt_at),
             )
             for row in due
         ]
@@ -311,7 +312,7 @@ class ReceivedDeliveries:
     """MLflow webhook delivery ids already acted on, kept while a replay could still pass."""
 
     def __init__(self, ledger: Ledger) -> None:
-        self._session = ledger._session
+        self._session = ledger.session
 
     def first_time(self, delivery_id: str, *, now: datetime, expires_at: datetime) -> bool:
         """Record ``delivery_id`` and say whether it is new; forget ids expired by ``now``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,16 +16,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from modelreg.domain import Action, Event, NewEvent, SemVer, Stage
+from modelreg.domain import Event, NewEvent, SemVer, Stage
 from modelreg.errors import BackendError, BackendUnavailableError, InvalidInputError
-from modelreg.ledger import outbox
+from modelreg.ledger import outbox, state
+from modelreg.ledger.rows import event_of, utc
 from modelreg.ledger.tables import EventRow, VersionRow
+from modelreg.lifecycle import ModelState
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions (a unit test checks it against
 # Alembic's head). A database already there skips importing Alembic, 0.2 s of
 # every CLI command; any other revision takes Alembic's full path.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # Many writers (50 concurrent promotions) queue on SQLite's single write lock
 # while each holds it across a few MLflow calls; wait rather than fail.
 _SQLITE_BUSY_SECONDS = 300
@@ -57,29 +59,6 @@ class VersionRecord:
         return SemVer(major, minor, patch, build)
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _event(row: Any) -> Event:
-    """An Event from an ORM row or a Core row with the same column names."""
-    return Event(
-        id=row.id,
-        model=row.model,
-        version=row.version,
-        action=Action(row.action),
-        actor=row.actor,
-        at=_utc(row.at),
-        from_stage=Stage(row.from_stage) if row.from_stage else None,
-        to_stage=Stage(row.to_stage) if row.to_stage else None,
-        reason=row.reason,
-        semver=row.semver,
-        digest=row.digest,
-        details=dict(row.details or {}),
-    )
-
-
 def _record(row: Any) -> VersionRecord:
     """A VersionRecord from a row; summary rows carry no manifest, facts or lineage."""
     mapping = row._mapping
@@ -95,7 +74,7 @@ def _record(row: Any) -> VersionRecord:
         lineage_missing=row.lineage_missing,
         facts=dict(mapping.get("facts") or {}),
         lineage=mapping.get("lineage", ""),
-        registered_at=_utc(row.registered_at),
+        registered_at=utc(row.registered_at),
         registered_by=row.registered_by,
     )
 
@@ -117,6 +96,14 @@ class LedgerTransaction:
     def version_record(self, model: str, version: int) -> VersionRecord | None:
         """Full registration facts of one version, as seen inside the lock."""
         return _select_record(self._session, model, version)
+
+    def state(self, model: str, versions: Collection[int] = ()) -> ModelState:
+        """The projected state of ``versions`` and of the stage holders, inside the lock."""
+        return state.select_state(self._session, model, versions)
+
+    def model_state(self, model: str) -> ModelState:
+        """The projected state of every version of ``model``, inside the lock."""
+        return state.select_model_state(self._session, model)
 
     def highest_record(self, model: str) -> VersionRecord | None:
         """Full registration facts of the version with the highest semver."""
@@ -146,10 +133,15 @@ class LedgerTransaction:
         )
         self._session.add(row)
         self._session.flush()
-        appended = _event(row)
-        # Subscribers hear of the event exactly when it commits, never otherwise.
+        appended = event_of(row)
+        # The state projection and subscribers see the event exactly when it commits.
+        state.apply(self._session, appended)
         outbox.queue(self._session, appended)
         return appended
+
+    def rebuild_state(self, model: str) -> int:
+        """Re-derive ``model``'s projected state from its events; returns the rows written."""
+        return state.rebuild(self._session, model)
 
     def add_version(self, record: VersionRecord) -> None:
         """Record the registration facts of a new version."""
@@ -189,7 +181,7 @@ def _select_events(
         query = query.where(EventRow.version == version)
     if until is not None:
         query = query.where(EventRow.at <= until)
-    return [_event(row) for row in session.execute(query)]
+    return [event_of(row) for row in session.execute(query)]
 
 
 _HEAVY = {"manifest", "lineage", "facts"}
@@ -306,7 +298,12 @@ class Ledger:
         self._migrated.set()
 
     @contextmanager
-    def _session(self, *, write: bool = False) -> Iterator[Session]:
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A migrated ORM session in one transaction (committed on normal exit).
+
+        Writers use the write engine (on SQLite: ``BEGIN IMMEDIATE``); reads
+        never queue behind a promotion. Database errors leave as BackendError.
+        """
         self.migrate()
         engine = self.engine if write else self._read_engine
         try:
@@ -322,7 +319,7 @@ class Ledger:
         Everything appended commits together when the block exits normally and
         nothing does if it raises, so a refused change leaves no trace.
         """
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             if not self._is_sqlite:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(model)})
             yield LedgerTransaction(session)
@@ -331,17 +328,47 @@ class Ledger:
         self, model: str | None = None, *, until: datetime | None = None, version: int | None = None
     ) -> list[Event]:
         """Events of one model (or all; or one version) in append order, optionally up to a time."""
-        with self._session() as session:
+        with self.session() as session:
             return _select_events(session, model, until, version)
+
+    def state(self, model: str, versions: Collection[int] = ()) -> ModelState:
+        """The projected state of ``versions`` and of the stage holders (a few rows)."""
+        with self.session() as session:
+            return state.select_state(session, model, versions)
+
+    def model_state(self, model: str) -> ModelState:
+        """The projected state of every version of ``model``."""
+        with self.session() as session:
+            return state.select_model_state(session, model)
+
+    def holders(self) -> dict[str, ModelState]:
+        """Per model, the projected state of its Production and Staging versions."""
+        with self.session() as session:
+            return state.select_holders(session)
+
+    def in_stage(self, stage: Stage, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` (model, version) pairs in ``stage`` across every model."""
+        with self.session() as session:
+            return state.select_in_stage(session, stage, limit)
+
+    def state_disagreements(self, model: str) -> list[int]:
+        """Versions whose projected state differs from the fold over their events."""
+        with self.session() as session:
+            return state.disagreements(session, model)
+
+    def rebuild_state(self, model: str) -> int:
+        """Re-derive ``model``'s projected state from its events (under its lock)."""
+        with self.locked(model) as txn:
+            return txn.rebuild_state(model)
 
     def version_records(self, model: str | None = None) -> list[VersionRecord]:
         """Registration summaries (no manifest, facts or lineage) of a model's versions, or all."""
-        with self._session() as session:
+        with self.session() as session:
             return _select_records(session, model)
 
     def version_record(self, model: str, version: int) -> VersionRecord | None:
         """Full registration facts of one version, or None if it was never recorded."""
-        with self._session() as session:
+        with self.session() as session:
             return _select_record(session, model, version)
 
     def version_by_semver(self, model: str, value: SemVer) -> VersionRecord | None:
@@ -352,13 +379,13 @@ class Ledger:
             VersionRow.minor == value.minor,
             VersionRow.patch == value.patch,
         )
-        with self._session() as session:
+        with self.session() as session:
             row = session.execute(query).first()
             return _record(row) if row else None
 
     def known_versions(self) -> set[tuple[str, int]]:
         """Every (model, version) pair the ledger has registration facts for."""
-        with self._session() as session:
+        with self.session() as session:
             rows = session.execute(select(VersionRow.model, VersionRow.version))
             return {(model, version) for model, version in rows}
 
@@ -367,7 +394,7 @@ class Ledger:
         database = make_url(self.uri).database
         if self._is_sqlite and database and not Path(database).exists():
             return True
-        with self._session() as session:
+        with self.session() as session:
             return session.execute(select(VersionRow.version).limit(1)).first() is None
 
     def ping(self) -> None:

@@ -5,6 +5,13 @@
 lineage completeness); they never change either, which is what makes versions
 immutable.
 
+``version_state`` is a projection of ``events``: each version's current stage,
+the ids of its latest entries into Staging and Production and its open
+request, updated by every append in the same transaction, so hot paths read
+a constant number of rows whatever the history length. The fold over events
+stays the truth: ``doctor`` compares the two and rebuilds a projection that
+disagrees.
+
 ``outbox`` gets one row per event, written in the event's transaction, so an
 event and its notification commit or vanish together. ``webhook_cursors`` and
 ``webhook_deliveries`` record how far each webhook subscriber has been fanned
@@ -86,6 +93,30 @@ class VersionRow(Base):
     __table_args__ = (
         # Two versions of one model can never share a semver core.
         Index("ux_versions_semver", "model", "major", "minor", "patch", unique=True),
+    )
+
+
+class VersionStateRow(Base):
+    """One version's current state, projected from its events (see ``ledger.state``)."""
+
+    __tablename__ = "version_state"
+
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str | None] = mapped_column(String(16))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    entered_staging: Mapped[int | None] = mapped_column(EventId)
+    entered_production: Mapped[int | None] = mapped_column(EventId)
+    request_id: Mapped[int | None] = mapped_column(EventId)
+    requester: Mapped[str] = mapped_column(String(256), nullable=False, default="")
+    votes: Mapped[list[dict[str, str]]] = mapped_column(JSON, nullable=False, default=list)
+    last_event_id: Mapped[int] = mapped_column(EventId, nullable=False)
+
+    __table_args__ = (
+        # Holders of a stage in one model, and of a stage across models (search).
+        Index("ix_version_state_model_stage", "model", "stage"),
+        Index("ix_version_state_stage", "stage"),
+        Index("ix_version_state_model_production", "model", "entered_production"),
     )
 
 
