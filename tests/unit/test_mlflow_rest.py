@@ -19,7 +19,7 @@ from modelreg.errors import (
     ModelNotFoundError,
     VersionNotFoundError,
 )
-from modelreg.mlflow_rest import MlflowRest
+from modelreg.mlflow_gateway.rest import MlflowRest
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,11 +1,17 @@
-"""Read-only access to an MLflow tracking server's REST API, without importing mlflow.
+"""An MLflow tracking server's REST API over httpx, without importing mlflow.
 
 ``import mlflow`` takes about 1.4 s, more than a whole CLI read command may
 (``modelreg versions`` should answer in under a second). The registry's reads
 (models, versions, runs, aliases) are a handful of documented GET endpoints
 (MLflow REST API 2.0, unchanged in 3.17), so they are made here with httpx and
-return plain JSON; :mod:`modelreg.mlflow_gateway` turns that into its values
-and still uses ``MlflowClient`` for every write and artifact transfer.
+return plain JSON; :mod:`modelreg.mlflow_gateway` turns that into its values.
+
+The registry writes modelreg makes on hot paths (aliases, version tags, stages,
+descriptions, deleting a version) are made here too: ``MlflowClient`` (3.17)
+sends ``GET registered-models/get`` before each of them (``_raise_if_prompt``),
+which loads every version of the model server-side and grows with its history
+(see docs/benchmarks.md, "MLflow writes"). Registration, runs and artifacts
+still go through ``MlflowClient``.
 
 Credentials and TLS follow MLflow's own environment variables:
 ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (HTTP Basic),
@@ -24,30 +30,27 @@ from typing import Any
 
 import httpx
 
-from modelreg.errors import (
-    BackendError,
-    BackendUnavailableError,
-    InvalidInputError,
-    ModelNotFoundError,
-    VersionNotFoundError,
-)
+from modelreg.errors import BackendUnavailableError
+from modelreg.mlflow_gateway.errors import translate
 
 _API = "/api/{version}/mlflow/"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _RETRIES = 2
 _BACKOFF_SECONDS = 0.5
 
-# httpx logs every request at INFO; a model server polls an alias every second, so
-# those lines would drown its own. Failures still surface as modelreg errors.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes"}
 
 
-def _client(base_url: str) -> httpx.Client:
-    """An httpx client configured from MLflow's tracking environment variables."""
+def _client(base_url: str, timeout_s: float) -> httpx.Client:
+    """An httpx client configured from MLflow's tracking environment variables.
+
+    ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (seconds), when set, wins over ``timeout_s``.
+    """
+    # httpx logs every request at INFO; a model server polls an alias every second,
+    # so those lines would drown its own. Set when a client is made, not at import.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     headers: dict[str, str] = {}
     auth: tuple[str, str] | None = None
     user, password = (
@@ -63,7 +66,7 @@ def _client(base_url: str) -> httpx.Client:
         verify = False
     elif cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
         verify = cert
-    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "60"))
+    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or timeout_s)
     return httpx.Client(
         base_url=base_url.rstrip("/"),
         auth=auth,
@@ -76,17 +79,20 @@ def _client(base_url: str) -> httpx.Client:
 
 
 class MlflowRest:
-    """GET requests to one MLflow server's REST API, answered as JSON dicts.
+    """Requests to one MLflow server's REST API, answered as JSON dicts.
 
-    Errors become modelreg errors the way :class:`modelreg.mlflow_gateway.MlflowGateway`
-    translates MLflow's: RESOURCE_DOES_NOT_EXIST → not found (for the name and
+    Errors are translated by :func:`modelreg.mlflow_gateway.errors.translate`, as
+    the client's are: RESOURCE_DOES_NOT_EXIST → not found (for the name and
     version asked about), INVALID_PARAMETER_VALUE/BAD_REQUEST → invalid input,
+    a write refused for its credentials → AuthenticationError/PermissionDeniedError,
     anything else → BackendError; no answer → BackendUnavailableError.
     """
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, timeout_s: float = 60.0) -> None:
         self.tracking_uri = tracking_uri
+        self.timeout_s = timeout_s
         self._http: httpx.Client | None = None
+        self.requests = 0  # requests sent, retries included (what benchmarks count)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -104,12 +110,45 @@ class MlflowRest:
         api: str = "2.0",
     ) -> dict[str, Any]:
         """GET ``api/<api>/mlflow/<endpoint>`` with ``params``; the decoded JSON body."""
-        if self._http is None:
-            self._http = _client(self.tracking_uri)
         query = {k: v for k, v in params.items() if v is not None}
+        return self._send("GET", endpoint, {"params": query}, name, version, api, write=False)
+
+    def write(
+        self,
+        method: str,
+        endpoint: str,
+        body: Mapping[str, Any],
+        *,
+        name: str | None = None,
+        version: int | str | None = None,
+    ) -> dict[str, Any]:
+        """POST/PATCH/DELETE ``api/2.0/mlflow/<endpoint>`` with a JSON ``body``; the answer.
+
+        MLflow reads the body of DELETE requests too (``call_endpoint`` in 3.17
+        ``utils/rest_utils.py`` sends JSON for every method but GET, and the
+        basic-auth app reads a DELETE's parameters from it). Every write modelreg
+        sends is idempotent, so 429/5xx answers are retried like reads.
+        """
+        return self._send(method, endpoint, {"json": dict(body)}, name, version, "2.0", write=True)
+
+    def _send(
+        self,
+        method: str,
+        endpoint: str,
+        payload: dict[str, Any],
+        name: str | None,
+        version: int | str | None,
+        api: str,
+        *,
+        write: bool,
+    ) -> dict[str, Any]:
+        if self._http is None:
+            self._http = _client(self.tracking_uri, self.timeout_s)
+        url = _API.format(version=api) + endpoint
         for attempt in range(_RETRIES + 1):
+            self.requests += 1
             try:
-                response = self._http.get(_API.format(version=api) + endpoint, params=query)
+                response = self._http.request(method, url, **payload)
             except httpx.TransportError as exc:
                 # A refused connection or a timeout is reported at once: retrying
                 # only delays telling the user the server is down.
@@ -120,10 +159,10 @@ class MlflowRest:
             if response.status_code not in _RETRY_STATUS or attempt == _RETRIES:
                 break
             time.sleep(_BACKOFF_SECONDS * (attempt + 1))
-        return self._decode(response, name, version)
+        return self._decode(response, name, version, write)
 
     def _decode(
-        self, response: httpx.Response, name: str | None, version: int | str | None
+        self, response: httpx.Response, name: str | None, version: int | str | None, write: bool
     ) -> dict[str, Any]:
         try:
             body = response.json()
@@ -135,20 +174,17 @@ class MlflowRest:
             return body
         code = str(body.get("error_code", ""))
         message = str(body.get("message", "")) or response.reason_phrase
-        if code == "RESOURCE_DOES_NOT_EXIST" and name is not None:
-            if version is not None:
-                raise VersionNotFoundError(name, str(version))
-            raise ModelNotFoundError(name)
-        if code in {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST"}:
-            raise InvalidInputError(f"MLflow refused the request: {message}")
-        if response.status_code in {401, 403}:
-            raise BackendError(
-                f"MLflow at {self.tracking_uri} refused modelreg's credentials "
-                f"(HTTP {response.status_code}); check MLFLOW_TRACKING_USERNAME/PASSWORD"
-            )
-        if response.status_code >= 500:
-            raise BackendError(
-                f"MLflow at {self.tracking_uri} answered with server errors; its backend "
-                "store or artifact store may be down"
-            )
-        raise BackendError(f"MLflow error {code or response.status_code}: {message}")
+        raise translate(
+            self.tracking_uri,
+            code,
+            message,
+            status=response.status_code,
+            name=name,
+            version=version,
+            write=write,
+        )
+
+
+def pairs(items: Any) -> dict[str, Any]:
+    """``[{"key": k, "value": v}, ...]`` from MLflow's REST JSON as a dict."""
+    return {str(i.get("key")): i.get("value") for i in items or [] if isinstance(i, dict)}

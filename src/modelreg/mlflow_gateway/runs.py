@@ -1,0 +1,244 @@
+"""Runs: what produced a version, lineage and flavour logging, and the active run.
+
+Registration logs into MLflow's *active run* through the fluent API
+(``mlflow.log_text``, ``mlflow.sklearn.log_model``), which follows the process's
+tracking URI; :meth:`RunCalls.run_context` is the one place that sets it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from modelreg.domain import LineageRecord
+from modelreg.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidInputError,
+    LineageError,
+)
+from modelreg.mlflow_gateway.connection import Connection
+from modelreg.mlflow_gateway.rest import pairs
+
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Params, metrics and tags of the run that produced a version."""
+
+    run_id: str
+    experiment_id: str
+    user_id: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    dataset_digests: tuple[tuple[str, str], ...] = ()
+
+
+class RunCalls(Connection):
+    """Runs and logging into them (a part of :class:`MlflowGateway`)."""
+
+    def run_of(self, model_uri: str) -> str:
+        """The run id behind ``runs:/<run_id>/<path>`` or ``models:/<model_id>``."""
+        if model_uri.startswith("runs:/"):
+            run_id = model_uri[len("runs:/") :].split("/", 1)[0]
+            if run_id.isalnum() and self.run(run_id) is not None:
+                return run_id
+            raise InvalidInputError(f"no run {run_id!r} behind {model_uri!r}")
+        if model_uri.startswith("models:/m-"):
+            model_id = model_uri[len("models:/") :].split("/", 1)[0]
+            logged = self._call(lambda: self.client.get_logged_model(model_id))
+            return str(logged.source_run_id or "")
+        raise InvalidInputError(
+            f"unsupported model URI {model_uri[:80]!r}: use runs:/<run_id>/<path> "
+            "or the models:/m-<id> URI that log_model returned"
+        )
+
+    def run(self, run_id: str) -> RunInfo | None:
+        """The run that produced a version, or None if it is gone."""
+        if not run_id:
+            return None
+        try:
+            if self._rest is None:
+                run = self._call(lambda: self.client.get_run(run_id))
+            else:
+                run = _run_entity(self._rest.get("runs/get", {"run_id": run_id}).get("run", {}))
+        except (InvalidInputError, BackendError) as exc:
+            if isinstance(exc, BackendUnavailableError):
+                raise
+            return None
+        digests = tuple(
+            (d.dataset.name, d.dataset.digest)
+            for d in ((run.inputs.dataset_inputs if run.inputs else None) or [])
+        )
+        return RunInfo(
+            run_id=run.info.run_id,
+            experiment_id=run.info.experiment_id,
+            user_id=run.info.user_id or "",
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags=dict(run.data.tags),
+            dataset_digests=digests,
+        )
+
+    def run_lineage(self, run_id: str) -> LineageRecord | None:
+        """The ``lineage.json`` modelreg logged into a run, if there is one."""
+        from modelreg.lineage import record_from_json
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self._call(
+                    lambda: self._mlflow().artifacts.download_artifacts(
+                        run_id=run_id,
+                        artifact_path="modelreg/lineage.json",
+                        dst_path=tmp,
+                        tracking_uri=self.tracking_uri,
+                    )
+                )
+            except (InvalidInputError, BackendError) as exc:
+                if isinstance(exc, BackendUnavailableError):
+                    raise
+                return None
+            except OSError:
+                return None
+            try:
+                return record_from_json(Path(path).read_text())
+            except LineageError:
+                return None
+
+    def search_run_ids(self, filter_string: str) -> set[str]:
+        """Ids of runs (in any experiment) matching an MLflow run filter."""
+        with self._errors():
+            experiments = [
+                e.experiment_id for e in self.client.search_experiments(max_results=1000)
+            ]
+            ids: set[str] = set()
+            token: str | None = None
+            while True:
+                page = self.client.search_runs(
+                    experiments, filter_string, max_results=_PAGE, page_token=token
+                )
+                ids.update(run.info.run_id for run in page)
+                token = page.token
+                if not token:
+                    return ids
+
+    def log_lineage(
+        self, record: LineageRecord, tags: Mapping[str, str], pip_freeze: str, datasets: list[Any]
+    ) -> None:
+        """Log lineage into the active run: JSON artifact, pip freeze, tags, params, datasets."""
+        from modelreg.lineage import record_to_json
+
+        with self._errors():
+            run = self._mlflow().active_run()
+            if run is None:
+                raise LineageError("no active MLflow run to log lineage into")
+            self._mlflow().log_text(record_to_json(record), "modelreg/lineage.json")
+            self._mlflow().log_text(pip_freeze, "modelreg/requirements-freeze.txt")
+            self._mlflow().set_tags(dict(tags))
+            logged = self.client.get_run(run.info.run_id).data.params
+            # MLflow refuses to overwrite a param with a different value.
+            fresh = {k: v for k, v in record.params.items() if k not in logged}
+            if fresh:
+                self._mlflow().log_params(fresh)
+            for dataset in datasets:
+                self._mlflow().log_input(dataset, context="training")
+
+    def pandas_dataset(self, frame: Any, name: str, digest: str) -> Any:
+        """An MLflow dataset for a DataFrame, carrying modelreg's fingerprint as digest."""
+        with self._errors():
+            return self._mlflow().data.from_pandas(frame, name=name, digest=digest[:36])
+
+    def log_sklearn(
+        self,
+        model: Any,
+        signature: Any,
+        input_example: Any,
+        trusted_types: list[str],
+        pip_requirements: list[str] | None = None,
+    ) -> str:
+        """Log an sklearn model into the active run (skops format) and return its URI.
+
+        Without ``pip_requirements`` MLflow infers them (a subprocess that loads the model).
+        """
+        with self._errors():
+            info = self._mlflow().sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=input_example,
+                skops_trusted_types=trusted_types or None,
+                pip_requirements=pip_requirements,
+            )
+        return str(info.model_uri)
+
+    def log_pyfunc_flavor(self, flavor: str, model: Any, signature: Any, input_example: Any) -> str:
+        """Log a model with another MLflow flavor (``mlflow.<flavor>.log_model``)."""
+        module = getattr(self._mlflow(), flavor, None)
+        if module is None or not hasattr(module, "log_model"):
+            raise InvalidInputError(f"unknown MLflow flavor {flavor!r}")
+        with self._errors():
+            info = module.log_model(
+                model, name="model", signature=signature, input_example=input_example
+            )
+        return str(info.model_uri)
+
+    @contextlib.contextmanager
+    def run_context(self, run_id: str | None, experiment: str | None) -> Iterator[str]:
+        """Use the active run, resume ``run_id``, or start a new run; yield its id."""
+        active = self._mlflow().active_run()
+        if active is not None and run_id in (None, active.info.run_id):
+            yield active.info.run_id
+            return
+        with self._errors():
+            self._mlflow().set_tracking_uri(self.tracking_uri)
+            self._mlflow().set_registry_uri(self.tracking_uri)
+            if experiment:
+                self._mlflow().set_experiment(experiment)
+            run = self._mlflow().start_run(run_id=run_id)
+        try:
+            yield run.info.run_id
+        except BaseException:
+            self._mlflow().end_run(status="FAILED")
+            raise
+        self._mlflow().end_run()
+
+
+def _run_entity(body: Mapping[str, Any]) -> SimpleNamespace:
+    """A run from REST JSON, shaped like MLflow's ``Run`` (latest metric values)."""
+    info, data = body.get("info", {}), body.get("data", {})
+    inputs = [
+        SimpleNamespace(
+            dataset=SimpleNamespace(
+                name=d["dataset"].get("name", ""), digest=d["dataset"].get("digest", "")
+            )
+        )
+        for d in (body.get("inputs") or {}).get("dataset_inputs") or []
+        if isinstance(d, dict) and isinstance(d.get("dataset"), dict)
+    ]
+    return SimpleNamespace(
+        info=SimpleNamespace(
+            run_id=info.get("run_id", ""),
+            experiment_id=info.get("experiment_id", ""),
+            user_id=info.get("user_id", ""),
+        ),
+        data=SimpleNamespace(
+            params=pairs(data.get("params")),
+            metrics={k: float(v) for k, v in pairs(data.get("metrics")).items()},
+            tags=pairs(data.get("tags")),
+        ),
+        inputs=SimpleNamespace(dataset_inputs=inputs),
+    )
+
+
+def infer_signature(inputs: Any, outputs: Any) -> Any:
+    """MLflow's signature inference, re-exported so callers need not import mlflow."""
+    from mlflow.models import infer_signature as _infer
+
+    return _infer(inputs, outputs)
