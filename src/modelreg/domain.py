@@ -97,9 +97,105 @@ class SemVer:
         return self.core >= other.core
 
 
+class EventDetails(BaseModel):
+    """What an event records beyond who, when and which stage: one model per action.
+
+    Stored as JSON in the event row and sent to webhook subscribers as is.
+    Unknown keys are refused on append (a misspelt key is a bug, not data);
+    events written by older versions are read leniently (:meth:`Event.typed`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    comment: str = ""  # a human's comment (requests, votes)
+    triggered_by: str | None = None  # who set off the automation that acted
+
+
+class EntryDetails(EventDetails):
+    """REGISTER, ADOPT: where the version came from and how complete its lineage is."""
+
+    lineage_missing: list[str] = []
+    run_id: str = ""
+    # Registered through modelreg under MLflow auth: the registrant is authenticated.
+    registrant_verified: bool = False
+
+
+class MoveDetails(EventDetails):
+    """TRANSITION, AUTO_ARCHIVE, ROLLBACK: a stage change."""
+
+    previous_version: int | None = None  # what a move to Production replaced
+    approvers: list[str] = []  # the approvals that counted, for a governed promotion
+    override: bool = False  # an admin promoted although gates failed (see the OVERRIDE event)
+
+
+class RequestDetails(EventDetails):
+    """REQUEST: a promotion request opened after the gates passed."""
+
+    target: str = "Production"
+
+
+class VoteDetails(EventDetails):
+    """APPROVE, REJECT: a decision on the open request ``request`` (its event id)."""
+
+    request: int
+    role: str = "viewer"  # the voter's role then (policy.Role value)
+
+
+class DeclineDetails(EventDetails):
+    """DECLINE: what was refused (request, auto-promotion, rollback...) and why."""
+
+    refused: str
+    failures: list[str] = []
+
+
+class FailedGate(BaseModel):
+    """One gate an override went past."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gate: str
+    required: str
+    observed: str
+
+
+class OverrideDetails(EventDetails):
+    """OVERRIDE: the gates an admin's direct promotion did not pass, and the policy file."""
+
+    failed_gates: list[FailedGate] = []
+    policy: str = ""
+
+
+class RepairDetails(EventDetails):
+    """REPAIR, DELETE: the drift doctor found (``Drift.as_json()`` rows)."""
+
+    drift: list[dict[str, Any]] = []
+
+
+DETAILS: dict[Action, type[EventDetails]] = {
+    Action.REGISTER: EntryDetails,
+    Action.ADOPT: EntryDetails,
+    Action.TRANSITION: MoveDetails,
+    Action.AUTO_ARCHIVE: MoveDetails,
+    Action.ROLLBACK: MoveDetails,
+    Action.REPAIR: RepairDetails,
+    Action.DELETE: RepairDetails,
+    Action.REQUEST: RequestDetails,
+    Action.APPROVE: VoteDetails,
+    Action.REJECT: VoteDetails,
+    Action.DECLINE: DeclineDetails,
+    Action.OVERRIDE: OverrideDetails,
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class NewEvent:
-    """An event about to be appended; the ledger assigns its id and time."""
+    """An event about to be appended; the ledger assigns its id and time.
+
+    ``details`` may be given as the action's :class:`EventDetails` model or as
+    its JSON form; it is checked against the action's model either way and
+    kept as JSON (what the ledger stores and webhooks send). Raises
+    pydantic's ValidationError for a key or type the action does not have.
+    """
 
     model: str
     version: int
@@ -112,6 +208,18 @@ class NewEvent:
     digest: str = ""
     details: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        given: Any = self.details
+        kind = DETAILS[self.action]
+        typed = given if isinstance(given, EventDetails) else kind.model_validate(given)
+        object.__setattr__(self, "details", typed.model_dump(mode="json", exclude_unset=True))
+
+    def typed(self) -> EventDetails:
+        """The details as the action's model (keys written by older versions are ignored)."""
+        kind = DETAILS[self.action]
+        known = {k: v for k, v in self.details.items() if k in kind.model_fields}
+        return kind.model_validate(known)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Event(NewEvent):
@@ -119,6 +227,10 @@ class Event(NewEvent):
 
     id: int
     at: datetime
+
+    def __post_init__(self) -> None:
+        # Read back as stored: rows from older versions may carry other keys.
+        pass
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
-from modelreg.domain import Action, Event, Stage, StageChange
+from modelreg.domain import Action, Event, Stage, StageChange, VoteDetails
 from modelreg.errors import NothingToRollBackError, TransitionNotAllowedError, VersionNotFoundError
 from modelreg.policy import Role, Vote
 
@@ -223,10 +223,11 @@ class VersionState:
 def _request_after(current: Request | None, event: Event) -> Request | None:
     if event.action is Action.REQUEST:
         # A request the automation opened belongs to whoever triggered it.
-        return Request(event.id, str(event.details.get("triggered_by") or event.actor))
+        return Request(event.id, event.typed().triggered_by or event.actor)
     if current is not None and event.action is Action.APPROVE:
-        vote = Vote(event.actor, Role(event.details.get("role", Role.VIEWER.value)), event.digest)
-        return replace(current, votes=(*current.votes, vote))
+        details = event.typed()
+        role = Role(details.role) if isinstance(details, VoteDetails) else Role.VIEWER
+        return replace(current, votes=(*current.votes, Vote(event.actor, role, event.digest)))
     if event.action is Action.REJECT or event.to_stage is not None:
         return None  # rejected, or the version moved: the request is over
     return current

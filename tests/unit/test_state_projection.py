@@ -40,7 +40,9 @@ def new_events(draw: st.DrawFn) -> NewEvent:
     if action is Action.REQUEST and draw(st.booleans()):
         details["triggered_by"] = draw(st.sampled_from(["ci", "alice"]))
     if action in {Action.APPROVE, Action.REJECT}:
-        details["role"] = draw(ROLES)
+        details.update(request=1, role=draw(ROLES))
+    if action is Action.DECLINE:
+        details["refused"] = "request"
     return NewEvent(
         model="m",
         version=version,
@@ -138,3 +140,37 @@ def test_rebuild_restores_a_damaged_projection(ledger: Ledger, tmp_path: Path) -
     assert ledger.state_disagreements(name) == [1]
     assert ledger.rebuild_state(name) == 1
     assert ledger.model_state(name) == ModelState.fold(stored)
+
+
+def test_event_details_are_checked_per_action() -> None:
+    from pydantic import ValidationError
+
+    from modelreg.domain import DeclineDetails, VoteDetails
+
+    vote = NewEvent(
+        model="m",
+        version=1,
+        action=Action.APPROVE,
+        actor="a",
+        details={"request": 7, "role": "admin"},
+    )
+    assert vote.details == {"request": 7, "role": "admin"}  # stored as given
+    assert vote.typed() == VoteDetails(request=7, role="admin")
+    typed = NewEvent(
+        model="m",
+        version=1,
+        action=Action.DECLINE,
+        actor="a",
+        details=DeclineDetails(refused="rollback", failures=["digest"]),  # type: ignore[arg-type]
+    )
+    assert typed.details == {"refused": "rollback", "failures": ["digest"]}
+    with pytest.raises(ValidationError, match="previous_versoin"):
+        NewEvent(
+            model="m",
+            version=1,
+            action=Action.TRANSITION,
+            actor="a",
+            details={"previous_versoin": 1},
+        )
+    with pytest.raises(ValidationError, match="request"):
+        NewEvent(model="m", version=1, action=Action.APPROVE, actor="a", details={"role": "admin"})
