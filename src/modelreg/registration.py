@@ -1,22 +1,21 @@
-"""Registering models with complete lineage, and the facts semver bumps are computed from."""
+"""What registering a model needs: signatures, lineage rebuilt from runs, semver facts.
+
+Pure helpers over MLflow's values (runs, MLmodel files) and the model object;
+the registration itself (log, register, record) is
+:meth:`modelreg.registry.adoption.Adoption.register`.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import re
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from modelreg import lineage as capture
 from modelreg.domain import DataFingerprint, EnvironmentInfo, GitInfo, LineageRecord
 from modelreg.errors import InvalidInputError
 from modelreg.mlflow_gateway import RunInfo, infer_signature
 from modelreg.semver import InputColumn, VersionFacts
-
-if TYPE_CHECKING:
-    from modelreg.registry import Registry
-    from modelreg.views import VersionView
 
 _GIT_TAGS = ("mlflow.source.git.commit", "mlflow.source.git.branch", "mlflow.source.git.repoURL")
 # What training code commonly logs itself (the course: data_version, git_commit, git_branch).
@@ -59,33 +58,6 @@ def facts_from(
     # A declared label stands in for content: a new data_version is a PATCH bump too.
     data = (first.sha256 or f"declared:{first.version or ''}") if first else ""
     return VersionFacts.build(_inputs(mlmodel), _flavor(mlmodel), model_class, params, data)
-
-
-def facts_to_json(facts: VersionFacts) -> dict[str, Any]:
-    """Facts as JSON-ready data for the ledger."""
-    return {
-        "inputs": None
-        if facts.inputs is None
-        else [[c.name, c.type, c.required] for c in facts.inputs],
-        "flavor": facts.flavor,
-        "model_class": facts.model_class,
-        "params": [list(pair) for pair in facts.params],
-        "data_fingerprint": facts.data_fingerprint,
-    }
-
-
-def facts_from_json(data: Mapping[str, Any]) -> VersionFacts:
-    """Facts back from the ledger."""
-    inputs = data.get("inputs")
-    return VersionFacts(
-        inputs=None
-        if inputs is None
-        else tuple(InputColumn(str(n), str(t), bool(r)) for n, t, r in inputs),
-        flavor=str(data.get("flavor", "")),
-        model_class=str(data.get("model_class", "")),
-        params=tuple((str(k), str(v)) for k, v in data.get("params", [])),
-        data_fingerprint=str(data.get("data_fingerprint", "")),
-    )
 
 
 def _first(values: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
@@ -183,86 +155,9 @@ def known_requirements(untrusted: list[str]) -> list[str] | None:
     return [f"{dist}=={importlib.metadata.version(dist)}" for dist in _SKLEARN_STACK]
 
 
-def _is_sklearn(model: Any) -> bool:
+def is_sklearn(model: Any) -> bool:
+    """Whether ``model`` is a scikit-learn estimator (logged with skops, requirements pinned)."""
     return type(model).__module__.split(".")[0] == "sklearn"
-
-
-def register(
-    registry: Registry,
-    model: Any,
-    *,
-    name: str,
-    training_data: Any = None,
-    input_example: Any = None,
-    signature: Any = None,
-    params: Mapping[str, object] | None = None,
-    data_version: str | None = None,
-    semver: str | None = None,
-    description: str = "",
-    flavor: str | None = None,
-    code_path: str | Path = ".",
-    experiment: str | None = None,
-    run_id: str | None = None,
-    actor: str | None = None,
-) -> VersionView:
-    """Log ``model`` with its signature and complete lineage, and register a new version.
-
-    Works inside an active MLflow run (or resumes ``run_id``, or starts one).
-    The signature is required: pass one, or an ``input_example``/``training_data``
-    to infer it from.
-    """
-    served: dict[Any, str] = {}
-    if signature is None:
-        example = input_example if input_example is not None else training_data
-        if example is None:
-            raise InvalidInputError(
-                "a model signature is required: pass signature=, input_example= or training_data="
-            )
-        signature, served = infer_serving_signature(model, example)
-    if input_example is None and training_data is not None and hasattr(training_data, "head"):
-        input_example = training_data.head(5)
-    # The example must match the inferred signature: the server warms up on it.
-    input_example = served_example(input_example, served)
-    hyper = dict(params) if params is not None else _params_of(model)
-    gateway = registry.gateway
-    with gateway.run_context(run_id, experiment) as active_run:
-        data: list[DataFingerprint] = []
-        datasets = []
-        if training_data is not None:
-            fp = capture.fingerprint(training_data, name="training", version=data_version)
-            data.append(fp)
-            if hasattr(training_data, "columns"):
-                datasets.append(gateway.pandas_dataset(training_data, "training", fp.sha256 or ""))
-        data += capture.dvc_entries(code_path)
-        record = capture.build_record(
-            run_id=active_run,
-            params=hyper,
-            data=data,
-            git=capture.capture_git(code_path),
-            environment=capture.capture_environment(),
-        )
-        tags = capture.lineage_tags(record)
-        if data_version:
-            tags["data_version"] = data_version
-        gateway.log_lineage(record, tags, capture.pip_freeze(), datasets)
-        if flavor is None and _is_sklearn(model):
-            trusted = trusted_types(model)
-            uri = gateway.log_sklearn(
-                model, signature, input_example, trusted, known_requirements(trusted)
-            )
-        else:
-            uri = gateway.log_pyfunc_flavor(flavor or "sklearn", model, signature, input_example)
-        model_class = f"{type(model).__module__}.{type(model).__qualname__}"
-        return registry.register_version(
-            name,
-            uri,
-            active_run,
-            lineage=record,
-            model_class=model_class,
-            explicit_semver=semver,
-            description=description,
-            actor=actor,
-        )
 
 
 _SIGNATURE_ROWS = 50
@@ -352,7 +247,8 @@ def infer_serving_signature(model: Any, example: Any) -> tuple[Any, dict[Any, st
     return infer_signature(sample, outputs), served
 
 
-def _params_of(model: Any) -> dict[str, object]:
+def params_of(model: Any) -> dict[str, object]:
+    """The hyperparameters ``get_params`` reports that MLflow can log (plain values only)."""
     get_params = getattr(model, "get_params", None)
     if get_params is None:
         return {}

@@ -18,6 +18,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from modelreg.domain import MAX_VERSION_NUMBER, SemVer
 from modelreg.errors import InvalidSemVerError, SemVerConflictError
@@ -122,6 +123,32 @@ class VersionFacts:
             model_class=model_class,
             params=pairs,
             data_fingerprint=data_fingerprint,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The facts as JSON-ready data for the ledger (read back by :meth:`from_json`)."""
+        return {
+            "inputs": None
+            if self.inputs is None
+            else [[c.name, c.type, c.required] for c in self.inputs],
+            "flavor": self.flavor,
+            "model_class": self.model_class,
+            "params": [list(pair) for pair in self.params],
+            "data_fingerprint": self.data_fingerprint,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VersionFacts:
+        """Facts back from the ledger's JSON (what :meth:`to_json` wrote)."""
+        inputs = data.get("inputs")
+        return cls(
+            inputs=None
+            if inputs is None
+            else tuple(InputColumn(str(n), str(t), bool(r)) for n, t, r in inputs),
+            flavor=str(data.get("flavor", "")),
+            model_class=str(data.get("model_class", "")),
+            params=tuple((str(k), str(v)) for k, v in data.get("params", [])),
+            data_fingerprint=str(data.get("data_fingerprint", "")),
         )
 
 

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from modelreg import policy
 from modelreg.domain import Action, Event, SemVer, Stage
 from modelreg.errors import PolicyError
-from modelreg.governance import open_request
 from modelreg.policy import Approvals, Evidence, Role, Vote
+from modelreg.registry.governance import open_request
 from modelreg.semver import InputColumn, VersionFacts
 
 STARTER = policy.parse(policy.starter(["ann"]), "starter")

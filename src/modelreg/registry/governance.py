@@ -1,11 +1,12 @@
-"""Approvals, validation gates and automated promotion over the Registry's lifecycle.
+"""Approvals, validation gates and automated promotion over the registry's lifecycle.
 
 The policy (:mod:`modelreg.policy`) decides; this module gathers the evidence
 (MLflow run metrics and tags, ledger facts, a fresh artifact hash, the current
 Production version), records requests, approvals, rejections and refusals in
-the ledger, and promotes through the registry's serialised lifecycle when the
-policy is satisfied. Approvals are bound to the artifact digest observed when
-they were given: if the artifacts change, they no longer count.
+the ledger, and promotes through the lifecycle's one write path
+(:meth:`modelreg.registry.lifecycle.Lifecycle.apply`) when the policy is
+satisfied. Approvals are bound to the artifact digest observed when they were
+given: if the artifacts change, they no longer count.
 
 Everything that moves a stage or counts approvals runs under the model's
 ledger lock, with the champion read inside it, so two concurrent requests
@@ -19,7 +20,6 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from modelreg import lifecycle, policy
 from modelreg.domain import Action, Event, Outcome, Stage
@@ -29,15 +29,18 @@ from modelreg.errors import (
     InvalidInputError,
     PermissionDeniedError,
 )
-from modelreg.ledger import LedgerTransaction, NewEvent, VersionRecord
+from modelreg.ledger import Ledger, LedgerTransaction, NewEvent, VersionRecord
 from modelreg.lineage import record_from_json
-from modelreg.mlflow_gateway import VersionInfo
+from modelreg.mlflow_gateway import MlflowGateway, VersionInfo
 from modelreg.policy import Decision, Evidence, Permission, Role, Vote
-from modelreg.registration import facts_from_json
+from modelreg.registry.access import Access
+from modelreg.registry.adoption import Adoption
+from modelreg.registry.artifacts import Artifacts
+from modelreg.registry.lifecycle import Lifecycle
+from modelreg.registry.reads import Reads
+from modelreg.semver import VersionFacts
+from modelreg.settings import Settings
 from modelreg.views import DecisionView, EventView, GateView
-
-if TYPE_CHECKING:
-    from modelreg.registry import Registry
 
 APPROVAL_TAG = "modelreg.approval"
 _MAX_COMMENT = 2000
@@ -93,22 +96,38 @@ def _comment(text: str) -> str:
 class Governance:
     """Validate, request, approve, reject and auto-promote versions of a registry."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._reg = registry
+    def __init__(
+        self,
+        settings: Settings,
+        gateway: MlflowGateway,
+        ledger: Ledger,
+        access: Access,
+        reads: Reads,
+        adoption: Adoption,
+        artifacts: Artifacts,
+        writes: Lifecycle,
+    ) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.ledger = ledger
+        self.access = access
+        self.reads = reads
+        self.adoption = adoption
+        self.artifacts = artifacts
+        self.writes = writes
 
     # -- evidence ------------------------------------------------------------------
 
     def _candidate(self, name: str, ref: str | int, *, hash_artifacts: bool) -> _Candidate:
-        reg = self._reg
-        info = reg._resolve_info(name, ref)
-        reg._ensure_adopted(name, info.version)
-        record = reg.ledger.version_record(name, info.version)
-        run = reg.gateway.run(info.run_id) if info.run_id else None
+        info = self.reads.resolve_info(name, ref)
+        self.adoption.ensure_adopted(name, info.version)
+        record = self.ledger.version_record(name, info.version)
+        run = self.gateway.run(info.run_id) if info.run_id else None
         metadata = {**(run.params if run else {}), **(run.tags if run else {}), **info.tags}
         problems: list[str] | None = None
         digest = ""
         if hash_artifacts and record is not None:
-            verified = reg._verify_one(name, info.version)
+            verified = self.artifacts.verify_one(name, info.version)
             problems, digest = verified.problems, verified.actual_digest or ""
         evidence = Evidence(
             name=name,
@@ -117,7 +136,7 @@ class Governance:
             metrics=run.metrics if run else {},
             metadata=metadata,
             description=info.description,
-            facts=facts_from_json(record.facts) if record else None,
+            facts=VersionFacts.from_json(record.facts) if record else None,
             lineage_missing=[m for m in record.lineage_missing.split(",") if m] if record else None,
             digest_problems=problems,
             data_fingerprinted=bool(
@@ -143,15 +162,15 @@ class Governance:
         holder = lifecycle.holder(lifecycle.fold(events), Stage.PRODUCTION)
         if holder is None or holder == candidate.info.version:
             return evidence
-        info = self._reg.gateway.version(name, holder)
-        run = self._reg.gateway.run(info.run_id) if info.run_id else None
-        reader = txn.version_record if txn is not None else self._reg.ledger.version_record
+        info = self.gateway.version(name, holder)
+        run = self.gateway.run(info.run_id) if info.run_id else None
+        reader = txn.version_record if txn is not None else self.ledger.version_record
         record = reader(name, holder)
         champion = policy.ChampionEvidence(
             version=holder,
             semver=record.semver_value if record else None,
             metrics=run.metrics if run else {},
-            facts=facts_from_json(record.facts) if record else None,
+            facts=VersionFacts.from_json(record.facts) if record else None,
         )
         return dataclasses.replace(evidence, champion=champion)
 
@@ -159,7 +178,7 @@ class Governance:
         self, rules: policy.ModelPolicy, actor: str | None, action: str
     ) -> tuple[str, Role]:
         """The acting approver: the approver role, then the policy's narrower list."""
-        who, role = self._reg.authorize(actor, Permission.APPROVE, action)
+        who, role = self.access.authorize(actor, Permission.APPROVE, action)
         if not policy.may_approve(rules.approvals, who, role):
             raise PermissionDeniedError(who, action, _eligibility(rules.approvals, role))
         return who, role
@@ -170,7 +189,7 @@ class Governance:
     ) -> Iterator[tuple[_Candidate, LedgerTransaction, list[Event]]]:
         """The hashed candidate (hashed before the lock: it is slow), then the lock and events."""
         candidate = self._candidate(name, ref, hash_artifacts=True)
-        with self._reg.ledger.locked(name) as txn:
+        with self.ledger.locked(name) as txn:
             yield candidate, txn, txn.events(name)
 
     def _unverified_registrant(
@@ -183,11 +202,11 @@ class Governance:
         have created it: not an MLflow admin, and without EDIT/MANAGE on the
         registered model. (Without auth every name is a claim anyway.)
         """
-        if not rules.approvals.separation_of_duties or self._reg.settings.auth != "mlflow":
+        if not rules.approvals.separation_of_duties or self.settings.auth != "mlflow":
             return ""
         number = candidate.info.version
         adopted = any(e.version == number and e.action is Action.ADOPT for e in events)
-        if adopted and self._reg.gateway.may_write_model(candidate.info.name, who):
+        if adopted and self.gateway.may_write_model(candidate.info.name, who):
             return (
                 f"the version was registered outside modelreg, so its registrant is "
                 f"unverified, and {who} could have registered it (they may write to the "
@@ -196,7 +215,7 @@ class Governance:
         return ""
 
     def _rules(self, name: str) -> policy.ModelPolicy:
-        return self._reg.policy().for_model(name)
+        return self.access.policy().for_model(name)
 
     def _view(
         self,
@@ -219,7 +238,7 @@ class Governance:
             gates=[GateView.of(r) for r in decision.results],
             approvers=list(approvers),
             required_approvals=rules.approvals.required,
-            policy=self._reg.policy().source or "(none: open policy)",
+            policy=self.access.policy().source or "(none: open policy)",
             message=message,
             events=[EventView.of(e) for e in events],
         )
@@ -228,10 +247,10 @@ class Governance:
 
     def validate(self, name: str, ref: str | int, *, actor: str | None = None) -> DecisionView:
         """Every gate of the model's policy, with observed and required values."""
-        self._reg.authorize(actor, Permission.READ, "validate versions")
+        self.access.authorize(actor, Permission.READ, "validate versions")
         rules = self._rules(name)
         candidate = self._candidate(name, ref, hash_artifacts=rules.gates.require_verified_digest)
-        evidence = self._with_champion(candidate, self._reg.ledger.events(name), None)
+        evidence = self._with_champion(candidate, self.ledger.events(name), None)
         decision = policy.evaluate(rules, evidence)
         return self._view(
             candidate, Outcome.VALID if decision.passed else Outcome.INVALID, decision
@@ -242,21 +261,22 @@ class Governance:
         name: str,
         ref: str | int,
         *,
-        stage: Stage = Stage.PRODUCTION,
+        stage: Stage | str = Stage.PRODUCTION,
         comment: str = "",
         actor: str | None = None,
     ) -> DecisionView:
         """Open a request to promote a version to Production; gates must pass first.
 
         With no approvals required by the policy, the version is promoted at once.
-        A request refused by the gates is recorded (DECLINE) and raises.
+        A request refused by the gates is recorded (DECLINE) and raises GateFailedError.
         """
-        if stage is not Stage.PRODUCTION:
+        target = stage if isinstance(stage, Stage) else Stage.parse(stage)
+        if target is not Stage.PRODUCTION:
             raise InvalidInputError(
-                f"requests are for Production, not {stage.value}; "
+                f"requests are for Production, not {target.value}; "
                 "move versions to Staging with `modelreg promote`"
             )
-        who, _role = self._reg.authorize(actor, Permission.CONTRIBUTE, "request promotions")
+        who, _role = self.access.authorize(actor, Permission.CONTRIBUTE, "request promotions")
         note = _comment(comment)
         rules = self._rules(name)
         with self._locked(name, ref) as (candidate, txn, events):
@@ -278,7 +298,7 @@ class Governance:
                 if rules.approvals.required == 0:
                     done += self._promote(txn, candidate, events, who, f"request #{opened.id}", [])
                 else:
-                    self._reg.gateway.set_version_tags(
+                    self.gateway.set_version_tags(
                         name, number, {APPROVAL_TAG: f"requested by {who}"}
                     )
                 outcome = Outcome.PROMOTED if len(done) > 1 else Outcome.REQUESTED
@@ -325,7 +345,7 @@ class Governance:
                 why = f"request #{pending.id} approved by {', '.join(counted)}"
                 done += self._promote(txn, candidate, events, who, why, counted)
             # Tags follow the promotion: a failed promotion leaves no "approved" tag behind.
-            self._reg.gateway.set_version_tags(
+            self.gateway.set_version_tags(
                 name,
                 number,
                 {
@@ -349,14 +369,14 @@ class Governance:
         who, role = self._approver(rules, actor, "reject")
         candidate = self._candidate(name, ref, hash_artifacts=False)
         number = candidate.info.version
-        with self._reg.ledger.locked(name) as txn:
+        with self.ledger.locked(name) as txn:
             pending = open_request(txn.events(name), number)
             if pending is None:
                 raise ApprovalError(f"{name} version {number} has no open promotion request")
             event = txn.append(
                 self._event(candidate, Action.REJECT, who, note, {"request": pending.id}, role)
             )
-            self._reg.gateway.set_version_tags(
+            self.gateway.set_version_tags(
                 name,
                 number,
                 {
@@ -374,8 +394,8 @@ class Governance:
         The promotion is recorded with the automation's actor and who triggered
         it. When the policy still wants a human, a request is opened instead.
         """
-        who, _role = self._reg.authorize(actor, Permission.CONTRIBUTE, "run auto-promotion")
-        bot = self._reg.settings.automation_actor
+        who, _role = self.access.authorize(actor, Permission.CONTRIBUTE, "run auto-promotion")
+        bot = self.settings.automation_actor
         rules = self._rules(name)
         with self._locked(name, ref) as (candidate, txn, events):
             number = candidate.info.version
@@ -398,7 +418,7 @@ class Governance:
                 opened = txn.append(
                     self._event(candidate, Action.REQUEST, bot, "auto-promotion passed", trigger)
                 )
-                self._reg.gateway.set_version_tags(
+                self.gateway.set_version_tags(
                     name, number, {APPROVAL_TAG: "requested by auto-promotion"}
                 )
                 return self._view(candidate, Outcome.REQUESTED, decision, events=[opened])
@@ -440,12 +460,12 @@ class Governance:
                         else f"override: {listed}",
                         semver=candidate.record.semver if candidate.record else "",
                         digest=candidate.digest,
-                        details={"failed_gates": failed, "policy": self._reg.policy().source},
+                        details={"failed_gates": failed, "policy": self.access.policy().source},
                     )
                     done.append(txn.append(note))
                 changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
                 extra = {"override": True} if done else {}
-                done += self._reg._apply(txn, name, events, changes, actor, reason, extra)
+                done += self.writes.apply(txn, name, events, changes, actor, reason, extra)
                 return [EventView.of(e) for e in done]
         raise GateFailedError(
             name, number, [r.explain() for r in binding] + ["no override can skip these gates"]
@@ -506,7 +526,7 @@ class Governance:
         name, number = candidate.info.name, candidate.info.version
         changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
         details = {**(extra or {}), **({"approvers": list(approvers)} if approvers else {})}
-        return self._reg._apply(txn, name, events, changes, actor, reason, details)
+        return self.writes.apply(txn, name, events, changes, actor, reason, details)
 
 
 def _minutes_in_staging(events: Sequence[Event], version: int) -> float | None:
