@@ -1,9 +1,10 @@
 """The web layer's one table from exception class to HTTP status, shared by every app.
 
 The API service and the model server both answer errors through
-:func:`status_for`, which walks the class hierarchy (as Starlette's
-``_exception_handler.py`` does), so a new subclass inherits its parent's
-status until it needs its own row. :mod:`modelreg.errors` stays free of HTTP.
+:func:`status_for`, which walks the class hierarchy with
+:func:`modelreg.errors.nearest` (as Starlette's ``_exception_handler.py`` does),
+so a new subclass inherits its parent's status until it needs its own row.
+:mod:`modelreg.errors` stays free of HTTP.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from modelreg.errors import (
     PermissionDeniedError,
     PolicyError,
     UnsupportedMediaTypeError,
+    nearest,
 )
 
 STATUS_CODES: Mapping[type[ModelregError], int] = {
@@ -46,9 +48,6 @@ STATUS_CODES: Mapping[type[ModelregError], int] = {
 }
 
 
-def status_for(error: ModelregError) -> int:
-    """The HTTP status of ``error``: the entry of its nearest class in STATUS_CODES."""
-    for cls in type(error).__mro__:
-        if cls in STATUS_CODES:
-            return STATUS_CODES[cls]
-    return 500
+def status_for(error: BaseException) -> int:
+    """The HTTP status of ``error``: its nearest listed class's in STATUS_CODES, else 500."""
+    return nearest(STATUS_CODES, error, 500)

@@ -104,7 +104,9 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             break
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
-            raise InvalidFilterError(text, f"unexpected character at position {pos}")
+            # Name the offending character itself, not the blanks before it.
+            at = len(text) - len(text[pos:].lstrip())
+            raise InvalidFilterError(text, f"unexpected character {text[at]!r} at position {at}")
         kind = match.lastgroup or ""
         token = match.group(kind)
         if kind == "bq" and tokens and tokens[-1][0] == "word" and tokens[-1][1].endswith("."):
@@ -167,40 +169,77 @@ def _key(text: str, kind: str, token: str) -> str:
     return key
 
 
-def _check(text: str, clause: Clause) -> None:  # noqa: PLR0912 - one branch per key kind
-    like = clause.op in {"like", "ilike"}
-    if clause.namespace == "metrics":
-        if like:
-            raise InvalidFilterError(text, "metrics compare with = != > >= < <=, not LIKE")
+_EQUALITY = frozenset({"=", "!="})
+_ORDER = frozenset(_COMPARE)
+_TEXT = frozenset({"=", "!=", "like", "ilike"})
+# The operators each key (or namespace) takes, and the message when another is used.
+# ``params`` take every operator: MLflow compares them as text.
+_OPERATORS: dict[str, tuple[frozenset[str], str]] = {
+    "metrics": (_ORDER, "metrics compare with = != > >= < <=, not LIKE"),
+    "tags": (_TEXT, "tags compare with =, !=, LIKE or ILIKE"),
+    "stage": (_EQUALITY, "stage compares with = or !="),
+    "semver": (_EQUALITY, "semver takes = or != with a version or range"),
+    "version": (_ORDER, "version compares with = != > >= < <=, not LIKE"),
+    "lineage": (_EQUALITY, "lineage compares with = or !="),
+    "name": (_TEXT, "name compares with =, !=, LIKE or ILIKE"),
+    "run_id": (_TEXT, "run_id compares with =, !=, LIKE or ILIKE"),
+}
+
+
+def _metric(value: str) -> str | None:
+    try:
+        float(value)
+    except ValueError:
+        return f"metric value {value!r} is not a number"
+    return None
+
+
+def _parsed(parse_: Callable[[str], object]) -> Callable[[str], str | None]:
+    """A value check from a parser: its error's message, or None."""
+
+    def check(value: str) -> str | None:
         try:
-            float(clause.value)
-        except ValueError:
-            raise InvalidFilterError(
-                text, f"metric value {clause.value!r} is not a number"
-            ) from None
-    elif clause.namespace == "tags" and clause.op not in {"=", "!=", "like", "ilike"}:
-        raise InvalidFilterError(text, "tags compare with =, !=, LIKE or ILIKE")
-    elif clause.key == "stage":
-        if clause.op not in {"=", "!="}:
-            raise InvalidFilterError(text, "stage compares with = or !=")
-        try:
-            Stage.parse(clause.value)
-        except InvalidStageError as exc:
-            raise InvalidFilterError(text, exc.message) from None
-    elif clause.key == "semver":
-        if clause.op not in {"=", "!="}:
-            raise InvalidFilterError(text, "semver takes = or != with a version or range")
-        try:
-            semver.parse_range(clause.value)
-        except InvalidSemVerError as exc:
-            raise InvalidFilterError(text, exc.message) from None
-    elif clause.key == "version" and not (clause.value.isascii() and clause.value.isdigit()):
-        # ASCII only: str.isdigit also takes superscripts (int() refuses) and other digits.
-        raise InvalidFilterError(text, f"version {clause.value!r} is not a whole number")
-    elif clause.key == "lineage" and clause.value.lower() not in {"complete", "incomplete"}:
-        raise InvalidFilterError(text, "lineage is 'complete' or 'incomplete'")
-    elif clause.key in {"name", "run_id"} and clause.op not in {"=", "!=", "like", "ilike"}:
-        raise InvalidFilterError(text, f"{clause.key} compares with =, !=, LIKE or ILIKE")
+            parse_(value)
+        except (InvalidStageError, InvalidSemVerError) as exc:
+            return exc.message
+        return None
+
+    return check
+
+
+def _whole(value: str) -> str | None:
+    # ASCII only: str.isdigit also takes superscripts (int() refuses) and other digits.
+    if value.isascii() and value.isdigit():
+        return None
+    return f"version {value!r} is not a whole number"
+
+
+def _lineage(value: str) -> str | None:
+    if value.lower() in {"complete", "incomplete"}:
+        return None
+    return "lineage is 'complete' or 'incomplete'"
+
+
+# What a value must be for each key: a check returns why it is not, or None.
+_VALUES: dict[str, Callable[[str], str | None]] = {
+    "metrics": _metric,
+    "stage": _parsed(Stage.parse),
+    "semver": _parsed(semver.parse_range),
+    "version": _whole,
+    "lineage": _lineage,
+}
+
+
+def _check(text: str, clause: Clause) -> None:
+    """Refuse an operator the key does not take, or a value it cannot hold."""
+    kind = clause.namespace or clause.key
+    operators, wrong_operator = _OPERATORS.get(kind, (frozenset(), ""))
+    if operators and clause.op not in operators:
+        raise InvalidFilterError(text, wrong_operator)
+    value_check = _VALUES.get(kind)
+    why = value_check(clause.value) if value_check is not None else None
+    if why is not None:
+        raise InvalidFilterError(text, why)
 
 
 def _like(pattern: str, value: str, *, fold: bool) -> bool:

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the API service sends due webhook deliveries.",
     )
+    api_runs_workers: bool = Field(
+        default=True,
+        description="Run the background workers (sync, webhook delivery) inside the API "
+        "service. Set false when `modelreg worker` runs them in processes of their own.",
+    )
     allow_new_ledger: bool = Field(
         default=False,
         description="Start an empty ledger even though MLflow holds versions another ledger "

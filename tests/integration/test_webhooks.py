@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import func, select
 from webhook_helpers import SECRET, FakeClock, Receiver
 
-from modelreg.api.events import deliver_forever
 from modelreg.domain import Action, Event, NewEvent, Stage
 from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
 from modelreg.ledger import Ledger
@@ -38,6 +37,7 @@ from modelreg.webhooks import (
     payload,
     verify_signature,
 )
+from modelreg.workers import WebhookWorker
 
 pytestmark = pytest.mark.integration
 
@@ -406,12 +406,16 @@ def test_dispatch_loop_survives_errors(
         '[[webhooks]]\nname = "ci"\nurl = "http://127.0.0.1:9/hook"\n'
         'secret_env = "MODELREG_TEST_SECRET"\nallow_private = true\n'
     )
-    registry = Registry(
-        Settings(home=tmp_path, ledger_uri=f"sqlite:///{tmp_path}", tracking_uri="http://x")
+    settings = Settings(
+        home=tmp_path,
+        ledger_uri=f"sqlite:///{tmp_path}",
+        tracking_uri="http://x",
+        webhook_interval_seconds=0.01,
     )
+    registry = Registry(settings)
 
     async def run_a_while() -> bool:
-        task = asyncio.create_task(deliver_forever(registry, 0.01))
+        task = asyncio.create_task(WebhookWorker(settings, registry).run())
         await asyncio.sleep(0.2)
         alive = not task.done()
         task.cancel()
@@ -419,7 +423,7 @@ def test_dispatch_loop_survives_errors(
             await task
         return alive
 
-    with caplog.at_level(logging.WARNING, logger="modelreg.api.events"):
+    with caplog.at_level(logging.WARNING, logger="modelreg.workers"):
         assert asyncio.run(run_a_while())
     failures = [r for r in caplog.records if "delivery round failed" in r.getMessage()]
     assert len(failures) >= 2

@@ -2,15 +2,15 @@
 
 Routes parse input, call the facade and return its views; errors map to
 status codes in the web layer's one table (:mod:`modelreg.http_status`), looked up
-along the class hierarchy. A background task adopts versions registered by plain MLflow
-clients every ``sync_interval_seconds``.
+along the class hierarchy. Unless ``api_runs_workers`` is off, the service also runs the
+background workers (:mod:`modelreg.workers`: periodic sync, webhook delivery) in its event
+loop; /health and /metrics report them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -22,16 +22,14 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
 
-from modelreg.api.events import deliver_forever, events_router
+from modelreg.api.events import events_router
 from modelreg.api.governance import governance_router
 from modelreg.api.identity import Actor, Identifier
-from modelreg.api.loops import LoopCollector, LoopHealth, run_forever
 from modelreg.errors import ModelregError
 from modelreg.http_status import status_for
 from modelreg.registry import Registry
 from modelreg.settings import Settings
-
-log = logging.getLogger("modelreg.api")
+from modelreg.workers import LoopCollector, LoopHealth, Workers, health_report
 
 
 class PromoteBody(BaseModel):
@@ -97,16 +95,8 @@ def _install_ops_routes(app: FastAPI, reg: Registry, loops: list[LoopHealth]) ->
     @app.get("/health")
     def health() -> JSONResponse:
         """Liveness, reachability of MLflow and the ledger, and the background loops."""
-        checks = reg.health()
-        ok = all(value == "ok" for value in checks.values()) and all(loop.healthy for loop in loops)
-        return JSONResponse(
-            {
-                "status": "ok" if ok else "degraded",
-                **checks,
-                "loops": {loop.name: loop.as_json() for loop in loops},
-            },
-            status_code=200 if ok else 503,
-        )
+        ok, body = health_report(reg, loops)
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -114,31 +104,24 @@ def _install_ops_routes(app: FastAPI, reg: Registry, loops: list[LoopHealth]) ->
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _adopt_round(registry: Registry) -> None:
-    """One round of the background sync: adopt what plain MLflow clients registered."""
-    adopted = await asyncio.to_thread(registry.sync)
-    if adopted:
-        log.info("adopted %d version(s) registered outside modelreg", len(adopted))
-
-
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
-    """Build the API for ``settings`` (from the environment by default)."""
+    """Build the API for ``settings`` (from the environment by default).
+
+    With ``settings.api_runs_workers`` (the default) the background workers run
+    in the app's event loop from startup to shutdown; otherwise /health reports
+    no loops and ``modelreg worker`` is expected to run them elsewhere.
+    """
     settings = settings or Settings()
     reg = registry or Registry(settings)
-    sync_health = LoopHealth("background sync")
+    workers = Workers(settings, reg) if settings.api_runs_workers else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(
-                run_forever(sync_health, lambda: _adopt_round(reg), settings.sync_interval_seconds)
-            ),
-            asyncio.create_task(deliver_forever(reg, settings.webhook_interval_seconds)),
-        ]
+        task = asyncio.create_task(workers.run()) if workers is not None else None
         try:
             yield
         finally:
-            for task in tasks:
+            if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -152,7 +135,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     _install_error_handlers(app)
 
-    _install_ops_routes(app, reg, [sync_health])
+    _install_ops_routes(app, reg, workers.loops if workers is not None else [])
 
     @app.get("/api/v1/models")
     def models(_actor: Actor) -> list[dict[str, Any]]:

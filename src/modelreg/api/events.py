@@ -1,8 +1,7 @@
-"""Events in and out of the API service: webhook delivery, and MLflow's webhooks as a sync trigger.
+"""Events in and out of the API service: the delivery log, and MLflow's webhooks as a trigger.
 
-Outgoing: a background loop hands the ledger's outbox to a
-:class:`~modelreg.webhooks.Dispatcher` built from the policy's subscribers,
-rebuilt whenever the policy changes them. Incoming: MLflow registry webhooks
+Outgoing deliveries are sent by the webhook worker (:mod:`modelreg.workers`);
+here they can be listed and retried. Incoming: MLflow registry webhooks
 (version created, alias set or deleted) are accepted only with a valid
 signature and make the service adopt the model's new versions at once and
 put back (under a policy) or report any alias moved behind the ledger's back,
@@ -26,13 +25,7 @@ from modelreg.domain import MAX_LEDGER_ID
 from modelreg.errors import AuthenticationError, ModelregError, NotFoundError
 from modelreg.ledger.deliveries import ReceivedDeliveries
 from modelreg.registry import Registry
-from modelreg.webhooks import (
-    Dispatcher,
-    Subscriber,
-    mlflow_delivery,
-    mlflow_event,
-    verify_mlflow_signature,
-)
+from modelreg.webhooks import mlflow_delivery, mlflow_event, verify_mlflow_signature
 
 log = logging.getLogger("modelreg.api.events")
 # MLflow's payloads are a few hundred bytes; larger bodies are refused (413)
@@ -40,30 +33,6 @@ log = logging.getLogger("modelreg.api.events")
 _MAX_BODY = 1 << 20
 # How old (or early) a signed MLflow request may be; its id is remembered as long.
 _MLFLOW_FRESHNESS = 300
-
-
-async def deliver_forever(registry: Registry, interval: float) -> None:
-    """Send due webhook deliveries every ``interval`` seconds; never dies on errors."""
-    dispatcher: Dispatcher | None = None
-    current: list[Subscriber] | None = None
-    try:
-        while True:
-            try:
-                subscribers = registry.subscribers()
-                if subscribers != current:
-                    if dispatcher is not None:
-                        dispatcher.close()
-                    dispatcher, current = Dispatcher(registry.ledger, subscribers), subscribers
-                if subscribers and dispatcher is not None:
-                    await asyncio.to_thread(dispatcher.run_once)
-            except Exception:
-                # A bad policy or a ledger outage must not end delivery for good: the
-                # events wait in the outbox and the next round retries.
-                log.warning("webhook delivery round failed; retrying", exc_info=True)
-            await asyncio.sleep(interval)
-    finally:
-        if dispatcher is not None:
-            dispatcher.close()
 
 
 def _react(registry: Registry, event: str, name: str) -> None:

@@ -18,38 +18,10 @@ from rich.console import Console
 from typer.core import TyperOption
 from typer.exceptions import TyperException
 
-from modelreg.cli import governance  # noqa: F401 - importing registers its commands on `app`
+from modelreg.cli import governance, worker  # noqa: F401 - importing registers their commands
 from modelreg.cli.app import app
-from modelreg.errors import (
-    AccessError,
-    BackendError,
-    ConflictError,
-    IntegrityError,
-    InvalidInputError,
-    ModelregError,
-    NotFoundError,
-)
-
-# Exit codes by error class, looked up along the class hierarchy.
-EXIT_CODES: tuple[tuple[type[ModelregError], int], ...] = (
-    (InvalidInputError, 2),
-    (NotFoundError, 3),
-    (ConflictError, 4),
-    (IntegrityError, 5),
-    (BackendError, 6),
-    (AccessError, 7),
-    (ModelregError, 1),
-)
-INTERNAL_ERROR = 70
-
-
-def exit_code(error: ModelregError) -> int:
-    """The exit code for ``error``: the entry of its nearest listed base class."""
-    for cls in type(error).__mro__:
-        for listed, code in EXIT_CODES:
-            if cls is listed:
-                return code
-    return 1
+from modelreg.cli.exit_codes import EXIT_CODES, INTERNAL_ERROR, exit_code
+from modelreg.errors import InvalidInputError, ModelregError
 
 
 def _takes_value(option: TyperOption) -> bool:
@@ -144,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {exc}. Re-run with --traceback and report it.",
             markup=False,
         )
-        return INTERNAL_ERROR
+        return exit_code(exc)
     return 0
 
 
@@ -153,4 +125,4 @@ def run() -> None:
     sys.exit(main())
 
 
-__all__ = ["EXIT_CODES", "exit_code", "main", "run"]
+__all__ = ["EXIT_CODES", "INTERNAL_ERROR", "exit_code", "main", "run"]

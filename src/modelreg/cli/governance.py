@@ -12,6 +12,8 @@ import typer
 from rich.table import Table
 
 from modelreg.cli.app import JsonOpt, app, emit, out, state_of
+from modelreg.cli.exit_codes import EXIT_CODES
+from modelreg.errors import ConflictError
 
 if TYPE_CHECKING:
     from modelreg.views import DecisionView
@@ -22,7 +24,8 @@ webhooks_app = typer.Typer(help="Inspect and retry webhook deliveries.", no_args
 app.add_typer(webhooks_app, name="webhooks")
 
 CommentOpt = Annotated[str, typer.Option("--comment", help="Recorded in the ledger and MLflow.")]
-DECLINED_EXIT = 4  # the exit code of a ConflictError: CI steps can tell "not promoted"
+# A declined promotion exits as the state refusing it would: CI steps can tell "not promoted".
+DECLINED_EXIT = EXIT_CODES[ConflictError]
 
 
 def _decision_table(view: DecisionView) -> Table:
