@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,11 +45,37 @@ def _default_actor() -> str:
         return f"uid-{os.getuid()}"
 
 
+class ServingSettings(BaseSettings):
+    """The model server's options that come from the environment, not its config file.
+
+    A group of :class:`Settings` (``settings.serving``) that reads its own
+    variables under their historic names, ``MODELREG_RELOAD_TOKEN`` and
+    ``MODELREG_SERVE_CONFIG``. An empty variable counts as unset.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MODELREG_", extra="ignore", env_ignore_empty=True)
+
+    reload_token: str | None = Field(
+        default=None,
+        repr=False,
+        description="Bearer token of the model server's POST /-/reload when the serving "
+        "config sets none (at least 16 characters); unset disables the endpoint.",
+    )
+    serve_config: dict[str, Any] | None = Field(
+        default=None,
+        description="The serving config as JSON (the TOML file's fields), read by a server "
+        "process started without `modelreg serve`, e.g. `uvicorn --factory "
+        "modelreg.cli.serve:worker_app`.",
+    )
+
+
 class Settings(BaseSettings):
     """Where modelreg finds MLflow and its ledger, and who is acting.
 
     Every field can be set as ``MODELREG_<FIELD>`` in the environment; the CLI
-    flags of the same name override it.
+    flags of the same name override it. The ``serving`` group keeps its own
+    variable names (:class:`ServingSettings`). ``model_dump_json()`` and
+    ``model_validate_json()`` carry a complete copy to another process.
     """
 
     model_config = SettingsConfigDict(env_prefix="MODELREG_", extra="ignore")
@@ -125,6 +151,11 @@ class Settings(BaseSettings):
         default=None,
         description="Secret of the MLflow registry webhook whose deliveries trigger a sync.",
         repr=False,
+    )
+
+    serving: ServingSettings = Field(
+        default_factory=ServingSettings,
+        description="Model server options (MODELREG_RELOAD_TOKEN, MODELREG_SERVE_CONFIG).",
     )
 
     def stack_home(self) -> Path:

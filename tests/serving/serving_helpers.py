@@ -16,11 +16,17 @@ from uuid import uuid4
 
 import httpx
 import mlflow
+from prometheus_client import CollectorRegistry
 from sklearn.tree import DecisionTreeClassifier
 
 from integration.registry_helpers import labels, training_frame
 from modelreg.domain import Stage
 from modelreg.registry import Registry
+from modelreg.serving.config import ModelConfig
+from modelreg.serving.loader import ModelLoader
+from modelreg.serving.metrics import ServingMetrics
+from modelreg.serving.router import DEFAULT_VARIANT
+from modelreg.serving.slots import ModelSlot
 from modelreg.stack import ServiceProcess, free_port
 from services import Backend
 
@@ -107,3 +113,22 @@ def to_production(registry: Registry, name: str, version: int) -> None:
     """Promote ``version`` through Staging to Production, as the lifecycle requires."""
     registry.promote(name, version, Stage.STAGING, reason="serving tests")
     registry.promote(name, version, Stage.PRODUCTION, reason="serving tests")
+
+
+class NoSource:
+    """A model source these tests never reach: any call fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the source was asked for {name}")
+
+
+def slot(name: str, variant: str = DEFAULT_VARIANT) -> ModelSlot:
+    """A slot of ``variant`` of model ``name`` that never loads anything (pure-logic tests)."""
+    source: Any = NoSource()
+    return ModelSlot(
+        ModelConfig(name=name),
+        source,
+        ModelLoader(source, Path("/nonexistent")),
+        ServingMetrics(CollectorRegistry()),
+        variant=variant,
+    )

@@ -13,6 +13,7 @@ from modelreg.serving.config import (
     load_config,
     single_model_config,
 )
+from modelreg.settings import Settings
 
 TOKEN = "a-reload-token-of-some-length"
 
@@ -34,7 +35,7 @@ def test_a_file_describes_several_models(tmp_path: Path) -> None:
         )
     )
     churn, fraud, spam = config.models
-    assert config.default_model == "churn"
+    assert config.models[0].name == "churn"  # the default model
     assert (churn.alias, churn.version, churn.poll_interval) == ("production", None, 60)
     assert (fraud.alias, fraud.version, fraud.max_batch_size) == (None, 3, 1)
     assert (spam.reference, spam.max_wait_ms) == ("spam@staging", 0)
@@ -81,10 +82,16 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_the_reload_token_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    def from_env() -> str | None:
+        return Settings().serving.reload_token
+
     monkeypatch.setenv(RELOAD_TOKEN_ENV, TOKEN)
-    assert single_model_config("a").with_env_token().reload_token == TOKEN
+    assert single_model_config("a").with_reload_token(from_env()).reload_token == TOKEN
     monkeypatch.setenv(RELOAD_TOKEN_ENV, "")
-    assert single_model_config("a").with_env_token().reload_token is None
+    assert single_model_config("a").with_reload_token(from_env()).reload_token is None
     monkeypatch.setenv(RELOAD_TOKEN_ENV, "short")
     with pytest.raises(InvalidInputError, match="reload_token"):
-        single_model_config("a").with_env_token()
+        single_model_config("a").with_reload_token(from_env())
+    # The config file's own token wins over the environment's.
+    own = single_model_config("a").updated(reload_token=TOKEN + "-own")
+    assert own.with_reload_token(from_env()).reload_token == TOKEN + "-own"

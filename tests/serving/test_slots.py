@@ -55,7 +55,7 @@ def test_an_unreachable_registry_degrades_but_keeps_serving(
         assert await slot.check() is CheckResult.RELOADED
         assert slot.reasons() == []
 
-        slot.registry = dead
+        slot.source = dead
         caplog.clear()
         with caplog.at_level(logging.INFO):
             for _ in range(3):  # three polls of one outage
@@ -71,7 +71,7 @@ def test_an_unreachable_registry_degrades_but_keeps_serving(
         predictions = await slot.serving().batcher.submit(ScoringInput(frame, None, 2))
         assert len(predictions) == 2
 
-        slot.registry = module_registry
+        slot.source = module_registry
         caplog.clear()
         with caplog.at_level(logging.INFO):
             assert await slot.check() is CheckResult.UNCHANGED

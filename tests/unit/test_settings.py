@@ -48,3 +48,37 @@ def test_an_explicit_home_wins(clean_env: Path, monkeypatch: pytest.MonkeyPatch)
     assert Settings().home == clean_env / "chosen"
     assert Settings().stack_home() == clean_env / "chosen"
     assert Settings(home=clean_env / "flag").home == clean_env / "flag"
+
+
+def test_serving_options_keep_their_variable_names(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(clean_env)
+    assert Settings().serving.reload_token is None
+    assert Settings().serving.serve_config is None
+    monkeypatch.setenv("MODELREG_RELOAD_TOKEN", "a-reload-token-of-some-length")
+    monkeypatch.setenv("MODELREG_SERVE_CONFIG", '{"models": [{"name": "churn"}]}')
+    settings = Settings()
+    assert settings.serving.reload_token == "a-reload-token-of-some-length"
+    assert settings.serving.serve_config == {"models": [{"name": "churn"}]}
+    assert "a-reload-token" not in repr(settings)
+    monkeypatch.setenv("MODELREG_RELOAD_TOKEN", "")  # empty: unset, as before
+    assert Settings().serving.reload_token is None
+
+
+def test_settings_travel_to_another_process_as_json(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(clean_env)
+    monkeypatch.setenv("MODELREG_RELOAD_TOKEN", "a-reload-token-of-some-length")
+    sent = Settings(
+        home=clean_env / "home", tracking_uri="http://mlflow:5000", ledger_uri="sqlite:///x.db"
+    )
+    text = sent.model_dump_json()
+    # What the receiving process has in its environment does not matter.
+    monkeypatch.setenv("MODELREG_RELOAD_TOKEN", "another-token-of-some-length")
+    monkeypatch.setenv("MODELREG_TRACKING_URI", "http://elsewhere:5000")
+    received = Settings.model_validate_json(text)
+    assert received == sent
+    assert received.serving.reload_token == "a-reload-token-of-some-length"
+    assert received.resolved_tracking_uri() == "http://mlflow:5000"

@@ -23,19 +23,23 @@ Scoring answers carry ``X-Model-Name``, ``X-Model-Version``, ``X-Model-Semver``
 and ``X-Variant`` once a model is resolved; every answer carries
 ``X-Request-ID`` (the client's, if it sent a sane one). Error bodies have
 MLflow's shape ``{"error_code": ..., "message": ...}`` and never a traceback.
+
+This module is REST only: the routes translate HTTP into calls of the
+transport-free :class:`~modelreg.serving.dataplane.DataPlane` and its answers
+and errors back into HTTP (statuses from :func:`modelreg.http_status.status_for`).
+Models come from a :class:`~modelreg.serving.source.ModelSource`; nothing here
+imports the registry package.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
-import logging
 import os
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +48,17 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelreg.errors import ModelregError, PayloadError, PayloadTooLargeError
+from modelreg.errors import AuthenticationError, ModelregError, PayloadError, PayloadTooLargeError
 from modelreg.http_status import status_for
-from modelreg.registry import Registry
 from modelreg.serving import protocol
 from modelreg.serving.config import ServerConfig
-from modelreg.serving.loader import LoadedModel, ModelLoader
-from modelreg.serving.metrics import CONTENT_TYPE, UNKNOWN_MODEL, ServingMetrics, exposition
-from modelreg.serving.slots import DEFAULT_VARIANT, ModelSlot, Serving, SlotSet
+from modelreg.serving.dataplane import DataPlane, InferenceRequest, InferenceResponse
+from modelreg.serving.loader import ModelLoader
+from modelreg.serving.metrics import CONTENT_TYPE, ServingMetrics, exposition
+from modelreg.serving.router import Router
+from modelreg.serving.slots import ModelSlot, SlotSet
+from modelreg.serving.source import ModelSource
 from modelreg.settings import Settings
-
-log = logging.getLogger("modelreg.serving")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -118,9 +122,9 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def resolved_cache_dir(config: ServerConfig, registry: Registry) -> Path:
+def resolved_cache_dir(config: ServerConfig, settings: Settings) -> Path:
     """Where verified model copies are kept: the configured dir or ``<home>/serving-cache``."""
-    return (config.cache_dir or registry.settings.home / "serving-cache").expanduser().resolve()
+    return (config.cache_dir or settings.home / "serving-cache").expanduser().resolve()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -147,93 +151,98 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def model_headers(model: LoadedModel, variant: str) -> dict[str, str]:
-    """The headers naming the model version that produced an answer."""
+def model_headers(answer: InferenceResponse) -> dict[str, str]:
+    """The headers naming the model version (and variant) that produced an answer."""
+    model = answer.served
+    if model is None:
+        return {}
     return {
         "X-Model-Name": model.name,
         "X-Model-Version": str(model.version),
         "X-Model-Semver": model.semver,
-        "X-Variant": variant,
+        "X-Variant": answer.variant,
     }
 
 
 def _error_response(error: ModelregError) -> JSONResponse:
+    # RFC 9110: a 401 names the scheme that would be accepted.
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, AuthenticationError) else None
     return JSONResponse(
         protocol.error_body(protocol.error_code_for(error), error.message),
         status_code=status_for(error),
+        headers=headers,
     )
 
 
-async def score(
-    request: Request, slots: SlotSet, name: str, limit: int, metrics: ServingMetrics
-) -> Response:
-    """Answer one scoring request with model ``name``, recording metrics and model headers."""
-    started = time.perf_counter()
-    slot: ModelSlot | None = None
-    serving: Serving | None = None
-    error_code: str | None = None
-    try:
-        slot = slots.get(name)
-        serving = slot.serving()  # 503 before reading a body no model could score
-        body = await read_body(request, limit)
-        # No await between taking the current model and submitting to its batcher:
-        # a swap in between would hand the request to a batcher that is draining.
-        serving = slot.serving()
-        scoring = protocol.parse_request(
-            body, request.headers.get("content-type"), serving.model.schema
+def _bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, None without one."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return given.strip() or None
+
+
+async def score(plane: DataPlane, request: Request, model: str | None) -> Response:
+    """Translate one HTTP scoring request for the data plane, and its answer back."""
+    answer = await plane.infer(
+        InferenceRequest(
+            read_body=partial(read_body, request),
+            content_type=request.headers.get("content-type"),
+            request_id=request.state.request_id,
+            model=model,
         )
-        predictions = await serving.batcher.submit(scoring)
-        response: Response = Response(
-            protocol.predictions_json(predictions), media_type=protocol.JSON_MEDIA_TYPE
-        )
-    except ModelregError as exc:
-        error_code = protocol.error_code_for(exc)
-        response = _error_response(exc)
-    except Exception:
-        # A model bug, not bad input: the trace goes to the log, never to the client.
-        request_id = request.state.request_id
-        log.exception("scoring with %s failed (request %s)", name, request_id)
-        error_code = "INTERNAL_ERROR"
-        message = f"the model failed to score; the server log has the details ({request_id})"
-        response = JSONResponse(protocol.error_body(error_code, message), status_code=500)
-    variant = slot.variant if slot else DEFAULT_VARIANT
-    if serving is not None:
-        response.headers.update(model_headers(serving.model, variant))
-    elapsed = time.perf_counter() - started
-    label = slot.name if slot else UNKNOWN_MODEL
-    metrics.observe_request(label, variant, response.status_code, elapsed, error_code)
+    )
+    response: Response
+    if answer.error is None:
+        response = Response(answer.predictions, media_type=protocol.JSON_MEDIA_TYPE)
+    else:
+        response = _error_response(answer.error)
+    response.headers.update(model_headers(answer))
     return response
 
 
 def create_app(
     config: ServerConfig,
-    registry: Registry,
+    source: ModelSource,
     *,
+    settings: Settings | None = None,
     metrics_registry: CollectorRegistry | None = None,
+    router: Router | None = None,
 ) -> FastAPI:
-    """Build the model server for ``config``, resolving models through ``registry``.
+    """Build the model server for ``config``, loading models from ``source``.
 
-    Metrics go to ``metrics_registry`` (a fresh one by default). The caller
-    owns ``registry`` and closes it after the server stops. Models load while
-    the app starts up; a model that cannot load yet leaves its slot not ready
-    and its watcher keeps trying.
+    ``settings`` (default: from the environment) give the home of the
+    default model cache. Metrics go to ``metrics_registry`` (a fresh one by
+    default); ``router`` picks variants (default: every request to the
+    default variant). The caller owns ``source`` and closes it after the
+    server stops. Models load while the app starts up; a model that cannot
+    load yet leaves its slot not ready and its watcher keeps trying.
     """
+    settings = settings or Settings()
     metrics = ServingMetrics(metrics_registry or CollectorRegistry())
-    loader = ModelLoader(registry, resolved_cache_dir(config, registry))
+    loader = ModelLoader(source, resolved_cache_dir(config, settings))
     executor = ThreadPoolExecutor(
         max_workers=min(8, (os.cpu_count() or 1) + 2), thread_name_prefix="modelreg-predict"
     )
     slots = SlotSet(
-        [ModelSlot(model, registry, loader, metrics, executor=executor) for model in config.models]
+        [ModelSlot(model, source, loader, metrics, executor=executor) for model in config.models]
+    )
+    plane = DataPlane(
+        slots,
+        metrics,
+        status_for=status_for,
+        max_body_bytes=config.max_body_bytes,
+        reload_token=config.reload_token,
+        router=router,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await slots.start()
+        await plane.start()
         try:
             yield
         finally:
-            await slots.stop()
+            await plane.stop()
             executor.shutdown(wait=True)
 
     app = FastAPI(
@@ -245,6 +254,7 @@ def create_app(
         openapi_url=None,
     )
     app.add_middleware(RequestIdMiddleware)
+    app.state.plane = plane
     app.state.slots = slots
     app.state.metrics = metrics
 
@@ -255,18 +265,18 @@ def create_app(
     @app.post("/invocations", openapi_extra={"requestBody": INVOCATIONS_BODY})
     async def invocations(request: Request) -> Response:
         """Score with the default (first configured) model."""
-        return await score(request, slots, slots.default.name, config.max_body_bytes, metrics)
+        return await score(plane, request, None)
 
     @app.post("/models/{name}/invocations", openapi_extra={"requestBody": INVOCATIONS_BODY})
     async def model_invocations(name: str, request: Request) -> Response:
         """Score with the named model."""
-        return await score(request, slots, name, config.max_body_bytes, metrics)
+        return await score(plane, request, name)
 
     @app.get("/ping")
     @app.get("/health")
     async def ping() -> Response:
         """MLflow's health check: 200 once every model has a version loaded."""
-        status = 200 if slots.ready else 503
+        status = 200 if plane.ready else 503
         return Response("\n", status_code=status, media_type=protocol.JSON_MEDIA_TYPE)
 
     @app.get("/v2/health/live")
@@ -277,19 +287,19 @@ def create_app(
     @app.get("/v2/health/ready")
     async def ready() -> JSONResponse:
         """Open Inference Protocol readiness, with degraded details."""
-        body = slots.readiness()
+        body = plane.readiness()
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.get("/v2/models/{name}/ready")
     async def model_ready(name: str) -> JSONResponse:
         """Open Inference Protocol readiness of one model."""
-        body = slots.readiness()["models"][slots.get(name).name]
-        return JSONResponse({"name": name, **body}, status_code=200 if body["ready"] else 503)
+        body = plane.model_readiness(name)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @app.get("/version")
     async def version() -> dict[str, Any]:
         """What every slot serves, when it last checked, and what last went wrong."""
-        return slots.versions()
+        return plane.versions()
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -297,59 +307,8 @@ def create_app(
         return Response(exposition(metrics.registry), media_type=CONTENT_TYPE)
 
     @app.post("/-/reload")
-    async def reload(request: Request) -> JSONResponse:
+    async def reload(request: Request) -> dict[str, Any]:
         """Check every slot now, retrying failed versions without waiting (bearer token)."""
-        denied = _denied(request, config.reload_token)
-        if denied is not None:
-            return denied
-        results = await slots.check_all(force=True)
-        return JSONResponse(
-            {
-                "results": {name: str(result) for name, result in results.items()},
-                **slots.versions(),
-            }
-        )
+        return await plane.reload(_bearer_token(request))
 
     return app
-
-
-def _denied(request: Request, token: str | None) -> JSONResponse | None:
-    """None when the request carries the reload token, else the answer refusing it."""
-    if token is None:
-        return JSONResponse(
-            protocol.error_body(
-                "ENDPOINT_NOT_FOUND",
-                "POST /-/reload is disabled; set reload_token in the serving config "
-                "or MODELREG_RELOAD_TOKEN to enable it",
-            ),
-            status_code=404,
-        )
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return JSONResponse(
-            protocol.error_body("UNAUTHENTICATED", "send Authorization: Bearer <reload token>"),
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        return JSONResponse(
-            protocol.error_body("PERMISSION_DENIED", "the reload token is not valid"),
-            status_code=403,
-        )
-    return None
-
-
-CONFIG_ENV = "MODELREG_SERVE_CONFIG"
-
-
-def create_app_from_env() -> FastAPI:
-    """Build the server from ``MODELREG_SERVE_CONFIG`` (JSON) and ``MODELREG_*`` settings.
-
-    This is the factory each uvicorn worker process calls when ``modelreg serve
-    --workers N`` runs several processes: one Python process holds the GIL for
-    routing and for ``predict``, so a second process is what uses a second core.
-    """
-    text = os.environ.get(CONFIG_ENV)
-    if not text:
-        raise RuntimeError(f"{CONFIG_ENV} is not set; start workers with `modelreg serve`")
-    return create_app(ServerConfig.model_validate_json(text), Registry(Settings()))

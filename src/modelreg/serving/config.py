@@ -19,7 +19,6 @@ A config file serves several models from one process::
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, Self
@@ -127,20 +126,19 @@ class ServerConfig(BaseModel):
             )
         return self
 
-    @property
-    def default_model(self) -> str:
-        """The model behind ``POST /invocations``."""
-        return self.models[0].name
-
     def updated(self, **fields: Any) -> ServerConfig:
         """A copy with the fields that are not None replaced, validated again."""
         return build_config({**self.model_dump(), **_given(fields)}, "serve options")
 
-    def with_env_token(self) -> ServerConfig:
-        """A copy with ``reload_token`` from the environment when the config sets none."""
-        if self.reload_token:
+    def with_reload_token(self, token: str | None) -> ServerConfig:
+        """A copy with ``reload_token`` set to ``token`` when the config sets none.
+
+        ``token`` is ``Settings().serving.reload_token`` (``$MODELREG_RELOAD_TOKEN``);
+        a short one raises InvalidInputError as a short one in the file does.
+        """
+        if self.reload_token or not token:
             return self
-        return self.updated(reload_token=os.environ.get(RELOAD_TOKEN_ENV) or None)
+        return self.updated(reload_token=token)
 
 
 def _given(fields: dict[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,8 @@ import pandas as pd
 
 from modelreg.errors import IntegrityError, PayloadError
 from modelreg.integrity import Manifest, verify
-from modelreg.registry import Registry
 from modelreg.serving.protocol import InputSchema
+from modelreg.serving.source import ModelSource
 
 log = logging.getLogger("modelreg.serving")
 
@@ -108,10 +108,10 @@ def zero_row(schema: Any) -> pd.DataFrame | None:
 
 
 class ModelLoader:
-    """Turns (model, version) into a :class:`LoadedModel` through the registry and the cache."""
+    """Turns (model, version) into a :class:`LoadedModel` through a model source and the cache."""
 
-    def __init__(self, registry: Registry, cache_dir: Path) -> None:
-        self.registry = registry
+    def __init__(self, source: ModelSource, cache_dir: Path) -> None:
+        self.source = source
         self.cache_dir = cache_dir.expanduser().resolve()
 
     def load(self, name: str, version: int) -> LoadedModel:
@@ -119,11 +119,11 @@ class ModelLoader:
 
         Raises IntegrityError when the artifacts differ from the ledger's
         manifest, ModelNotReadyError when the ledger has no manifest for the
-        version, NotFoundError and BackendError from the registry.
+        version, NotFoundError and BackendError from the source.
         """
         import mlflow.pyfunc
 
-        record = self.registry.serving_record(name, version)
+        record = self.source.serving_record(name, version)
         manifest = record.manifest
         path = self.fetch(name, version, manifest)
         pyfunc = mlflow.pyfunc.load_model(str(path))
@@ -153,7 +153,7 @@ class ModelLoader:
         with tempfile.TemporaryDirectory(
             dir=self.cache_dir, prefix=".download-", ignore_cleanup_errors=True
         ) as tmp:
-            model_dir = self.registry.download(name, version, Path(tmp))
+            model_dir = self.source.download(name, version, Path(tmp))
             problems = verify(model_dir, manifest)
             if problems:
                 raise IntegrityError(name, version, problems)

@@ -50,13 +50,16 @@ import numpy as np
 import pandas as pd
 
 from modelreg.errors import (
+    AuthenticationError,
     InvalidInputError,
     ModelNotReadyError,
     ModelregError,
     NotFoundError,
     PayloadError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     UnsupportedMediaTypeError,
+    nearest,
 )
 
 JSON_MEDIA_TYPE = "application/json"
@@ -91,6 +94,8 @@ ERROR_CODES: Mapping[type[ModelregError], str] = {
     PayloadError: "BAD_REQUEST",
     InvalidInputError: "INVALID_PARAMETER_VALUE",
     NotFoundError: "RESOURCE_DOES_NOT_EXIST",
+    AuthenticationError: "UNAUTHENTICATED",
+    PermissionDeniedError: "PERMISSION_DENIED",
     ModelNotReadyError: "TEMPORARILY_UNAVAILABLE",
     ModelregError: "INTERNAL_ERROR",
 }
@@ -635,8 +640,4 @@ def error_body(code: str, message: str) -> dict[str, str]:
 
 def error_code_for(error: BaseException) -> str:
     """The MLflow ``error_code`` for ``error``: the nearest class in :data:`ERROR_CODES`."""
-    for cls in type(error).__mro__:
-        code = ERROR_CODES.get(cls)
-        if code is not None:
-            return code
-    return "INTERNAL_ERROR"
+    return nearest(ERROR_CODES, error, "INTERNAL_ERROR")

@@ -1,11 +1,14 @@
-"""Model slots: what each served model runs right now, and the watcher that reloads it.
+"""Model slots: what each served model variant runs right now, and the watcher that reloads it.
 
-A slot follows one :class:`~modelreg.serving.config.ModelConfig`. Its watcher
-asks the registry every ``poll_interval`` seconds which version the alias
-points at (one cheap MLflow call); when that changes, the slot loads the new
-version beside the old one and swaps only once the new one has proved it can
-serve. Any failure leaves the old version serving and is reported as a
-degraded state in logs, metrics and ``/version``.
+A slot serves one variant of one model (``(model, variant)``; the variant is
+:data:`~modelreg.serving.router.DEFAULT_VARIANT` outside experiments) and
+follows one :class:`~modelreg.serving.config.ModelConfig`. Its watcher asks
+the :class:`~modelreg.serving.source.ModelSource` every ``poll_interval``
+seconds which version the alias points at (one cheap MLflow call); when that
+changes, the slot loads the new version beside the old one and swaps only
+once the new one has proved it can serve. Any failure leaves the old version
+serving and is reported as a degraded state in logs, metrics and
+``/version``. The watcher is also where experiment changes will be followed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,16 +32,16 @@ from modelreg.errors import (
     ModelregError,
     NotFoundError,
     VersionNotFoundError,
+    nearest,
 )
-from modelreg.registry import Registry
 from modelreg.serving.batcher import MicroBatcher
 from modelreg.serving.config import ModelConfig
 from modelreg.serving.loader import LoadedModel, ModelLoader
 from modelreg.serving.metrics import ServingMetrics
+from modelreg.serving.router import DEFAULT_VARIANT
+from modelreg.serving.source import ModelSource
 
 log = logging.getLogger("modelreg.serving")
-
-DEFAULT_VARIANT = "default"
 
 # After a failed load of a version, wait this long before trying it again
 # (doubling per failure, up to _MAX_BACKOFF): a refused artifact is not
@@ -52,12 +56,12 @@ _MAX_BACKEND_BACKOFF = 5.0
 _STALE_POLLS = 5
 _STALE_FLOOR = 10.0
 
-_FAILURE_REASONS: tuple[tuple[type[ModelregError], str], ...] = (
-    (IntegrityError, "integrity"),
-    (ModelNotReadyError, "not_adopted"),
-    (NotFoundError, "not_found"),
-    (BackendError, "backend"),
-)
+_FAILURE_REASONS: Mapping[type[ModelregError], str] = {
+    IntegrityError: "integrity",
+    ModelNotReadyError: "not_adopted",
+    NotFoundError: "not_found",
+    BackendError: "backend",
+}
 
 
 class CheckResult(StrEnum):
@@ -71,31 +75,29 @@ class CheckResult(StrEnum):
 
 def failure_reason(error: BaseException, stage: str) -> str:
     """The metrics label for a failed load: the error's class, or the stage that failed."""
-    if stage == "load" and isinstance(error, ModelregError):
-        for cls, reason in _FAILURE_REASONS:
-            if isinstance(error, cls):
-                return reason
+    if stage == "load":
+        return nearest(_FAILURE_REASONS, error, stage)
     return stage
 
 
-def target_version(config: ModelConfig, registry: Registry) -> int:
+def target_version(config: ModelConfig, source: ModelSource) -> int:
     """The version ``config`` asks for now: where its alias points, or the pinned version."""
     if config.alias is not None:
-        return registry.alias_version(config.name, config.alias)
+        return source.alias_version(config.name, config.alias)
     assert config.version is not None  # noqa: S101 - the config validator guarantees one of them
     return config.version
 
 
-def preflight(config: ModelConfig, registry: Registry, fix: str) -> str | None:
+def preflight(config: ModelConfig, source: ModelSource, fix: str) -> str | None:
     """Check that ``config`` names something to serve before a server starts for it.
 
-    Returns None, or the reason when the registry cannot be reached (the
+    Returns None, or the reason when the source cannot be reached (the
     watcher retries). An unknown model raises its NotFoundError; an alias no
     version holds raises a NotFoundError that ends with ``fix`` and lists what
     could be served instead.
     """
     try:
-        target_version(config, registry)
+        target_version(config, source)
     except BackendError as exc:
         return exc.message
     except VersionNotFoundError as exc:
@@ -103,14 +105,14 @@ def preflight(config: ModelConfig, registry: Registry, fix: str) -> str | None:
             raise
         raise NotFoundError(
             f"model {config.name!r} has no version with the alias {config.alias!r}; "
-            f"{fix} ({_servable(registry, config.name)})"
+            f"{fix} ({_servable(source, config.name)})"
         ) from exc
     return None
 
 
-def _servable(registry: Registry, name: str) -> str:
+def _servable(source: ModelSource, name: str) -> str:
     """What could be served instead, e.g. ``versions: 1, 2; aliases: @staging = v2``."""
-    versions = registry.versions(name)
+    versions = source.versions(name)
     if not versions:
         return "it has no versions yet"
     aliases = sorted((alias, v.version) for v in versions for alias in v.aliases)
@@ -145,12 +147,12 @@ class _Failure:
 
 
 class ModelSlot:
-    """One served model (and variant): the current version, its watcher and its health."""
+    """One served variant of a model: the current version, its watcher and its health."""
 
     def __init__(
         self,
         config: ModelConfig,
-        registry: Registry,
+        source: ModelSource,
         loader: ModelLoader,
         metrics: ServingMetrics,
         *,
@@ -158,7 +160,7 @@ class ModelSlot:
         executor: Executor | None = None,
     ) -> None:
         self.config = config
-        self.registry = registry
+        self.source = source
         self.loader = loader
         self.metrics = metrics
         self.variant = variant
@@ -175,6 +177,19 @@ class ModelSlot:
     def name(self) -> str:
         """The served model's name."""
         return self.config.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What the slot is found by: ``(model, variant)``."""
+        return (self.name, self.variant)
+
+    @property
+    def label(self) -> str:
+        """How answers name the slot: the model, or ``model:variant`` for other variants.
+
+        Model names cannot contain ``:``, so the label is unambiguous.
+        """
+        return self.name if self.variant == DEFAULT_VARIANT else f"{self.name}:{self.variant}"
 
     def serving(self) -> Serving:
         """What this slot serves now; ModelNotReadyError while nothing is loaded."""
@@ -246,7 +261,7 @@ class ModelSlot:
         async with self._lock:
             self.last_check = datetime.now(UTC)
             try:
-                wanted = await asyncio.to_thread(target_version, self.config, self.registry)
+                wanted = await asyncio.to_thread(target_version, self.config, self.source)
             except ModelregError as exc:
                 # Logged when checks start failing, not on every poll: an outage
                 # would otherwise repeat the same warning every second.
@@ -368,24 +383,36 @@ class ModelSlot:
 
 
 class SlotSet:
-    """Every slot of one server, by model name; the first one is the default model."""
+    """Every slot of one server, by ``(model, variant)``; the first slot is the default model's."""
 
     def __init__(self, slots: list[ModelSlot]) -> None:
         if not slots:
             raise ValueError("a server needs at least one model slot")
-        self.slots = {slot.name: slot for slot in slots}
+        self.slots = {slot.key: slot for slot in slots}
+        if len(self.slots) != len(slots):
+            raise ValueError("each (model, variant) may have one slot")
         self.default = slots[0]
         self._watchers: list[asyncio.Task[None]] = []
 
-    def get(self, name: str) -> ModelSlot:
-        """The slot serving ``name``; NotFoundError when this server does not serve it."""
-        slot = self.slots.get(name)
-        if slot is None:
-            shown = name if len(name) <= 60 else name[:57] + "..."
+    @property
+    def models(self) -> list[str]:
+        """The served model names, in config order."""
+        return list(dict.fromkeys(name for name, _ in self.slots))
+
+    def get(self, name: str, variant: str = DEFAULT_VARIANT) -> ModelSlot:
+        """The slot serving ``variant`` of ``name``; NotFoundError when this server has none."""
+        slot = self.slots.get((name, variant))
+        if slot is not None:
+            return slot
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        if name in self.models:
+            variants = ", ".join(v for n, v in self.slots if n == name)
             raise NotFoundError(
-                f"model {shown!r} is not served here; this server serves: {', '.join(self.slots)}"
+                f"model {shown!r} has no variant {variant[:60]!r} here; it serves: {variants}"
             )
-        return slot
+        raise NotFoundError(
+            f"model {shown!r} is not served here; this server serves: {', '.join(self.models)}"
+        )
 
     @property
     def ready(self) -> bool:
@@ -393,12 +420,12 @@ class SlotSet:
         return all(slot.current is not None for slot in self.slots.values())
 
     def readiness(self) -> dict[str, Any]:
-        """Ready and degraded flags of the server and of each model, with reasons."""
-        states = {name: slot.status() for name, slot in self.slots.items()}
+        """Ready and degraded flags of the server and of each slot (by label), with reasons."""
+        states = {slot.label: slot.status() for slot in self.slots.values()}
         return {
             "ready": self.ready,
             "degraded": any(state["degraded"] for state in states.values()),
-            "models": {name: _readiness(state) for name, state in states.items()},
+            "models": {label: _readiness(state) for label, state in states.items()},
         }
 
     def versions(self) -> dict[str, Any]:
@@ -411,9 +438,10 @@ class SlotSet:
         }
 
     async def check_all(self, *, force: bool) -> dict[str, CheckResult]:
-        """Check every slot at once."""
-        results = await asyncio.gather(*(slot.check(force=force) for slot in self.slots.values()))
-        return dict(zip(self.slots, results, strict=True))
+        """Check every slot at once; the results by slot label."""
+        slots = list(self.slots.values())
+        results = await asyncio.gather(*(slot.check(force=force) for slot in slots))
+        return {slot.label: result for slot, result in zip(slots, results, strict=True)}
 
     async def start(self) -> None:
         """Load every model (failures are recorded, not raised), then start the watchers."""

@@ -1,0 +1,59 @@
+"""Where a model server gets its models: the narrow protocol serving depends on.
+
+Serving never imports the registry package. It needs four reads, named
+here; :class:`modelreg.Registry` has all four and satisfies
+:class:`ModelSource` structurally, and a test can hand in anything else that
+does. Keeping the protocol this small keeps SQLAlchemy, Alembic and the
+governance policy out of a replica's imports until the process that builds
+the source (the CLI) brings them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from modelreg.domain import ServingRecord
+
+
+class ServableVersion(Protocol):
+    """What a start-up error lists about a version: its number and the aliases it holds."""
+
+    @property
+    def version(self) -> int:
+        """The MLflow version number."""
+        ...
+
+    @property
+    def aliases(self) -> Sequence[str]:
+        """The MLflow aliases pointing at this version, e.g. ``["staging"]``."""
+        ...
+
+
+class ModelSource(Protocol):
+    """The reads a model server makes; every method blocks, so slots call them in threads.
+
+    Errors are those of :mod:`modelreg.errors`: NotFoundError (and its
+    Model/VersionNotFoundError) for what does not exist, BackendError when
+    MLflow, the ledger or the object store cannot be reached.
+    """
+
+    def alias_version(self, name: str, alias: str) -> int:
+        """The version number ``name@alias`` points at now (what the watcher polls)."""
+        ...
+
+    def serving_record(self, name: str, version: int) -> ServingRecord:
+        """Semver, digest and sha256 manifest of a version about to be served.
+
+        ModelNotReadyError when the version has no manifest to verify against.
+        """
+        ...
+
+    def download(self, name: str, version: int, dst: Path) -> Path:
+        """Download a version's artifacts under directory ``dst``; the model directory."""
+        ...
+
+    def versions(self, name: str) -> Sequence[ServableVersion]:
+        """Every version of ``name``, oldest first (for "serve one of these instead")."""
+        ...
