@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from modelreg.errors import (
+    AccessError,
     AuthenticationError,
     BackendError,
     BackendUnavailableError,
@@ -39,6 +40,7 @@ STATUS_CODES: Mapping[type[ModelregError], int] = {
     ConflictError: 409,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
+    AccessError: 403,
     IntegrityError: 422,
     LineageError: 422,
     ModelNotReadyError: 503,
