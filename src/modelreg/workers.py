@@ -235,7 +235,8 @@ class WebhookWorker:
     async def run(self) -> None:
         """Deliver until cancelled, then close the HTTP pools and the ledger connection."""
         try:
-            await run_forever(self.health, self.round, self.interval)
+            # Deliveries are waited for: after an outage, resume within 30 s, not 5 minutes.
+            await run_forever(self.health, self.round, self.interval, max_backoff=30.0)
         finally:
             self.close()
 
