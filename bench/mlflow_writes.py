@@ -245,14 +245,20 @@ def report(rows: list[Row], repeat: int, when: datetime) -> str:
         "MLflow 3.17's `MlflowClient` sends `GET registered-models/get` before every "
         "registry write (`_raise_if_prompt`, which refuses to write to a prompt), and "
         "`SqlAlchemyStore.get_registered_model` loads every version of the model to answer "
-        "it, so that read grows with the model's history. The gateway sends each write "
-        "as one request to the same endpoint with the same payload (`POST "
-        "registered-models/alias`, `POST model-versions/set-tag`, ...), with the same "
-        "credentials, TLS settings and error translation. A tag or description write is "
-        "skipped when the caller already read the value and passes it "
-        "(`set_version_tags(..., current=info.tags)`, `set_description(..., "
-        "current=info.description)`); the gateway never reads to find out. The machine "
-        "was shared with other jobs, so single rows are noisy; the request counts are exact.",
+        "it, so that read grows with the model's history (last row of each size). The "
+        "gateway sends each write as one request to the same endpoint with the same payload "
+        "(`POST registered-models/alias`, `POST model-versions/set-tag`, ...), the same "
+        "credentials, TLS settings and error translation. The server makes that full read "
+        "once more by itself for alias and model-version tag writes (3.17 "
+        "`server/handlers.py` `_is_prompt`, to choose which webhook to fire), so those "
+        "still grow with the model through the gateway; stage, description and delete "
+        "writes do not. What is left is not sending a write: `_project` already skips "
+        "aliases whose holder did not change, and a tag or description write is skipped "
+        "when the caller passes the value it already read "
+        "(`set_version_tags(..., current=info.tags)`, "
+        "`set_description(..., current=info.description)`); the gateway never reads to "
+        "find out. The machine was shared with other jobs, so single rows are noisy; the "
+        "request counts are exact.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -135,20 +135,21 @@ class RunCalls(Connection):
         """Log lineage into the active run: JSON artifact, pip freeze, tags, params, datasets."""
         from modelreg.lineage import record_to_json
 
+        mlflow = self._mlflow()
         with self._errors():
-            run = self._mlflow().active_run()
+            run = mlflow.active_run()
             if run is None:
                 raise LineageError("no active MLflow run to log lineage into")
-            self._mlflow().log_text(record_to_json(record), "modelreg/lineage.json")
-            self._mlflow().log_text(pip_freeze, "modelreg/requirements-freeze.txt")
-            self._mlflow().set_tags(dict(tags))
+            mlflow.log_text(record_to_json(record), "modelreg/lineage.json")
+            mlflow.log_text(pip_freeze, "modelreg/requirements-freeze.txt")
+            mlflow.set_tags(dict(tags))
             logged = self.client.get_run(run.info.run_id).data.params
             # MLflow refuses to overwrite a param with a different value.
             fresh = {k: v for k, v in record.params.items() if k not in logged}
             if fresh:
-                self._mlflow().log_params(fresh)
+                mlflow.log_params(fresh)
             for dataset in datasets:
-                self._mlflow().log_input(dataset, context="training")
+                mlflow.log_input(dataset, context="training")
 
     def pandas_dataset(self, frame: Any, name: str, digest: str) -> Any:
         """An MLflow dataset for a DataFrame, carrying modelreg's fingerprint as digest."""
@@ -192,22 +193,23 @@ class RunCalls(Connection):
     @contextlib.contextmanager
     def run_context(self, run_id: str | None, experiment: str | None) -> Iterator[str]:
         """Use the active run, resume ``run_id``, or start a new run; yield its id."""
-        active = self._mlflow().active_run()
+        mlflow = self._mlflow()
+        active = mlflow.active_run()
         if active is not None and run_id in (None, active.info.run_id):
             yield active.info.run_id
             return
         with self._errors():
-            self._mlflow().set_tracking_uri(self.tracking_uri)
-            self._mlflow().set_registry_uri(self.tracking_uri)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
             if experiment:
-                self._mlflow().set_experiment(experiment)
-            run = self._mlflow().start_run(run_id=run_id)
+                mlflow.set_experiment(experiment)
+            run = mlflow.start_run(run_id=run_id)
         try:
             yield run.info.run_id
         except BaseException:
-            self._mlflow().end_run(status="FAILED")
+            mlflow.end_run(status="FAILED")
             raise
-        self._mlflow().end_run()
+        mlflow.end_run()
 
 
 def _run_entity(body: Mapping[str, Any]) -> SimpleNamespace:
