@@ -2,8 +2,9 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/registry.py --sizes 1000,10000
-    .venv/bin/python bench/registry.py --sizes 200 --repeat 10 --no-write-docs   # quick check
+    .venv/bin/python bench/registry.py                       # 1k, 10k and 100k versions
+    .venv/bin/python bench/registry.py --sizes 200,2000 --repeat 5 --no-write-docs  # quick check
+    .venv/bin/python bench/registry.py --sizes 100000 --seed-only   # time seeding alone
 
 For every size N the script starts its own MLflow server (SQLite backend and a
 local artifact directory in a temporary directory, unless ``--backend-store-uri``
@@ -11,18 +12,36 @@ names another store such as PostgreSQL) and a ledger (a SQLite file next to it,
 unless ``--ledger-uri``), seeds one registered model with N versions, and then
 times promote, show, search and history through ``modelreg.Registry`` and
 through the plain ``MlflowClient`` calls a team would make without modelreg.
-Both sides run interleaved in the same process against the same server, three
-warm-ups first, then ``--repeat`` timed runs (fewer if an operation exceeds
-``--budget-seconds``). It prints p50/p95 latencies and the modelreg/raw ratio
-of the p50s, attributes where the time of one call goes (REST calls to MLflow,
-rows read from the ledger), and with ``--write-docs`` (the default) replaces the
-"Registry operations" section of ``docs/benchmarks.md``.
+Both sides run interleaved in the same process against the same server:
+warm-ups first (up to three), then ``--repeat`` timed runs, fewer once an
+operation has used ``--budget-seconds`` (so slow operations at 100,000 versions,
+history above all, stop after a few runs). Every timed call is probed: REST
+requests to MLflow (``requests`` for MlflowClient, ``httpx`` for modelreg's own
+REST client) and ledger rows read are counted per call. It prints p50/p95
+latencies, the modelreg/raw ratio of the p50s, the ledger rows per call, and a
+PASS/MISS line per target of issue 9 and per size: promote within 1.5x of the
+raw calls, search by stage within 2x of the alias lookup, ledger rows per
+promote, show and search by stage constant across sizes, and history complete
+(every event that seeding and the measured promotions appended). With
+``--write-docs`` (the default) it replaces the "Registry operations" section of
+``docs/benchmarks.md``.
 
-Seeding is set-up, not a result: one small sklearn model is logged once, N
-model versions point at it (created by a thread pool), and the ledger rows for
-them are written directly in batches, cloned from the record modelreg's own
-``sync`` made for version 1. A few versions are moved through Staging and
-Production through the facade so that history has transitions.
+Seeding is set-up, not a result, and is built to take minutes at 100,000
+versions: one small sklearn model is logged once; version 1 is registered
+through MLflow's REST API and adopted by ``Registry.sync`` (download, manifest,
+ledger record, adopt event, MLflow tags); versions 2..N are inserted in one
+transaction through MLflow's own SQL store (its SQLAlchemy models, opened
+in-process on the server's backend database), cloned from version 1's row and
+tags (so source, run id, storage location, status READY, ``modelreg.*`` tags are
+the ones the API and sync wrote) with their own ``team``, semver and creation
+times, and the logged model's ``mlflow.modelVersions`` tag lists them all, as
+the server would have left it; the ledger gets version 1's record and adopt
+event cloned for every version through its public transaction API
+(``Ledger.locked`` → ``add_version`` + ``append``, in batches), so everything
+the ledger derives on append stays consistent. A few versions are then moved
+through Staging and Production through the facade so that history has
+transitions. A seeded version is compared with version 1 over REST before
+anything is measured.
 
 Use empty databases with ``--backend-store-uri`` / ``--ledger-uri``: search
 reads every model in the registry, so leftovers from earlier runs skew it.
@@ -33,6 +52,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
+import json
 import os
 import platform
 import random
@@ -40,36 +61,57 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import types
 import uuid
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import numpy as np
 import requests
 from mlflow import MlflowClient
+from mlflow.store.model_registry.dbmodels.models import (
+    SqlModelVersion,
+    SqlModelVersionTag,
+    SqlRegisteredModel,
+)
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+from mlflow.store.tracking.dbmodels.models import SqlLoggedModelTag
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy import func, insert, select, update
 
+import modelreg.ledger
 from modelreg.domain import Action, Stage
 from modelreg.ledger import NewEvent, VersionRecord, store
-from modelreg.registry import DIGEST_TAG, STAGE_TAG, Registry
+from modelreg.registry import SEMVER_TAG, STAGE_TAG, Registry
 from modelreg.stack import MLFLOW_SERVER_ENV, ServiceProcess, free_port, mlflow_server_argv
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 SECTION = "## Registry operations"
 WARMUPS = 3
 PAGE = 1000
-LEDGER_BATCH = 500
-SEED_THREADS = 8
+LEDGER_BATCH = 2000  # versions per ledger transaction while seeding
+INSERT_CHUNK = 5000  # MLflow rows per executemany while seeding (one transaction)
 RISK_VERSIONS = 10  # versions tagged team=risk; the rest are team=growth
-MIN_REPEATS = 5
+MIN_REPEATS = 3  # timed runs an operation gets before its budget may stop it
+# The targets of issue 9 ("Done when").
+PROMOTE_TARGET = 1.5  # modelreg promote p50 / raw promote p50
+SEARCH_STAGE_TARGET = 2.0  # modelreg search by stage p50 / alias lookup p50
+ROW_SLACK = (1.1, 2)  # rows at a size <= 1.1 x rows at the smallest size + 2 counts as constant
+PROMOTE_LABELS = ("promote to Staging", "promote to Production")
+SHOW_LABEL = "show"
+STAGE_LABEL = "search `stage = 'Production'`"
+HISTORY_LABEL = "history"
+CONSTANT_ROWS = (*PROMOTE_LABELS, SHOW_LABEL, STAGE_LABEL)
 
 
 # -- measuring -------------------------------------------------------------------
@@ -116,10 +158,93 @@ class Cost:
 
     def endpoint_text(self) -> str:
         """Requests per call by endpoint with their average time, most frequent first."""
-        return ", ".join(
-            f"{self.per_call(n):g}x {endpoint} ({ms(self.request_ms(endpoint))} ms)"
-            for endpoint, n in self.endpoints.most_common()
+        return (
+            ", ".join(
+                f"{self.per_call(n):g}x {endpoint} ({ms(self.request_ms(endpoint))} ms)"
+                for endpoint, n in self.endpoints.most_common()
+            )
+            or "no REST requests"
         )
+
+
+def ledger_rows(result: Any) -> int:
+    """Rows a ledger read returned: one per element, per version of a model state, or one.
+
+    ``None`` is 0 rows; a list, tuple or set counts its elements; a state with a
+    ``versions`` mapping (``lifecycle.ModelState``) one row per version; a
+    mapping the rows of its values (``{model: ModelState}``); anything else 1.
+    """
+    if result is None:
+        return 0
+    versions = getattr(result, "versions", None)
+    if isinstance(versions, Mapping):
+        return len(versions)
+    if isinstance(result, Mapping):
+        return sum(ledger_rows(value) for value in result.values())
+    if isinstance(result, list | tuple | set | frozenset):
+        return len(result)
+    return 1
+
+
+# Ledger methods that read rows without going through a select function.
+LEDGER_METHODS = ("version_record", "version_by_semver", "known_versions", "highest_record")
+
+
+def _ledger_reads() -> list[tuple[Any, str, Any]]:
+    """(owner, attribute, function) of every ledger read the probe counts.
+
+    Every function named ``select*`` or ``_select*`` defined in a
+    ``modelreg.ledger`` module (the row reads: events, records, the state
+    projection), wherever a loaded modelreg module binds it (a ``from ...
+    import`` copies the name), and the LEDGER_METHODS of ``Ledger`` and
+    ``LedgerTransaction`` that exist.
+    """
+    package = modelreg.ledger.__name__
+    loaded = [
+        (name, module)
+        for name, module in list(sys.modules.items())
+        if isinstance(module, types.ModuleType)
+        and (name == "modelreg" or name.startswith("modelreg."))
+    ]
+    selects = {
+        id(value): value
+        for name, module in loaded
+        if name == package or name.startswith(f"{package}.")
+        for attr, value in vars(module).items()
+        if attr.lstrip("_").startswith("select")
+        and isinstance(value, types.FunctionType)
+        and value.__module__.startswith(package)
+    }
+    found: list[tuple[Any, str, Any]] = [
+        (module, attr, value)
+        for _name, module in loaded
+        for attr, value in list(vars(module).items())
+        if selects.get(id(value)) is value
+    ]
+    for owner in (store.Ledger, store.LedgerTransaction):
+        found += [(owner, m, vars(owner)[m]) for m in LEDGER_METHODS if m in vars(owner)]
+    return found
+
+
+def _counted_read(original: Any, cost: Cost, lock: Any, depth: threading.local) -> Any:
+    """``original`` wrapped to add its rows to ``cost``, unless called inside another read."""
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        level = getattr(depth, "level", 0)
+        depth.level = level + 1
+        start = time.perf_counter()
+        try:
+            result = original(*args, **kwargs)
+        finally:
+            depth.level = level
+        if level == 0:
+            with lock:
+                cost.ledger_reads += 1
+                cost.ledger_rows += ledger_rows(result)
+                cost.ledger_ms += (time.perf_counter() - start) * 1000
+        return result
+
+    return counted
 
 
 @contextlib.contextmanager
@@ -127,9 +252,15 @@ def probe(cost: Cost) -> Iterator[None]:
     """Add the REST requests and ledger reads made inside the block to ``cost``.
 
     Wraps ``requests.Session.request`` (every MlflowClient call goes through
-    it) and the ledger's row-loading functions, and restores them on exit.
+    it), ``httpx.Client.send`` (modelreg's own REST client) and the ledger's
+    row reads (:func:`_ledger_reads`), and restores them on exit. A ledger read
+    made inside another counted read (``version_record`` runs
+    ``_select_record``) is counted once, by the outer one. The wrappers add
+    microseconds per request or read.
     """
     originals: list[tuple[Any, str, Any]] = []
+    lock = threading.Lock()
+    depth = threading.local()
 
     def wrap(owner: Any, attr: str, on_done: Callable[[Any, Any, float], None]) -> None:
         original = getattr(owner, attr)
@@ -137,29 +268,35 @@ def probe(cost: Cost) -> Iterator[None]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             result = original(*args, **kwargs)
-            on_done(args, result, time.perf_counter() - start)
+            on_done(args, kwargs, time.perf_counter() - start)
             return result
 
         originals.append((owner, attr, original))
         setattr(owner, attr, timed)
 
-    def rest(args: Any, _result: Any, seconds: float) -> None:
-        _session, method, url = args[:3]
-        cost.rest_calls += 1
-        cost.rest_ms += seconds * 1000
-        endpoint = f"{method} {url.split('/mlflow/', 1)[-1]}"
-        cost.endpoints[endpoint] += 1
-        cost.endpoint_ms[endpoint] += seconds * 1000
+    def count_request(method: str, url: str, seconds: float) -> None:
+        endpoint = f"{method.upper()} {url.split('?', 1)[0].split('/mlflow/', 1)[-1]}"
+        with lock:
+            cost.rest_calls += 1
+            cost.rest_ms += seconds * 1000
+            cost.endpoints[endpoint] += 1
+            cost.endpoint_ms[endpoint] += seconds * 1000
 
-    def ledger(_args: Any, result: Any, seconds: float) -> None:
-        cost.ledger_reads += 1
-        cost.ledger_rows += len(result) if isinstance(result, list) else int(result is not None)
-        cost.ledger_ms += seconds * 1000
+    def via_requests(args: Any, kwargs: Any, seconds: float) -> None:
+        # Session.request(self, method, url, ...); requests.get passes them by keyword.
+        method = args[1] if len(args) > 1 else kwargs["method"]
+        url = args[2] if len(args) > 2 else kwargs["url"]
+        count_request(str(method), str(url), seconds)
 
-    wrap(requests.Session, "request", rest)
-    wrap(store, "_select_events", ledger)
-    wrap(store, "_select_records", ledger)
-    wrap(store.Ledger, "version_record", ledger)
+    def via_httpx(args: Any, kwargs: Any, seconds: float) -> None:
+        request = args[1] if len(args) > 1 else kwargs["request"]
+        count_request(str(request.method), str(request.url), seconds)
+
+    wrap(requests.Session, "request", via_requests)
+    wrap(httpx.Client, "send", via_httpx)
+    for owner, attr, original in _ledger_reads():
+        originals.append((owner, attr, original))
+        setattr(owner, attr, _counted_read(original, cost, lock, depth))
     start = time.perf_counter()
     try:
         yield
@@ -194,63 +331,92 @@ class Result:
     raw: Samples = field(default_factory=Samples)
     modelreg_cost: Cost = field(default_factory=Cost)
     raw_cost: Cost = field(default_factory=Cost)
+    warmups: int = 0
 
     @property
     def ratio(self) -> float:
         """modelreg p50 over raw p50."""
         return self.modelreg.p50() / self.raw.p50()
 
+    @property
+    def rows(self) -> float:
+        """Ledger rows one modelreg call read (average over the timed runs)."""
+        return self.modelreg_cost.per_call(self.modelreg_cost.ledger_rows)
 
-def _timed(fn: Callable[[int], object], i: int) -> float:
-    start = time.perf_counter()
-    fn(i)
-    return time.perf_counter() - start
+
+def _run(result: Result, i: int, *, timed: bool) -> None:
+    """One call of each side, the side that goes first alternating with ``i``."""
+    sides = [
+        (result.operation.modelreg, result.modelreg, result.modelreg_cost),
+        (result.operation.raw, result.raw, result.raw_cost),
+    ]
+    for fn, samples, cost in sides if i % 2 == 0 else reversed(sides):
+        if not timed:
+            fn(i)
+            continue
+        with probe(cost):
+            start = time.perf_counter()
+            fn(i)
+            samples.values.append(time.perf_counter() - start)
 
 
 def measure(size: int, group: Sequence[Operation], repeat: int, budget: float) -> list[Result]:
     """Time every operation of ``group`` in lock-step, modelreg and raw interleaved.
 
     Operations in one group share the iteration number (promote to Staging,
-    then the same version to Production). The side that goes first alternates
-    so that neither always meets a warmer cache. Stops early, after at least
-    MIN_REPEATS runs, when the group has used ``budget`` seconds per operation.
+    then the same version to Production). Up to WARMUPS warm-ups, fewer once
+    they used a quarter of the budget; then up to ``repeat`` probed, timed runs,
+    stopping once the group used ``budget`` seconds per operation after at least
+    MIN_REPEATS runs, or twice that after at least one. The first iteration is
+    probed and timed too: when it alone took longer than the budget (history at
+    100,000 versions lists 100 pages on the raw side) it is kept as the first
+    run, since a warm-up changes nothing for a call of minutes.
     """
     results = [Result(size, op) for op in group]
+    allowed = budget * len(group)
     started = time.monotonic()
-    for i in range(WARMUPS + repeat):
-        for result in results:
-            sides = [
-                (result.operation.modelreg, result.modelreg),
-                (result.operation.raw, result.raw),
-            ]
-            for fn, samples in sides if i % 2 == 0 else reversed(sides):
-                seconds = _timed(fn, i)
-                if i >= WARMUPS:
-                    samples.values.append(seconds)
-        done = i + 1 - WARMUPS
-        if done >= MIN_REPEATS and time.monotonic() - started > budget * len(group):
-            break
-    return results
-
-
-def attribute(results: Sequence[Result], first: int, calls: int = 3) -> None:
-    """Probe ``calls`` further calls of each side (iterations from ``first``)."""
     for result in results:
-        for fn, cost in (
-            (result.operation.modelreg, result.modelreg_cost),
-            (result.operation.raw, result.raw_cost),
-        ):
-            for i in range(first, first + calls):
-                with probe(cost):
-                    fn(i)
+        _run(result, 0, timed=True)
+    first = time.monotonic() - started
+    warmups = 0
+    if first <= allowed:
+        for result in results:
+            result.modelreg, result.raw = Samples(), Samples()
+            result.modelreg_cost, result.raw_cost = Cost(), Cost()
+        warmups = 1
+        while warmups < WARMUPS and time.monotonic() - started <= allowed / 4:
+            for result in results:
+                _run(result, warmups, timed=False)
+            warmups += 1
+    done = 0 if warmups else 1
+    runs_started = time.monotonic() - (0 if warmups else first)
+    while done < repeat:
+        used = time.monotonic() - runs_started
+        if (used > allowed and done >= MIN_REPEATS) or (used > 2 * allowed and done >= 1):
+            break
+        for result in results:
+            _run(result, warmups + done, timed=True)
+        done += 1
+    for result in results:
+        result.warmups = warmups
+    return results
 
 
 # -- the services ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Stack:
+    """One size's MLflow server and ledger."""
+
+    tracking_uri: str
+    ledger_uri: str
+    backend_uri: str  # the server's backend store, which seeding writes in-process
+
+
 @contextlib.contextmanager
-def services(args: argparse.Namespace, size: int) -> Iterator[tuple[str, str]]:
-    """An MLflow server and a ledger for one size; yields (tracking URI, ledger URI)."""
+def stack(args: argparse.Namespace, size: int) -> Iterator[Stack]:
+    """An MLflow server and a ledger for one size, in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix=f"modelreg-bench-{size}-") as tmp:
         home = Path(tmp)
         backend = args.backend_store_uri or f"sqlite:///{home / 'mlflow.db'}"
@@ -273,9 +439,16 @@ def services(args: argparse.Namespace, size: int) -> Iterator[tuple[str, str]]:
         server.start()
         try:
             server.wait_ready(timeout=180)
-            yield f"http://127.0.0.1:{port}", ledger
+            yield Stack(f"http://127.0.0.1:{port}", ledger, backend)
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def services(args: argparse.Namespace, size: int) -> Iterator[tuple[str, str]]:
+    """An MLflow server and a ledger for one size; yields (tracking URI, ledger URI)."""
+    with stack(args, size) as running:
+        yield running.tracking_uri, running.ledger_uri
 
 
 # -- seeding -------------------------------------------------------------------------
@@ -283,18 +456,72 @@ def services(args: argparse.Namespace, size: int) -> Iterator[tuple[str, str]]:
 
 @dataclass
 class Seeded:
-    """The seeded model and how long each seeding phase took (seconds)."""
+    """The seeded model, how long each seeding phase took (seconds), what was appended."""
 
     name: str
     size: int
     run_id: str
     phases: dict[str, float] = field(default_factory=dict)
     loads: list[float] = field(default_factory=list)  # 1-minute load average while measuring
+    appended: Counter[str] = field(default_factory=Counter)  # ledger events appended, by model
+    promotions: int = 0  # Registry.promote calls made (seeding, warm-ups, timed runs)
+    history: HistoryCheck | None = None
 
     @property
     def total(self) -> float:
         """All seeding phases together."""
         return sum(self.phases.values())
+
+
+@dataclass(frozen=True)
+class HistoryCheck:
+    """Whether ``Registry.history`` returned every event appended for the model."""
+
+    events: int  # events history returned
+    appended: int  # events LedgerTransaction.append wrote for the model (counted at append)
+    adopted: int  # distinct versions with an adopt or register event in history
+    versions: int  # versions seeded
+    transitions: int  # transition events in history
+    promotions: int  # Registry.promote calls made
+    ordered: bool  # event ids strictly increasing
+    seconds: float
+
+    @property
+    def complete(self) -> bool:
+        """Every appended event, every version's adoption, every promotion, in order."""
+        return (
+            self.events == self.appended
+            and self.adopted == self.versions
+            and self.transitions >= self.promotions
+            and self.ordered
+        )
+
+    def text(self) -> str:
+        """One line: the counts and the verdict."""
+        verdict = "PASS" if self.complete else "MISS"
+        return (
+            f"{self.events:,} of {self.appended:,} appended events; {self.adopted:,} of "
+            f"{self.versions:,} versions adopted; {self.transitions:,} transitions for "
+            f"{self.promotions:,} promotions; ids {'in order' if self.ordered else 'OUT OF ORDER'}"
+            f" ({self.seconds:,.1f} s) **{verdict}**"
+        )
+
+
+@contextlib.contextmanager
+def count_appends(counter: Counter[str]) -> Iterator[None]:
+    """Count every event ``LedgerTransaction.append`` writes inside the block, by model."""
+    original = store.LedgerTransaction.append
+
+    def counted(self: Any, new: Any, *args: Any, **kwargs: Any) -> Any:
+        appended = original(self, new, *args, **kwargs)
+        counter[appended.model] += 1
+        return appended
+
+    store.LedgerTransaction.append = counted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        store.LedgerTransaction.append = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -320,84 +547,218 @@ def _log_model(tracking_uri: str) -> tuple[str, str, str]:
     return run.info.run_id, str(info.model_uri), str(info.model_id)
 
 
-def seed(registry: Registry, client: MlflowClient, size: int) -> Seeded:
+def _team(size: int, version: int) -> str:
+    """``risk`` for RISK_VERSIONS evenly spread versions (version 1 among them), else growth."""
+    return "risk" if (version - 1) % max(size // RISK_VERSIONS, 1) == 0 else "growth"
+
+
+def _semver(version: int) -> str:
+    return f"1.0.{version - 1}"
+
+
+def seed(registry: Registry, client: MlflowClient, running: Stack, size: int) -> Seeded:
     """Register ``size`` versions of one model in MLflow and in the ledger."""
     name = f"bench-{size}-{uuid.uuid4().hex[:6]}"
     seeded = Seeded(name=name, size=size, run_id="")
     with _phase(seeded, "log one sklearn model"):
         run_id, model_uri, model_id = _log_model(registry.gateway.tracking_uri)
         seeded.run_id = run_id
-    with _phase(seeded, "adopt version 1 with modelreg sync (download + manifest)"):
+    with _phase(seeded, "version 1 through MLflow's REST API, adopted by modelreg sync"):
         client.create_registered_model(name)
         client.create_model_version(
             name,
             model_uri,
             run_id=run_id,
             model_id=model_id,
-            tags={"team": "risk", "modelreg.semver": "1.0.0"},
+            tags={"team": _team(size, 1), SEMVER_TAG: _semver(1)},
             await_creation_for=0,
         )
         registry.sync(name)
     first = registry.ledger.version_record(name, 1)
-    adopted = registry.ledger.events(name)[0]
-    if first is None:
-        raise RuntimeError(f"sync did not adopt {name} v1")
-    every = max(size // RISK_VERSIONS, 1)
-
-    def create(k: int) -> int:
-        team = "risk" if k % every == 0 else "growth"
-        mv = client.create_model_version(
-            name,
-            model_uri,
-            run_id=run_id,
-            model_id=model_id,
-            tags={"team": team, DIGEST_TAG: first.digest, STAGE_TAG: Stage.NONE.value},
-            await_creation_for=0,
-        )
-        return int(mv.version)
-
-    with (
-        _phase(seeded, f"create {size - 1} MLflow versions ({SEED_THREADS} threads)"),
-        ThreadPoolExecutor(SEED_THREADS) as pool,
+    adopted = registry.ledger.events(name)
+    if first is None or len(adopted) != 1:
+        raise RuntimeError(f"sync did not adopt {name} v1 (record {first}, events {adopted})")
+    with _phase(
+        seeded,
+        f"insert versions 2..{size:,} into MLflow's SQL store in-process (one transaction)",
     ):
-        numbers = sorted(pool.map(create, range(2, size + 1)))
-    with _phase(seeded, f"write {size - 1} ledger records + adopt events"):
-        _seed_ledger(registry, first, adopted.details, numbers)
+        _seed_mlflow(running.backend_uri, name, size, model_id)
+    with _phase(
+        seeded,
+        f"append {size - 1:,} ledger records + adopt events "
+        f"(Ledger.locked, batches of {LEDGER_BATCH:,})",
+    ):
+        _seed_ledger(registry, first, adopted[0], size)
+    with _phase(seeded, "compare the last seeded version with version 1 over REST"):
+        _check_seeded(client, name, size)
     with _phase(seeded, "promote v1, v2 to Production and v3 to Staging (facade)"):
         for version in (1, 2):
-            registry.promote(name, version, Stage.STAGING, reason="bench seed")
-            registry.promote(name, version, Stage.PRODUCTION, reason="bench seed")
-        registry.promote(name, 3, Stage.STAGING, reason="bench seed")
+            _promote(registry, seeded, version, Stage.STAGING, reason="bench seed")
+            _promote(registry, seeded, version, Stage.PRODUCTION, reason="bench seed")
+        _promote(registry, seeded, 3, Stage.STAGING, reason="bench seed")
     return seeded
 
 
-def _seed_ledger(
-    registry: Registry, first: VersionRecord, details: dict[str, Any], numbers: list[int]
-) -> None:
-    """Clone version 1's record for every other version, in batched transactions."""
-    for start in range(0, len(numbers), LEDGER_BATCH):
+def _promote(registry: Registry, seeded: Seeded, version: int, stage: Stage, **kw: Any) -> None:
+    registry.promote(seeded.name, version, stage, **kw)
+    seeded.promotions += 1
+
+
+def _seed_mlflow(backend_uri: str, name: str, size: int, model_id: str) -> None:
+    """Insert versions 2..``size`` of ``name`` into MLflow's backend store, cloned from v1.
+
+    Opens MLflow's own ``SqlAlchemyStore`` on the server's backend database (the
+    server is idle meanwhile) and bulk-inserts ``model_versions`` and
+    ``model_version_tags`` rows in one transaction: every column of version 1
+    (source, storage location, run id and link, user, status READY, stage) and
+    its tags (the ``modelreg.*`` tags sync wrote), with the version's own
+    number, ``team`` tag, semver tag and creation time (1 ms apart after v1).
+    The registered model's last update and the logged model's
+    ``mlflow.modelVersions`` tag end as the server would have left them.
+    """
+    registry_store = SqlAlchemyStore(backend_uri)  # type: ignore[no-untyped-call]
+    versions_table = SqlModelVersion.__table__
+    tags_table = SqlModelVersionTag.__table__
+    try:
+        with registry_store.ManagedSessionMaker(read_only=False) as session:
+            first = dict(
+                session.execute(
+                    select(versions_table).where(
+                        versions_table.c.name == name, versions_table.c.version == 1
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            tags = dict(
+                session.execute(
+                    select(tags_table.c.key, tags_table.c.value).where(
+                        tags_table.c.name == name, tags_table.c.version == 1
+                    )
+                ).all()
+            )
+            tag_extra = {
+                column: value
+                for column, value in session.execute(
+                    select(tags_table).where(tags_table.c.name == name, tags_table.c.version == 1)
+                )
+                .mappings()
+                .first()
+                .items()
+                if column not in {"name", "version", "key", "value"}
+            }
+            base = int(first["creation_time"])
+            for start in range(2, size + 1, INSERT_CHUNK):
+                numbers = range(start, min(start + INSERT_CHUNK, size + 1))
+                session.execute(
+                    insert(versions_table),
+                    [
+                        first
+                        | {
+                            "version": v,
+                            "creation_time": base + v - 1,
+                            "last_updated_time": base + v - 1,
+                        }
+                        for v in numbers
+                    ],
+                )
+                session.execute(
+                    insert(tags_table),
+                    [
+                        tag_extra | {"name": name, "version": v, "key": key, "value": value}
+                        for v in numbers
+                        for key, value in (
+                            tags
+                            | {
+                                "team": _team(size, v),
+                                SEMVER_TAG: _semver(v),
+                                STAGE_TAG: Stage.NONE.value,
+                            }
+                        ).items()
+                    ],
+                )
+            rm = SqlRegisteredModel.__table__
+            session.execute(
+                update(rm).where(rm.c.name == name).values(last_updated_time=base + size - 1)
+            )
+            _list_versions_on_logged_model(session, name, size, model_id)
+            count = session.execute(
+                select(func.count())
+                .select_from(versions_table)
+                .where(versions_table.c.name == name)
+            ).scalar_one()
+        if count != size:
+            raise RuntimeError(f"MLflow has {count} versions of {name}, expected {size}")
+    finally:
+        registry_store.engine.dispose()
+
+
+def _list_versions_on_logged_model(session: Any, name: str, size: int, model_id: str) -> None:
+    """Extend the logged model's ``mlflow.modelVersions`` tag as ``create_model_version`` does."""
+    table = SqlLoggedModelTag.__table__
+    where = (table.c.model_id == model_id, table.c.tag_key == MLFLOW_MODEL_VERSIONS)
+    current = session.execute(select(table.c.tag_value).where(*where)).scalar_one_or_none()
+    if current is None:
+        return  # this MLflow does not keep the list; nothing to match
+    listed = json.loads(current)
+    kind = type(listed[0]["version"]) if listed else int
+    listed += [{"name": name, "version": kind(v)} for v in range(2, size + 1)]
+    session.execute(update(table).where(*where).values(tag_value=json.dumps(listed)))
+
+
+def _seed_ledger(registry: Registry, first: VersionRecord, adopted: Any, size: int) -> None:
+    """Clone version 1's record and adopt event for versions 2..``size``, in batched transactions.
+
+    Through the ledger's public transaction API, so whatever ``append`` keeps
+    beside the events (state projection, outbox) is written as for a real adoption.
+    """
+    event_fields = {f.name: getattr(adopted, f.name) for f in dataclasses.fields(NewEvent)}
+    for start in range(2, size + 1, LEDGER_BATCH):
         with registry.ledger.locked(first.model) as txn:
-            for number in numbers[start : start + LEDGER_BATCH]:
+            for number in range(start, min(start + LEDGER_BATCH, size + 1)):
                 record = dataclasses.replace(
-                    first,
-                    version=number,
-                    semver=f"1.0.{number - 1}",
-                    registered_at=datetime.now(UTC),
+                    first, version=number, semver=_semver(number), registered_at=datetime.now(UTC)
                 )
                 txn.add_version(record)
                 txn.append(
                     NewEvent(
-                        model=first.model,
-                        version=number,
-                        action=Action.ADOPT,
-                        actor=registry.settings.actor,
-                        to_stage=Stage.NONE,
-                        reason="bench seed",
-                        semver=record.semver,
-                        digest=record.digest,
-                        details=details,
+                        **event_fields
+                        | {"version": number, "semver": record.semver, "reason": "bench seed"}
                     )
                 )
+
+
+def _check_seeded(client: MlflowClient, name: str, size: int) -> None:
+    """Fail unless the last seeded version reads over REST like version 1 (the API-made one)."""
+    made, seeded = client.get_model_version(name, "1"), client.get_model_version(name, str(size))
+    same = ("source", "run_id", "run_link", "status", "current_stage", "user_id", "description")
+    differ = [a for a in same if getattr(made, a) != getattr(seeded, a)]
+    if set(made.tags) != set(seeded.tags):
+        differ.append(f"tag keys {sorted(made.tags)} vs {sorted(seeded.tags)}")
+    if seeded.tags.get(SEMVER_TAG) != _semver(size) or seeded.tags["team"] != _team(size, size):
+        differ.append(f"tags {seeded.tags}")
+    if not int(made.creation_timestamp) < int(seeded.creation_timestamp):
+        differ.append("creation time")
+    if differ:
+        raise RuntimeError(f"seeded version {size} differs from version 1: {differ}")
+
+
+def check_history(registry: Registry, seeded: Seeded) -> HistoryCheck:
+    """Read the whole history once and compare it with what was appended."""
+    start = time.perf_counter()
+    events = registry.history(seeded.name).events
+    seconds = time.perf_counter() - start
+    ids = [e.id for e in events]
+    return HistoryCheck(
+        events=len(events),
+        appended=seeded.appended[seeded.name],
+        adopted=len({e.version for e in events if e.action in {Action.ADOPT, Action.REGISTER}}),
+        versions=seeded.size,
+        transitions=sum(e.action == Action.TRANSITION for e in events),
+        promotions=seeded.promotions,
+        ordered=all(a < b for a, b in itertools.pairwise(ids)),
+        seconds=seconds,
+    )
 
 
 # -- the operations --------------------------------------------------------------------
@@ -408,7 +769,7 @@ def operations(
 ) -> list[list[Operation]]:
     """The measured operations, grouped by what must run in lock-step."""
     name, size = seeded.name, seeded.size
-    needed = 2 * (WARMUPS + repeat + 3)  # + 3 calls for the cost attribution
+    needed = 2 * (WARMUPS + repeat)
     if size - 3 < needed:
         raise SystemExit(f"--repeat {repeat} needs at least {needed + 3} versions per size")
     # Fresh versions from the top: modelreg takes the even offsets, raw the odd ones.
@@ -416,6 +777,9 @@ def operations(
     theirs = [size - 2 * i - 1 for i in range(needed // 2)]
     picks = random.Random(size)
     shown = [picks.randint(1, size) for _ in range(needed)]
+
+    def promote(i: int, stage: Stage) -> None:
+        _promote(registry, seeded, ours[i], stage)
 
     def raw_promote(i: int, alias: str, stage: str) -> None:
         version = str(theirs[i])
@@ -441,14 +805,14 @@ def operations(
     return [
         [
             Operation(
-                "promote to Staging",
-                lambda i: registry.promote(name, ours[i], Stage.STAGING),
+                PROMOTE_LABELS[0],
+                lambda i: promote(i, Stage.STAGING),
                 lambda i: raw_promote(i, "staging", "Staging"),
                 "set_registered_model_alias + transition_model_version_stage",
             ),
             Operation(
-                "promote to Production",
-                lambda i: registry.promote(name, ours[i], Stage.PRODUCTION),
+                PROMOTE_LABELS[1],
+                lambda i: promote(i, Stage.PRODUCTION),
                 lambda i: raw_promote(i, "production", "Production"),
                 "set_registered_model_alias + transition_model_version_stage"
                 " (archive_existing_versions=True)",
@@ -456,7 +820,7 @@ def operations(
         ],
         [
             Operation(
-                "show",
+                SHOW_LABEL,
                 lambda i: registry.show(name, shown[i]),
                 raw_show,
                 "get_model_version + get_run",
@@ -464,7 +828,7 @@ def operations(
         ],
         [
             Operation(
-                "search `stage = 'Production'`",
+                STAGE_LABEL,
                 lambda _i: registry.search("stage = 'Production'"),
                 lambda _i: client.get_model_version_by_alias(name, "production"),
                 "get_model_version_by_alias(name, 'production')",
@@ -480,13 +844,105 @@ def operations(
         ],
         [
             Operation(
-                "history",
+                HISTORY_LABEL,
                 lambda _i: registry.history(name),
                 raw_all_versions,
                 "search_model_versions(name), every page of 1000 (MLflow keeps no audit history)",
             )
         ],
     ]
+
+
+# -- targets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target of issue 9 at one size."""
+
+    target: str
+    size: int
+    value: str
+    passed: bool
+
+    @property
+    def mark(self) -> str:
+        """PASS or MISS."""
+        return "PASS" if self.passed else "MISS"
+
+
+def verdicts(results: Sequence[Result], seeds: Sequence[Seeded]) -> list[Verdict]:
+    """Every target at every size, computed from the measurements."""
+    found: list[Verdict] = []
+    by = {(r.operation.label, r.size): r for r in results}
+    sizes = sorted({r.size for r in results})
+    smallest = sizes[0] if sizes else 0
+    for size in sizes:
+        for label in PROMOTE_LABELS:
+            r = by.get((label, size))
+            if r:
+                found.append(
+                    Verdict(
+                        f"{label} ≤ {PROMOTE_TARGET:g}x raw",
+                        size,
+                        f"{r.ratio:.2f}x",
+                        r.ratio <= PROMOTE_TARGET,
+                    )
+                )
+        r = by.get((STAGE_LABEL, size))
+        if r:
+            found.append(
+                Verdict(
+                    f"search by stage ≤ {SEARCH_STAGE_TARGET:g}x alias lookup",
+                    size,
+                    f"{r.ratio:.2f}x",
+                    r.ratio <= SEARCH_STAGE_TARGET,
+                )
+            )
+        for label in CONSTANT_ROWS:
+            r, base = by.get((label, size)), by.get((label, smallest))
+            if not (r and base):
+                continue
+            scale, slack = ROW_SLACK
+            # At the smallest size there is nothing smaller to compare with: reading a
+            # tenth of the versions or more is a scan of the history, not a constant.
+            passed = r.rows < size / 10 if size == smallest else r.rows <= scale * base.rows + slack
+            found.append(
+                Verdict(f"ledger rows per {label} constant", size, f"{r.rows:,.1f}", passed)
+            )
+    for s in seeds:
+        if s.history is not None:
+            found.append(
+                Verdict(
+                    "history complete",
+                    s.size,
+                    f"{s.history.events:,} / {s.history.appended:,} events",
+                    s.history.complete,
+                )
+            )
+    return found
+
+
+def targets_table(found: Sequence[Verdict]) -> str:
+    """Targets as rows, sizes as columns: the value and PASS/MISS in each cell."""
+    sizes = sorted({v.size for v in found})
+    cells = {(v.target, v.size): f"{v.value} **{v.mark}**" for v in found}
+    lines = [
+        "| target | " + " | ".join(f"{s:,} versions" for s in sizes) + " |",
+        "|---|" + "---:|" * len(sizes),
+    ]
+    for target in dict.fromkeys(v.target for v in found):
+        row = " | ".join(cells.get((target, s), "n/a") for s in sizes)
+        lines.append(f"| {target} | {row} |")
+    missed = [v for v in found if not v.passed]
+    verdict = (
+        "Every target is met at every size."
+        if not missed
+        else f"{len(missed)} of {len(found)} checks MISS: "
+        + "; ".join(f"{v.target} at {v.size:,} ({v.value})" for v in missed)
+        + "."
+    )
+    return "\n".join(lines) + "\n\n" + verdict
 
 
 # -- reporting -------------------------------------------------------------------------
@@ -534,9 +990,9 @@ def table(results: Sequence[Result]) -> str:
         lines.append(
             f"| {r.operation.label} | {r.size:,} | {len(r.modelreg.values)} "
             f"| {ms(r.modelreg.p50())} | {ms(r.modelreg.p95())} "
-            f"| {ms(r.raw.p50())} | {ms(r.raw.p95())} | **{r.ratio:.1f}x** "
+            f"| {ms(r.raw.p50())} | {ms(r.raw.p95())} | **{r.ratio:.2f}x** "
             f"| {ours.per_call(ours.rest_calls):g} / {theirs.per_call(theirs.rest_calls):g} "
-            f"| {ours.per_call(ours.ledger_rows):,.0f} |"
+            f"| {r.rows:,.1f} |"
         )
     return "\n".join(lines)
 
@@ -583,10 +1039,7 @@ def scaling(results: Sequence[Result]) -> str:
     if len(sizes) < 2:
         return "Run with two sizes to see which ledger reads grow with the number of versions."
     small, large = sizes[0], sizes[-1]
-    rows = {
-        (r.operation.label, r.size): r.modelreg_cost.per_call(r.modelreg_cost.ledger_rows)
-        for r in results
-    }
+    rows = {(r.operation.label, r.size): r.rows for r in results}
     labels = list(dict.fromkeys(r.operation.label for r in results))
     growing = [
         label
@@ -596,9 +1049,10 @@ def scaling(results: Sequence[Result]) -> str:
     if growing:
         text = (
             f"Ledger rows read per call grow in proportion to the number of versions "
-            f"({small:,} to {large:,}) for: {', '.join(growing)}. History returns every "
-            "event, so it must; the others return one version or a handful."
+            f"({small:,} to {large:,}) for: {', '.join(growing)}."
         )
+        if HISTORY_LABEL in growing:
+            text += " History returns every event, so it must."
     else:
         text = "No operation reads more ledger rows as the number of versions grows."
     return f"{text}\n\n{_slow_endpoints(results, small, large)}"
@@ -661,9 +1115,13 @@ def section(args: argparse.Namespace, results: Sequence[Result], seeds: Sequence
     load = "; ".join(
         f"{s.size:,} versions {min(s.loads):.1f} to {max(s.loads):.1f}" for s in seeds if s.loads
     )
+    history = "\n".join(
+        f"- {s.size:,} versions: {s.history.text()}" for s in seeds if s.history is not None
+    )
     command = " ".join([".venv/bin/python bench/registry.py", *_redacted(args.argv)])
     backend = "custom backend store" if args.backend_store_uri else "SQLite backend store"
     ledger = "custom ledger database" if args.ledger_uri else "SQLite ledger"
+    scale, slack = ROW_SLACK
     return f"""{SECTION}
 
 `bench/registry.py` times the `Registry` facade against the raw `MlflowClient` calls
@@ -673,12 +1131,26 @@ Ratio = modelreg p50 / raw p50.
 - Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
 - Machine: {machine()}
 - Set-up: one local MLflow server ({backend}, local artifacts, {args.workers} worker),
-  {ledger}, client and server on the same machine; {WARMUPS} warm-ups, then up to
-  {args.repeat} runs per operation (fewer when an operation used more than
-  {args.budget_seconds:.0f} s)
+  {ledger}, client and server on the same machine; up to {WARMUPS} warm-ups, then up to
+  {args.repeat} runs per operation (fewer once an operation used
+  {args.budget_seconds:.0f} s, at least {MIN_REPEATS} unless it used twice that)
 - Command: `{command}`
 - Other load on the machine (1-minute load average sampled around each operation; it
   slows both sides alike, so ratios are steadier than absolute times): {load}
+
+### Targets (issue 9)
+
+Computed from the runs below. Promote: modelreg p50 / raw p50 (alias + stage
+transition). Search by stage: `search("stage = 'Production'")` p50 / MLflow's alias
+lookup p50. Ledger rows read per call are constant when they stay within
+{scale:g}x + {slack} of the smallest size's (and, at the smallest size, below a tenth
+of its versions). History is complete when `Registry.history` returns exactly the
+events `LedgerTransaction.append` wrote for the model during seeding and measuring,
+an adoption for every version, a transition for every promotion, in id order.
+
+{targets_table(verdicts(results, seeds))}
+
+### Measurements
 
 {table(results)}
 
@@ -688,23 +1160,36 @@ Baselines (raw side):
 
 `history` has no MLflow equivalent (MLflow keeps no audit log); listing every version of
 the model is the closest thing a team has. `search stage` is answered by hand with the
-alias lookup. REST requests and ledger rows are counted for one call (average of three).
+alias lookup. REST requests (MlflowClient's `requests` and modelreg's `httpx`) and
+ledger rows are counted during every timed call; a ledger read counts the rows it
+returned (a model state one per version it holds).
 
-Seeding (set-up, not measured; MLflow versions through the REST API, ledger rows
-written directly in batches of {LEDGER_BATCH}):
+History check (after measuring, one more `Registry.history` call):
+
+{history}
+
+Seeding (set-up, not measured). Version 1 goes through MLflow's REST API and
+`Registry.sync`; versions 2..N are inserted in one transaction into the server's
+backend database through MLflow's own SQL store opened in-process (`SqlAlchemyStore`
+and its `model_versions` / `model_version_tags` models), cloned from version 1's row
+and tags (source, run, storage location, status READY, `modelreg.*` tags) with their
+own number, `team`, semver tag and creation time; a seeded version is compared with
+version 1 over REST before measuring. The ledger gets version 1's record and adopt
+event cloned for every version through `Ledger.locked` → `add_version` + `append`, in
+batches of {LEDGER_BATCH:,}, so everything `append` maintains stays consistent.
 
 {seeding}
 
 ### What limits it
 
-One modelreg call (average of three), split into REST requests to MLflow, ledger
-reads, and the rest (event fold, search matching, building views):
+One modelreg call (average over the timed runs), split into REST requests to MLflow,
+ledger reads, and the rest (event fold, search matching, building views):
 
 {split(results)}
 
 REST requests per call by endpoint ({max(r.size for r in results):,} versions). MLflow
 3.17's client sends a `GET registered-models/get` before every registry write (it
-refuses to modify prompts), so each write costs two requests on both sides:
+refuses to modify prompts), so each raw write costs two requests:
 
 {requests_made(results)}
 
@@ -744,32 +1229,58 @@ def write_section(path: Path, section: str, text: str) -> None:
 def run_size(args: argparse.Namespace, size: int) -> tuple[Seeded, list[Result]]:
     """Seed and measure one registry size on its own server and ledger."""
     print(f"== {size:,} versions: starting MLflow", file=sys.stderr, flush=True)
-    with services(args, size) as (tracking_uri, ledger_uri), tempfile.TemporaryDirectory() as home:
-        registry = Registry.connect(tracking_uri, ledger_uri, actor="bench", home=Path(home))
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    appended: Counter[str] = Counter()
+    with (
+        stack(args, size) as running,
+        tempfile.TemporaryDirectory() as home,
+        count_appends(appended),
+    ):
+        uri = running.tracking_uri
+        registry = Registry.connect(uri, running.ledger_uri, actor="bench", home=Path(home))
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         try:
             registry.ledger.migrate()
             print(f"== {size:,} versions: seeding", file=sys.stderr, flush=True)
-            seeded = seed(registry, client, size)
-            print(f"  seeding total: {seeded.total:.1f} s; measuring", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            seeded = seed(registry, client, running, size)
+            seeded.appended = appended
+            print(f"  seeding total: {seeded.total:.1f} s", file=sys.stderr, flush=True)
             results: list[Result] = []
-            for group in operations(registry, client, seeded, args.repeat):
-                seeded.loads.append(os.getloadavg()[0])
-                measured = measure(size, group, args.repeat, args.budget_seconds)
-                seeded.loads.append(os.getloadavg()[0])
-                attribute(measured, first=WARMUPS + args.repeat)
-                for r in measured:
-                    print(
-                        f"  {r.operation.label}: modelreg {r.modelreg.p50():.1f} ms, "
-                        f"raw {r.raw.p50():.1f} ms, ratio {r.ratio:.1f}x "
-                        f"({len(r.modelreg.values)} runs)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                results += measured
+            if not args.seed_only:
+                results = _measure_size(args, registry, client, seeded)
+            seeded.history = check_history(registry, seeded)
+            print(f"  history: {seeded.history.text()}", file=sys.stderr, flush=True)
+            print(
+                f"== {size:,} versions done in {time.perf_counter() - started:,.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         finally:
             registry.close()
     return seeded, results
+
+
+def _measure_size(
+    args: argparse.Namespace, registry: Registry, client: MlflowClient, seeded: Seeded
+) -> list[Result]:
+    results: list[Result] = []
+    for group in operations(registry, client, seeded, args.repeat):
+        seeded.loads.append(os.getloadavg()[0])
+        started = time.perf_counter()
+        measured = measure(seeded.size, group, args.repeat, args.budget_seconds)
+        seconds = time.perf_counter() - started
+        seeded.loads.append(os.getloadavg()[0])
+        for r in measured:
+            print(
+                f"  {r.operation.label}: modelreg {r.modelreg.p50():.1f} ms, "
+                f"raw {r.raw.p50():.1f} ms, ratio {r.ratio:.2f}x, "
+                f"{r.rows:,.1f} ledger rows/call ({r.warmups} warm-ups + "
+                f"{len(r.modelreg.values)} runs, group {seconds:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        results += measured
+    return results
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -777,15 +1288,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--sizes",
-        default="1000,10000",
-        help="comma-separated numbers of model versions to seed (default: 1000,10000)",
+        default="1000,10000,100000",
+        help="comma-separated numbers of model versions to seed (default: 1000,10000,100000)",
     )
     parser.add_argument("--repeat", type=int, default=30, help="timed runs per operation")
     parser.add_argument(
         "--budget-seconds",
         type=float,
-        default=120.0,
-        help="stop an operation early (after at least 5 runs) once it used this long",
+        default=45.0,
+        help="stop an operation early once it used this long "
+        f"(after {MIN_REPEATS} runs; after 1 once it used twice this)",
     )
     parser.add_argument(
         "--backend-store-uri",
@@ -795,6 +1307,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--ledger-uri", help="ledger database URI (default: SQLite file in a temp dir)"
     )
     parser.add_argument("--workers", type=int, default=1, help="MLflow server workers")
+    parser.add_argument(
+        "--seed-only",
+        action="store_true",
+        help="seed every size, check its history, print the seeding times, measure nothing",
+    )
     parser.add_argument(
         "--write-docs",
         action=argparse.BooleanOptionalAction,
@@ -814,17 +1331,32 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print the table and update the docs."""
+    """Run the benchmark; print the targets and tables and update the docs."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # The raw side uses MLflow's deprecated stages on purpose: that is the baseline.
     warnings.filterwarnings("ignore", category=FutureWarning)
+    started = time.perf_counter()
     seeds, results = [], []
     for size in args.size_list:
         seeded, measured = run_size(args, size)
         seeds.append(seeded)
         results += measured
+    elapsed = time.perf_counter() - started
+    if args.seed_only:
+        for s in seeds:
+            print(f"{s.size:,} versions seeded in {s.total:,.1f} s:")
+            for label, seconds in s.phases.items():
+                print(f"  {label}: {seconds:,.1f} s")
+            if s.history is not None:
+                print(f"  history: {s.history.text()}")
+        print(f"total {elapsed:,.0f} s (with server start-ups)")
+        return 0 if all(s.history and s.history.complete for s in seeds) else 1
     text = section(args, results, seeds)
     print(text)
+    found = verdicts(results, seeds)
+    for v in found:
+        print(f"{v.mark} {v.target} at {v.size:,}: {v.value}", file=sys.stderr)
+    print(f"total {elapsed:,.0f} s", file=sys.stderr)
     if args.write_docs:
         write_docs(args.docs, text)
         print(f"wrote {args.docs}", file=sys.stderr)
