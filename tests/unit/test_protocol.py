@@ -15,10 +15,12 @@ from mlflow.models.utils import _enforce_schema
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelreg.errors import (
+    AuthenticationError,
     ModelNotReadyError,
     ModelregError,
     PayloadError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
@@ -428,6 +430,8 @@ def test_predictions_json_refuses_unknown_objects() -> None:
         (PayloadTooLargeError(10, 5), "REQUEST_LIMIT_EXCEEDED"),
         (VersionNotFoundError("m", "3"), "RESOURCE_DOES_NOT_EXIST"),
         (ModelNotReadyError("m", "loading"), "TEMPORARILY_UNAVAILABLE"),
+        (AuthenticationError("send a token"), "UNAUTHENTICATED"),
+        (PermissionDeniedError("bob", "reload", "wrong token"), "PERMISSION_DENIED"),
         (ModelregError("x"), "INTERNAL_ERROR"),
         (ValueError("x"), "INTERNAL_ERROR"),
     ],
