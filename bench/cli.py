@@ -382,7 +382,7 @@ same run. Ratio = modelreg median / baseline median (± is hyperfine's standard 
 {table(results)}
 
 The stopped stack is a closed port: modelreg's first read goes to MLflow's REST API
-(`modelreg.mlflow_rest`, httpx), which reports a refused connection at once (exit 6,
+(`modelreg.mlflow_gateway.rest`, httpx), which reports a refused connection at once (exit 6,
 "not reachable"); the baseline is MLflow's client with the retry budget modelreg
 used to give it (3 retries, backoff factor 1), which retries the refused connection
 with backoff.
