@@ -630,21 +630,17 @@ def _seed_mlflow(backend_uri: str, name: str, size: int, model_id: str) -> None:
                 .mappings()
                 .one()
             )
-            tags = dict(
-                session.execute(
-                    select(tags_table.c.key, tags_table.c.value).where(
-                        tags_table.c.name == name, tags_table.c.version == 1
-                    )
-                ).all()
-            )
+            tag_rows = [
+                dict(row)
+                for row in session.execute(
+                    select(tags_table).where(tags_table.c.name == name, tags_table.c.version == 1)
+                ).mappings()
+            ]
+            tags = {row["key"]: row["value"] for row in tag_rows}
+            # Columns other than the tag itself (workspace), as version 1's tags have them.
             tag_extra = {
                 column: value
-                for column, value in session.execute(
-                    select(tags_table).where(tags_table.c.name == name, tags_table.c.version == 1)
-                )
-                .mappings()
-                .first()
-                .items()
+                for column, value in tag_rows[0].items()
                 if column not in {"name", "version", "key", "value"}
             }
             base = int(first["creation_time"])
