@@ -137,14 +137,14 @@ class RequestDetails(EventDetails):
 class VoteDetails(EventDetails):
     """APPROVE, REJECT: a decision on the open request ``request`` (its event id)."""
 
-    request: int
+    request: int | None = None  # None only in events written before requests were numbered
     role: str = "viewer"  # the voter's role then (policy.Role value)
 
 
 class DeclineDetails(EventDetails):
     """DECLINE: what was refused (request, auto-promotion, rollback...) and why."""
 
-    refused: str
+    refused: str = ""
     failures: list[str] = []
 
 

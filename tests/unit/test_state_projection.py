@@ -173,4 +173,6 @@ def test_event_details_are_checked_per_action() -> None:
             details={"previous_versoin": 1},
         )
     with pytest.raises(ValidationError, match="request"):
-        NewEvent(model="m", version=1, action=Action.APPROVE, actor="a", details={"role": "admin"})
+        NewEvent(
+            model="m", version=1, action=Action.APPROVE, actor="a", details={"request": "seven"}
+        )

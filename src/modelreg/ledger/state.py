@@ -71,6 +71,9 @@ def apply(session: Session, event: Event) -> None:
     else:
         before = _state(row)
     _write(row, before.after(event), event.id)
+    # Reads in the same transaction (the holders after a promotion) select Core
+    # columns, which do not autoflush: make the row visible to them now.
+    session.flush()
 
 
 def select_state(session: Session, model: str, versions: Collection[int] = ()) -> ModelState:

@@ -85,9 +85,9 @@ class LedgerTransaction:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def events(self, model: str) -> list[Event]:
-        """All events of ``model`` in append order, as seen inside the lock."""
-        return _select_events(self._session, model)
+    def events(self, model: str, *, version: int | None = None) -> list[Event]:
+        """Events of ``model`` (or of one version) in append order, as seen inside the lock."""
+        return _select_events(self._session, model, version=version)
 
     def version_records(self, model: str) -> list[VersionRecord]:
         """Registration summaries (no manifest, facts or lineage) of every version."""
@@ -107,14 +107,7 @@ class LedgerTransaction:
 
     def highest_record(self, model: str) -> VersionRecord | None:
         """Full registration facts of the version with the highest semver."""
-        query = (
-            select(*VersionRow.__table__.columns)
-            .where(VersionRow.model == model)
-            .order_by(VersionRow.major.desc(), VersionRow.minor.desc(), VersionRow.patch.desc())
-            .limit(1)
-        )
-        row = self._session.execute(query).first()
-        return _record(row) if row else None
+        return _select_highest(self._session, model)
 
     def append(self, new: NewEvent) -> Event:
         """Append one event and its outbox row; both become visible at commit."""
@@ -185,6 +178,7 @@ def _select_events(
 
 
 _HEAVY = {"manifest", "lineage", "facts"}
+_IN_CHUNK = 500  # versions per IN (...) list: well under SQLite's bound-parameter limit
 _SUMMARY = [c for c in VersionRow.__table__.columns if c.name not in _HEAVY]
 
 
@@ -200,6 +194,17 @@ def _select_records(session: Session, model: str | None) -> list[VersionRecord]:
 def _select_record(session: Session, model: str, version: int) -> VersionRecord | None:
     query = select(*VersionRow.__table__.columns).where(
         VersionRow.model == model, VersionRow.version == version
+    )
+    row = session.execute(query).first()
+    return _record(row) if row else None
+
+
+def _select_highest(session: Session, model: str) -> VersionRecord | None:
+    query = (
+        select(*VersionRow.__table__.columns)
+        .where(VersionRow.model == model)
+        .order_by(VersionRow.major.desc(), VersionRow.minor.desc(), VersionRow.patch.desc())
+        .limit(1)
     )
     row = session.execute(query).first()
     return _record(row) if row else None
@@ -370,6 +375,24 @@ class Ledger:
         """Full registration facts of one version, or None if it was never recorded."""
         with self.session() as session:
             return _select_record(session, model, version)
+
+    def version_records_of(self, model: str, versions: Collection[int]) -> list[VersionRecord]:
+        """Registration summaries of the given versions of ``model`` (an indexed IN query)."""
+        wanted = sorted(set(versions))
+        found: list[VersionRecord] = []
+        with self.session() as session:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                query = select(*_SUMMARY).where(
+                    VersionRow.model == model,
+                    VersionRow.version.in_(wanted[start : start + _IN_CHUNK]),
+                )
+                found += [_record(row) for row in session.execute(query)]
+        return found
+
+    def highest_record(self, model: str) -> VersionRecord | None:
+        """Full registration facts of the version of ``model`` with the highest semver."""
+        with self.session() as session:
+            return _select_highest(session, model)
 
     def version_by_semver(self, model: str, value: SemVer) -> VersionRecord | None:
         """The version of ``model`` whose semver core equals ``value``'s (indexed lookup)."""

@@ -203,21 +203,20 @@ class Adoption:
         with self.ledger.locked(info.name) as txn:
             if txn.version_record(info.name, info.version) is not None:
                 return None  # another process adopted it while we were hashing
-            records = txn.version_records(info.name)
+            # The highest semver is all the next one depends on: one indexed row.
             previous = txn.highest_record(info.name)
             value = semver.next_version(
                 info.name,
-                [r.semver_value for r in records],
+                [previous.semver_value] if previous else [],
                 VersionFacts.from_json(previous.facts) if previous else None,
                 facts,
                 entry.explicit,
             )
-            events = txn.events(info.name)
             adopting = entry.action is Action.ADOPT
             stage = (
                 _adopted_stage(
                     info,
-                    lifecycle.fold(events),
+                    txn.state(info.name).stages,
                     governed=self.access.governed(),
                     served=entry.served,
                 )
@@ -279,7 +278,7 @@ class Adoption:
             self.gateway.set_version_tags(info.name, info.version, tags)
             if entry.description:
                 self.gateway.set_description(info.name, info.version, entry.description)
-            state = lifecycle.fold([*events, event])
+            state = txn.state(info.name, [event.version]).stages
         fresh = self.gateway.version(info.name, info.version)
         return version_view(fresh, record, state, run)
 
@@ -442,7 +441,9 @@ class Adoption:
             raise
 
     def _semvers(self, name: str) -> list[SemVer]:
-        return [r.semver_value for r in self.ledger.version_records(name)]
+        """The highest semver of ``name`` (all an explicit one is checked against), or none."""
+        highest = self.ledger.highest_record(name)
+        return [highest.semver_value] if highest else []
 
     # -- serving support ---------------------------------------------------------------
 

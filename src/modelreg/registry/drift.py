@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from modelreg import lifecycle
 from modelreg.domain import Action, Event, check_model_name
 from modelreg.errors import BackendUnavailableError, InvalidNameError, ModelregError
 from modelreg.ledger import Ledger, NewEvent
+from modelreg.lifecycle import ModelState
 from modelreg.mlflow_gateway import PRODUCTION_ALIAS, MlflowGateway
 from modelreg.policy import Permission
 from modelreg.registry.access import SYSTEM, Access
@@ -24,6 +24,7 @@ from modelreg.registry.projection import STAGE_TAG, alias_holders
 from modelreg.views import Drift, VersionView
 
 DELETED_KIND = "deleted in MLflow"
+PROJECTION_KIND = "state projection"
 
 
 class DriftRepair:
@@ -108,7 +109,7 @@ class DriftRepair:
     def drift(self, name: str) -> list[Drift]:
         """Differences between the ledger and MLflow for one model (what doctor reports)."""
         check_model_name(name)
-        return self._compare(name, self.ledger.events(name))
+        return self._compare(name, self.ledger.events(name), self.ledger.model_state(name))
 
     def react_to_mlflow_change(self, name: str) -> tuple[list[VersionView], list[Drift]]:
         """What modelreg does when MLflow reports a change to ``name`` (a webhook).
@@ -135,15 +136,18 @@ class DriftRepair:
 
     def _model_drift(self, name: str, *, fix: bool, actor: str) -> list[Drift]:
         if not fix:
-            return self._compare(name, self.ledger.events(name))
+            return self._compare(name, self.ledger.events(name), self.ledger.model_state(name))
         with self.ledger.locked(name) as txn:
             events = txn.events(name)
-            found = self._compare(name, events)
+            found = self._compare(name, events, txn.model_state(name))
             repairable = [d for d in found if d.repairable]
             if not repairable:
                 return found
+            if any(d.kind == PROJECTION_KIND for d in repairable):
+                txn.rebuild_state(name)  # before the repair events are applied to it
             deleted = {d.version for d in repairable if d.kind == DELETED_KIND}
-            self.writes.project(name, events, set(lifecycle.fold(events)) - deleted)
+            state = ModelState.fold(events)
+            self.writes.project(name, state, set(state.stages) - deleted)
             for version in sorted({d.version or 0 for d in repairable}):
                 txn.append(
                     NewEvent(
@@ -163,16 +167,32 @@ class DriftRepair:
                 )
             return [d.model_copy(update={"fixed": d.repairable}) for d in found]
 
-    def _compare(self, name: str, events: Sequence[Event]) -> list[Drift]:
-        state = lifecycle.fold(events)
+    def _compare(self, name: str, events: Sequence[Event], projected: ModelState) -> list[Drift]:
+        folded = ModelState.fold(events)
+        # The ledger's own projection first: hot paths read it instead of the events.
+        drifts = [
+            Drift(
+                name=name,
+                version=version,
+                kind=PROJECTION_KIND,
+                expected=str(folded.stage(version)),
+                actual=str(projected.stage(version)),
+                note="the state projection differs from the fold over the events "
+                "(stage, Staging/Production entries or open request); "
+                "doctor --fix rebuilds it from the events",
+            )
+            for version in sorted(folded.versions.keys() | projected.versions.keys())
+            if folded.versions.get(version) != projected.versions.get(version)
+        ]
+        state = folded.stages
         if not state:
-            return []
+            return drifts
         model = self.gateway.model(name)
         infos = self.gateway.versions(name)
         present = {info.version for info in infos}
         recorded_gone = {e.version for e in events if e.action is Action.DELETE}
         gone = {v for v in state if v not in present and v not in recorded_gone}
-        drifts = [
+        drifts += [
             Drift(
                 name=name,
                 version=version,
@@ -183,7 +203,7 @@ class DriftRepair:
             )
             for version in sorted(gone)
         ]
-        for alias, expected in alias_holders(events, state).items():
+        for alias, expected in alias_holders(folded).items():
             actual = model.aliases.get(alias)
             if actual == expected:
                 continue

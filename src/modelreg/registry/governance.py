@@ -30,6 +30,7 @@ from modelreg.errors import (
     PermissionDeniedError,
 )
 from modelreg.ledger import Ledger, LedgerTransaction, NewEvent, VersionRecord
+from modelreg.lifecycle import ModelState, Request
 from modelreg.lineage import record_from_json
 from modelreg.mlflow_gateway import MlflowGateway, VersionInfo
 from modelreg.policy import Decision, Evidence, Permission, Role, Vote
@@ -46,32 +47,13 @@ APPROVAL_TAG = "modelreg.approval"
 _MAX_COMMENT = 2000
 
 
-@dataclass(frozen=True)
-class Request:
-    """An open promotion request and the approvals given since it was opened."""
-
-    id: int
-    actor: str  # the requester
-    votes: tuple[Vote, ...]
-
-
 def open_request(events: Sequence[Event], version: int) -> Request | None:
-    """The version's request that is neither rejected nor fulfilled, from its events."""
-    current: Request | None = None
-    for event in events:
-        if event.version != version:
-            continue
-        if event.action is Action.REQUEST:
-            # A request the automation opened belongs to whoever triggered it.
-            requester = str(event.details.get("triggered_by") or event.actor)
-            current = Request(event.id, requester, ())
-        elif current is not None and event.action is Action.APPROVE:
-            role = Role(event.details.get("role", Role.VIEWER.value))
-            vote = Vote(event.actor, role, event.digest)
-            current = dataclasses.replace(current, votes=(*current.votes, vote))
-        elif event.action is Action.REJECT or event.to_stage is not None:
-            current = None  # rejected, or the version moved: the request is over
-    return current
+    """The version's request that is neither rejected nor fulfilled, from its events.
+
+    Decisions read it from the ledger's state projection
+    (:meth:`ModelState.request`); this is the same fold over given events.
+    """
+    return ModelState.fold(e for e in events if e.version == version).request(version)
 
 
 @dataclass(frozen=True)
@@ -148,18 +130,17 @@ class Governance:
         return _Candidate(info, record, evidence, digest, frozenset(r for r in registrants if r))
 
     def _with_champion(
-        self, candidate: _Candidate, events: Sequence[Event], txn: LedgerTransaction | None
+        self, candidate: _Candidate, state: ModelState, txn: LedgerTransaction | None
     ) -> Evidence:
-        """The candidate's evidence plus the Production version ``events`` describe.
+        """The candidate's evidence plus the Production version ``state`` names.
 
         Decisions that act pass the transaction, so Production is read inside
         the lock; ``validate`` reads without taking the write lock.
         """
         name = candidate.info.name
-        evidence = dataclasses.replace(
-            candidate.evidence, staging_minutes=_minutes_in_staging(events, candidate.info.version)
-        )
-        holder = lifecycle.holder(lifecycle.fold(events), Stage.PRODUCTION)
+        minutes = state.minutes_in_staging(candidate.info.version, datetime.now(UTC))
+        evidence = dataclasses.replace(candidate.evidence, staging_minutes=minutes)
+        holder = state.production
         if holder is None or holder == candidate.info.version:
             return evidence
         info = self.gateway.version(name, holder)
@@ -186,14 +167,18 @@ class Governance:
     @contextlib.contextmanager
     def _locked(
         self, name: str, ref: str | int
-    ) -> Iterator[tuple[_Candidate, LedgerTransaction, list[Event]]]:
-        """The hashed candidate (hashed before the lock: it is slow), then the lock and events."""
+    ) -> Iterator[tuple[_Candidate, LedgerTransaction, ModelState]]:
+        """The hashed candidate (hashed before the lock: it is slow), then the lock and state.
+
+        The state is the projection's few rows (the candidate and the stage
+        holders), read inside the lock.
+        """
         candidate = self._candidate(name, ref, hash_artifacts=True)
         with self.ledger.locked(name) as txn:
-            yield candidate, txn, txn.events(name)
+            yield candidate, txn, txn.state(name, [candidate.info.version])
 
     def _unverified_registrant(
-        self, rules: policy.ModelPolicy, candidate: _Candidate, events: Sequence[Event], who: str
+        self, rules: policy.ModelPolicy, candidate: _Candidate, txn: LedgerTransaction, who: str
     ) -> str:
         """Why ``who`` may not approve a version whose registrant is only a claim, or "".
 
@@ -205,7 +190,8 @@ class Governance:
         if not rules.approvals.separation_of_duties or self.settings.auth != "mlflow":
             return ""
         number = candidate.info.version
-        adopted = any(e.version == number and e.action is Action.ADOPT for e in events)
+        events = txn.events(candidate.info.name, version=number)
+        adopted = any(e.action is Action.ADOPT for e in events)
         if adopted and self.gateway.may_write_model(candidate.info.name, who):
             return (
                 f"the version was registered outside modelreg, so its registrant is "
@@ -250,7 +236,8 @@ class Governance:
         self.access.authorize(actor, Permission.READ, "validate versions")
         rules = self._rules(name)
         candidate = self._candidate(name, ref, hash_artifacts=rules.gates.require_verified_digest)
-        evidence = self._with_champion(candidate, self.ledger.events(name), None)
+        state = self.ledger.state(name, [candidate.info.version])
+        evidence = self._with_champion(candidate, state, None)
         decision = policy.evaluate(rules, evidence)
         return self._view(
             candidate, Outcome.VALID if decision.passed else Outcome.INVALID, decision
@@ -279,15 +266,15 @@ class Governance:
         who, _role = self.access.authorize(actor, Permission.CONTRIBUTE, "request promotions")
         note = _comment(comment)
         rules = self._rules(name)
-        with self._locked(name, ref) as (candidate, txn, events):
+        with self._locked(name, ref) as (candidate, txn, state):
             number = candidate.info.version
-            lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
-            if (pending := open_request(events, number)) is not None:
+            lifecycle.plan_governed_promotion(name, state.stages, number)
+            if (pending := state.request(number)) is not None:
                 raise ApprovalError(
                     f"{name} version {number} already has an open request (#{pending.id} by "
                     f"{pending.actor}); approve or reject it with `modelreg approve|reject`"
                 )
-            decision = policy.evaluate(rules, self._with_champion(candidate, events, txn))
+            decision = policy.evaluate(rules, self._with_champion(candidate, state, txn))
             if not decision.passed:
                 txn.append(self._decline(candidate, who, decision, "request"))
             else:
@@ -296,7 +283,7 @@ class Governance:
                 )
                 done = [opened]
                 if rules.approvals.required == 0:
-                    done += self._promote(txn, candidate, events, who, f"request #{opened.id}", [])
+                    done += self._promote(txn, candidate, state, who, f"request #{opened.id}", [])
                 else:
                     self.gateway.set_version_tags(
                         name, number, {APPROVAL_TAG: f"requested by {who}"}
@@ -312,18 +299,18 @@ class Governance:
         note = _comment(comment)
         rules = self._rules(name)
         who, role = self._approver(rules, actor, "approve")
-        with self._locked(name, ref) as (candidate, txn, events):
+        with self._locked(name, ref) as (candidate, txn, state):
             number = candidate.info.version
-            pending = open_request(events, number)
+            pending = state.request(number)
             requester = pending.actor if pending else ""
             conflict = policy.conflicts_of_interest(
                 rules.approvals, who, candidate.registrants, requester
-            ) or self._unverified_registrant(rules, candidate, events, who)
+            ) or self._unverified_registrant(rules, candidate, txn, who)
             if conflict:
                 raise PermissionDeniedError(
                     who, f"approve {name} version {number}", f"separation of duties ({conflict})"
                 )
-            decision = policy.evaluate(rules, self._with_champion(candidate, events, txn))
+            decision = policy.evaluate(rules, self._with_champion(candidate, state, txn))
             if not decision.passed:
                 raise GateFailedError(name, number, [r.explain() for r in decision.failures])
             if pending is None:
@@ -343,7 +330,7 @@ class Governance:
             done = [vote]
             if len(counted) >= rules.approvals.required:
                 why = f"request #{pending.id} approved by {', '.join(counted)}"
-                done += self._promote(txn, candidate, events, who, why, counted)
+                done += self._promote(txn, candidate, state, who, why, counted)
             # Tags follow the promotion: a failed promotion leaves no "approved" tag behind.
             self.gateway.set_version_tags(
                 name,
@@ -370,7 +357,7 @@ class Governance:
         candidate = self._candidate(name, ref, hash_artifacts=False)
         number = candidate.info.version
         with self.ledger.locked(name) as txn:
-            pending = open_request(txn.events(name), number)
+            pending = txn.state(name, [number]).request(number)
             if pending is None:
                 raise ApprovalError(f"{name} version {number} has no open promotion request")
             event = txn.append(
@@ -397,10 +384,10 @@ class Governance:
         who, _role = self.access.authorize(actor, Permission.CONTRIBUTE, "run auto-promotion")
         bot = self.settings.automation_actor
         rules = self._rules(name)
-        with self._locked(name, ref) as (candidate, txn, events):
+        with self._locked(name, ref) as (candidate, txn, state):
             number = candidate.info.version
-            lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
-            decision = policy.auto_promotion(rules, self._with_champion(candidate, events, txn))
+            lifecycle.plan_governed_promotion(name, state.stages, number)
+            decision = policy.auto_promotion(rules, self._with_champion(candidate, state, txn))
             trigger = {"triggered_by": who}
             if not decision.passed:
                 declined = txn.append(
@@ -411,7 +398,7 @@ class Governance:
                     candidate, Outcome.DECLINED, decision, events=[declined], message=message
                 )
             if rules.auto_promote.require_approval:
-                if open_request(events, number) is not None:
+                if state.request(number) is not None:
                     return self._view(
                         candidate, Outcome.REQUESTED, decision, message="already open"
                     )
@@ -423,7 +410,7 @@ class Governance:
                 )
                 return self._view(candidate, Outcome.REQUESTED, decision, events=[opened])
             why = f"auto-promotion triggered by {who}"
-            done = self._promote(txn, candidate, events, bot, why, [], trigger)
+            done = self._promote(txn, candidate, state, bot, why, [], trigger)
             return self._view(candidate, Outcome.PROMOTED, decision, events=done)
 
     def override(self, name: str, number: int, *, reason: str, actor: str) -> list[EventView]:
@@ -436,9 +423,9 @@ class Governance:
         The caller has checked the admin role.
         """
         rules = self._rules(name)
-        with self._locked(name, number) as (candidate, txn, events):
-            lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
-            decision = policy.evaluate(rules, self._with_champion(candidate, events, txn))
+        with self._locked(name, number) as (candidate, txn, state):
+            lifecycle.plan_governed_promotion(name, state.stages, number)
+            decision = policy.evaluate(rules, self._with_champion(candidate, state, txn))
             binding = [r for r in decision.failures if r.gate in policy.BINDING_GATES]
             if binding:
                 txn.append(self._decline(candidate, actor, decision, "direct promotion"))
@@ -463,9 +450,9 @@ class Governance:
                         details={"failed_gates": failed, "policy": self.access.policy().source},
                     )
                     done.append(txn.append(note))
-                changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
+                changes = lifecycle.plan_governed_promotion(name, state.stages, number)
                 extra = {"override": True} if done else {}
-                done += self.writes.apply(txn, name, events, changes, actor, reason, extra)
+                done += self.writes.apply(txn, name, state, changes, actor, reason, extra)
                 return [EventView.of(e) for e in done]
         raise GateFailedError(
             name, number, [r.explain() for r in binding] + ["no override can skip these gates"]
@@ -515,29 +502,18 @@ class Governance:
         self,
         txn: LedgerTransaction,
         candidate: _Candidate,
-        events: list[Event],
+        state: ModelState,
         actor: str,
         reason: str,
         approvers: Sequence[str],
         extra: Mapping[str, object] | None = None,
     ) -> list[Event]:
-        # ``events`` were read under this lock; what was appended since (a request, a
-        # vote) moves no stage, so the plan and the projection start from them.
+        # ``state`` was read under this lock; what was appended since (a request, a
+        # vote) moves no stage, so the plan and the projection start from it.
         name, number = candidate.info.name, candidate.info.version
-        changes = lifecycle.plan_governed_promotion(name, lifecycle.fold(events), number)
+        changes = lifecycle.plan_governed_promotion(name, state.stages, number)
         details = {**(extra or {}), **({"approvers": list(approvers)} if approvers else {})}
-        return self.writes.apply(txn, name, events, changes, actor, reason, details)
-
-
-def _minutes_in_staging(events: Sequence[Event], version: int) -> float | None:
-    """Minutes since ``version`` last entered Staging, or None when it is not in Staging now."""
-    if lifecycle.fold(events).get(version) is not Stage.STAGING:
-        return None
-    entered = max(
-        (e.at for e in events if e.version == version and e.to_stage is Stage.STAGING),
-        default=None,
-    )
-    return None if entered is None else (datetime.now(UTC) - entered).total_seconds() / 60
+        return self.writes.apply(txn, name, state, changes, actor, reason, details)
 
 
 def _eligibility(rules: policy.Approvals, role: Role) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from modelreg import lifecycle
@@ -25,6 +25,7 @@ from modelreg.errors import (
     VersionNotFoundError,
 )
 from modelreg.ledger import Ledger, LedgerTransaction, NewEvent
+from modelreg.lifecycle import ModelState
 from modelreg.mlflow_gateway import MlflowGateway
 from modelreg.policy import Permission
 from modelreg.registry.access import Access
@@ -94,7 +95,7 @@ class Lifecycle:
         """
         target = stage if isinstance(stage, Stage) else Stage.parse(stage)
         number = self.reads.resolve(name, ref)
-        current = lifecycle.fold(self.ledger.events(name, version=number)).get(number)
+        current = self.ledger.state(name, [number]).stage(number)
         needed = Permission.CONTRIBUTE
         if current is Stage.PRODUCTION:
             needed = Permission.APPROVE  # taking Production away weighs like a rollback
@@ -106,13 +107,13 @@ class Lifecycle:
         if target is Stage.PRODUCTION and self.access.governed():
             return override(name, number, reason=why, actor=who)
         with self.ledger.locked(name) as txn:
-            events = txn.events(name)
-            state = lifecycle.fold(events)
+            # A few projected rows (this version and the holders), not the whole history.
+            state = txn.state(name, [number])
             if target is Stage.PRODUCTION:
-                changes = lifecycle.plan_governed_promotion(name, state, number)
+                changes = lifecycle.plan_governed_promotion(name, state.stages, number)
             else:
-                changes = lifecycle.plan_transition(name, state, number, target)
-            return [EventView.of(e) for e in self.apply(txn, name, events, changes, who, why)]
+                changes = lifecycle.plan_transition(name, state.stages, number, target)
+            return [EventView.of(e) for e in self.apply(txn, name, state, changes, who, why)]
 
     def rollback(
         self, name: str, to: str | int | None = None, *, reason: str = "", actor: str | None = None
@@ -128,15 +129,16 @@ class Lifecycle:
         target = self.reads.resolve(name, to) if to is not None else None
         check_model_name(name)
         self.gateway.model(name)
-        planned = lifecycle.plan_rollback(name, self.ledger.events(name), target)
+        wanted = [target] if target is not None else []
+        planned = lifecycle.plan_rollback_from(name, self.ledger.state(name, wanted), target)
         back = planned[-1].version
         problems: list[str] = []
         rules = self.access.policy()
         if rules.source and rules.for_model(name).gates.require_verified_digest:
             problems = self.artifacts.verify_one(name, back).problems  # slow: before the lock
         with self.ledger.locked(name) as txn:
-            events = txn.events(name)
-            changes = lifecycle.plan_rollback(name, events, target)
+            state = txn.state(name, wanted)
+            changes = lifecycle.plan_rollback_from(name, state, target)
             if changes[-1].version != back:
                 raise ConflictError(
                     f"Production of {name} changed during the rollback; run it again"
@@ -154,14 +156,14 @@ class Lifecycle:
                     )
                 )
             else:
-                return [EventView.of(e) for e in self.apply(txn, name, events, changes, who, why)]
+                return [EventView.of(e) for e in self.apply(txn, name, state, changes, who, why)]
         raise IntegrityError(name, back, problems)
 
     def apply(
         self,
         txn: LedgerTransaction,
         name: str,
-        events: list[Event],
+        state: ModelState,
         changes: list[StageChange],
         actor: str,
         reason: str,
@@ -169,9 +171,11 @@ class Lifecycle:
     ) -> list[Event]:
         """Append ``changes`` and project them onto MLflow; undo MLflow if that fails.
 
-        ``txn`` holds the model's lock and ``events`` were read under it; the
-        appended events are returned. A ModelregError from MLflow propagates after
-        MLflow was put back, and the ledger rolls back as it leaves the lock.
+        ``txn`` holds the model's lock and ``state`` was read under it (at least
+        the changed versions and the stage holders, as ``txn.state`` reads
+        them); the appended events are returned. A ModelregError from MLflow
+        propagates after MLflow was put back, and the ledger rolls back as it
+        leaves the lock.
         """
         # Subscribers of a promotion want to know what it replaced.
         previous = next((c.version for c in changes if c.from_stage is Stage.PRODUCTION), None)
@@ -199,36 +203,36 @@ class Lifecycle:
             )
             for change in changes
         ]
-        before = events
-        after = events + appended
         touched = {change.version for change in changes}
+        # The projection moved with the appends; the new holders are read from it
+        # (the next Staging holder may be a version ``state`` did not include).
+        after = txn.state(name, touched)
         try:
-            self.project(name, after, touched, unchanged_from=before)
+            self.project(name, after, touched, unchanged_from=state)
         except ModelregError:
             # Put MLflow back as it was; the ledger rolls back as the error leaves the lock.
             # Whatever cannot be restored now, doctor finds and repairs later.
             with contextlib.suppress(ModelregError):
-                self.project(name, before, touched)
+                self.project(name, state, touched)
             raise
         return appended
 
     def project(
         self,
         name: str,
-        events: Sequence[Event],
+        state: ModelState,
         versions: Iterable[int],
-        unchanged_from: Sequence[Event] | None = None,
+        unchanged_from: ModelState | None = None,
     ) -> None:
-        """Make MLflow show the state the events describe, for ``versions`` and the aliases.
+        """Make MLflow show ``state`` for ``versions`` and the managed aliases.
 
-        With ``unchanged_from`` (the events before a change, whose projection
+        With ``unchanged_from`` (the state before a change, whose projection
         MLflow already shows) only aliases whose holder changed are written.
         A version deleted in MLflow behind modelreg's back has nothing left to
         project onto: it is skipped, and an alias meant for it stays unset (a
         rollback away from a deleted Production version must still complete).
         """
-        state = lifecycle.fold(events)
-        holders = alias_holders(events, state)
+        holders = alias_holders(state)
         before = None if unchanged_from is None else alias_holders(unchanged_from)
         gone: set[int] = set()
         # The alias is what serving and clients resolve, so it moves first.
@@ -244,7 +248,7 @@ class Lifecycle:
                 gone.add(holder)
                 self.gateway.delete_alias(name, alias)
         for version in sorted(set(versions) - gone):
-            stage = state.get(version, Stage.NONE)
+            stage = state.stage(version) or Stage.NONE
             try:
                 self.gateway.set_native_stage(name, version, stage)
             except VersionNotFoundError:

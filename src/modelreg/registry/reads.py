@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 from modelreg import lifecycle, search, semver
 from modelreg.domain import (
-    Event,
     LineageRecord,
     Stage,
     check_model_name,
@@ -20,6 +19,7 @@ from modelreg.domain import (
 )
 from modelreg.errors import VersionNotFoundError
 from modelreg.ledger import Ledger, VersionRecord
+from modelreg.lifecycle import ModelState
 from modelreg.lineage import record_from_json
 from modelreg.mlflow_gateway import (
     PRODUCTION_ALIAS,
@@ -38,6 +38,7 @@ from modelreg.views import EventView, HistoryView, LineageView, ModelView, Versi
 
 log = logging.getLogger("modelreg.registry")
 
+_WHOLE_MODEL = 200  # more versions than this of one model: read all its rows at once
 _FEW = 50  # up to this many versions are fetched one by one rather than listed
 
 
@@ -83,30 +84,23 @@ class Reads:
     def models(self) -> list[ModelView]:
         """Every registered model with its Production and Staging versions."""
         self.ledger_check.ensure()
-        records: dict[str, list[VersionRecord]] = {}
-        for record in self.ledger.version_records():
-            records.setdefault(record.model, []).append(record)
-        events: dict[str, list[Event]] = {}
-        for event in self.ledger.events():
-            events.setdefault(event.model, []).append(event)
+        # The projection's holder rows, not a fold over every event of every model.
+        holders = self.ledger.holders()
         views = []
         for info in self.gateway.models():
-            own = events.get(info.name, [])
-            state = lifecycle.fold(own)
-            production = lifecycle.holder(state, Stage.PRODUCTION)
-            by_version = {r.version: r for r in records.get(info.name, [])}
-            latest = max((r.semver_value for r in by_version.values()), default=None)
+            state = holders.get(info.name, ModelState())
+            production = state.production
+            record = self.ledger.version_record(info.name, production) if production else None
+            latest = self.ledger.highest_record(info.name)
             views.append(
                 ModelView(
                     name=info.name,
                     description=info.description,
                     versions=len(self.gateway.versions(info.name)),
                     production=production,
-                    production_semver=by_version[production].semver
-                    if production in by_version
-                    else None,
-                    staging=lifecycle.staging_holder(own),
-                    latest_semver=str(latest) if latest else None,
+                    production_semver=record.semver if record else None,
+                    staging=state.staging,
+                    latest_semver=str(latest.semver_value) if latest else None,
                 )
             )
         return views
@@ -124,25 +118,40 @@ class Reads:
 
     def _views(self, infos: Sequence[VersionInfo], *, with_run: bool) -> list[VersionView]:
         self.ledger_check.ensure()
-        if len(infos) == 1:
-            # One version's stage folds from its own events; reading the whole
-            # model's history made `show` O(versions).
-            only = infos[0]
-            record = self.ledger.version_record(only.name, only.version)
-            state = lifecycle.fold(self.ledger.events(only.name, version=only.version))
-            run = self.gateway.run(only.run_id) if with_run else None
-            return [version_view(only, record, state, run)]
-        names = {info.name for info in infos}
-        records = {
-            (r.model, r.version): r for model in names for r in self.ledger.version_records(model)
-        }
-        states = {model: lifecycle.fold(self.ledger.events(model)) for model in names}
+        records, states = self._ledger_rows(infos)
         views = []
         for info in infos:
             record = records.get((info.name, info.version))
             run = self.gateway.run(info.run_id) if with_run else None
-            views.append(version_view(info, record, states[info.name], run))
+            views.append(version_view(info, record, states.get(info.name, {}), run))
         return views
+
+    def _ledger_rows(
+        self, infos: Sequence[VersionInfo]
+    ) -> tuple[dict[tuple[str, int], VersionRecord], dict[str, dict[int, Stage]]]:
+        """The records and projected stages of ``infos``' versions: rows for those versions only.
+
+        ``show`` and a search reading every event of a model made them grow
+        with its history; a whole model's listing reads each of its rows once.
+        """
+        wanted: dict[str, set[int]] = {}
+        for info in infos:
+            wanted.setdefault(info.name, set()).add(info.version)
+        records: dict[tuple[str, int], VersionRecord] = {}
+        states: dict[str, dict[int, Stage]] = {}
+        for model, versions in wanted.items():
+            if len(versions) == 1:  # show: the full record, with its lineage
+                record = self.ledger.version_record(model, next(iter(versions)))
+                found = [record] if record else []
+                states[model] = self.ledger.state(model, versions).stages
+            elif len(versions) > _WHOLE_MODEL:
+                found = self.ledger.version_records(model)
+                states[model] = self.ledger.model_state(model).stages
+            else:
+                found = self.ledger.version_records_of(model, versions)
+                states[model] = self.ledger.state(model, versions).stages
+            records.update({(r.model, r.version): r for r in found})
+        return records, states
 
     def search(self, filter_text: str) -> list[VersionView]:
         """Versions matching a filter over tags, params, metrics, stage, semver and more.
@@ -166,10 +175,8 @@ class Reads:
             )
             infos = [info for info in infos if info.run_id in run_ids]
         builtin = query.by_namespace("")
-        # Ledger rows only for the models MLflow returned, not the whole ledger.
-        names = sorted({info.name for info in infos})
-        records = {(r.model, r.version): r for m in names for r in self.ledger.version_records(m)}
-        states = {m: lifecycle.fold(self.ledger.events(m)) for m in names}
+        # Ledger rows only for the versions MLflow returned, not the whole ledger.
+        records, states = self._ledger_rows(infos)
         found = []
         for info in infos:
             record = records.get((info.name, info.version))
@@ -197,18 +204,12 @@ class Reads:
         }
         if len(wanted) != 1:
             return None
-        by_model: dict[str, list[Event]] = {}
-        for event in self.ledger.events():
-            by_model.setdefault(event.model, []).append(event)
-        found = [
-            (model, version)
-            for model, events in by_model.items()
-            for version, stage in lifecycle.fold(events).items()
-            if stage in wanted
-        ]
+        (stage,) = wanted
+        # The projection's stage index: the rows in that stage, at most one too many.
+        found = self.ledger.in_stage(stage, limit=_FEW + 1)
         if len(found) > _FEW:
             return None
-        return [self.gateway.version(model, version) for model, version in sorted(found)]
+        return [self.gateway.version(model, version) for model, version in found]
 
     def history(self, name: str, at: datetime | None = None) -> HistoryView:
         """The ordered event history and, with ``at``, the state at that moment."""
@@ -275,7 +276,7 @@ class Reads:
             or self._confirmed.get((name, alias)) == version
         ):
             return version
-        expected = alias_holders(self.ledger.events(name))[alias]
+        expected = alias_holders(self.ledger.state(name))[alias]
         if expected == version:
             self._confirmed[(name, alias)] = version
             return version
