@@ -712,16 +712,24 @@ def _seed_ledger(registry: Registry, first: VersionRecord, adopted: Any, size: i
     for start in range(2, size + 1, LEDGER_BATCH):
         with registry.ledger.locked(first.model) as txn:
             for number in range(start, min(start + LEDGER_BATCH, size + 1)):
+                semver = _like(first.semver, number)
                 record = dataclasses.replace(
-                    first, version=number, semver=_semver(number), registered_at=datetime.now(UTC)
+                    first, version=number, semver=semver, registered_at=datetime.now(UTC)
                 )
                 txn.add_version(record)
-                txn.append(
-                    NewEvent(
-                        **event_fields
-                        | {"version": number, "semver": record.semver, "reason": "bench seed"}
-                    )
-                )
+                changed = {
+                    "version": number,
+                    "semver": _like(event_fields["semver"], number),
+                    "reason": "bench seed",
+                }
+                txn.append(NewEvent(**event_fields | changed))
+
+
+def _like(template: Any, version: int) -> Any:
+    """Version ``version``'s semver in the form of ``template`` (text, or a SemVer value)."""
+    if isinstance(template, str):
+        return _semver(version)
+    return dataclasses.replace(template, major=1, minor=0, patch=version - 1)
 
 
 def _check_seeded(client: MlflowClient, name: str, size: int) -> None:
