@@ -312,7 +312,7 @@ class Bench:
         self.our_champion = self.register_ours(data.champion, data.champion_auc)
         record = self.registry.ledger.version_record(self.ours, self.our_champion)
         if record is None or not record.lineage_complete:
-            missing = record.lineage_missing if record else "no ledger record"
+            missing = ", ".join(record.lineage_missing) if record else "no ledger record"
             raise SystemExit(f"registration lineage is incomplete ({missing}); run from git")
         self.auto_promote(self.our_champion)
         self.their_champion = self.register_theirs(data.champion, data.champion_auc)
@@ -381,7 +381,7 @@ class Bench:
     def manifest_files(self) -> int:
         """How many files the first candidate's manifest lists."""
         record = self.registry.ledger.version_record(self.ours, self.our_versions[0])
-        return len(integrity.Manifest.from_json(record.manifest).files) if record else 0
+        return len(record.manifest) if record and record.manifest else 0
 
     def download(self) -> None:
         """Plain MLflow download of the same version (no hashing)."""

@@ -1,6 +1,6 @@
 """The governance ledger: append-only events, registration facts and per-model locks."""
 
 from modelreg.domain import NewEvent
-from modelreg.ledger.store import Ledger, LedgerTransaction, VersionRecord, semvers
+from modelreg.ledger.store import Ledger, LedgerTransaction, VersionRecord
 
-__all__ = ["Ledger", "LedgerTransaction", "NewEvent", "VersionRecord", "semvers"]
+__all__ = ["Ledger", "LedgerTransaction", "NewEvent", "VersionRecord"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,12 +16,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from modelreg.domain import Event, NewEvent, SemVer, Stage
+from modelreg.domain import Event, LineageRecord, NewEvent, SemVer, Stage
 from modelreg.errors import BackendError, BackendUnavailableError, InvalidInputError
+from modelreg.integrity import Manifest
 from modelreg.ledger import outbox, state
 from modelreg.ledger.rows import event_of, utc
 from modelreg.ledger.tables import EventRow, VersionRow
 from modelreg.lifecycle import ModelState
+from modelreg.lineage import record_from_json, record_to_json
+from modelreg.semver import VersionFacts
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions (a unit test checks it against
@@ -35,45 +38,46 @@ _SQLITE_BUSY_SECONDS = 300
 
 @dataclass(frozen=True)
 class VersionRecord:
-    """Registration facts of one model version, fixed when it was registered."""
+    """Registration facts of one model version, fixed when it was registered, decoded.
+
+    Summary reads (listings) leave out the heavy parts: ``manifest``, ``facts``
+    and ``lineage`` are None there; :meth:`Ledger.version_record` has them all.
+    ``lineage`` is also None for a version whose lineage was never recorded.
+    """
 
     model: str
     version: int
-    semver: str
-    digest: str
-    manifest: str
+    semver: SemVer
+    digest: str  # "sha256:<hex>" of the manifest
+    manifest: Manifest | None
     run_id: str
     source: str
     lineage_complete: bool
-    lineage_missing: str
-    facts: dict[str, Any]
-    lineage: str
+    lineage_missing: tuple[str, ...]
+    facts: VersionFacts | None
+    lineage: LineageRecord | None
     registered_at: datetime
     registered_by: str
-
-    @property
-    def semver_value(self) -> SemVer:
-        """The semver as a comparable value."""
-        core, _, build = self.semver.partition("+")
-        major, minor, patch = (int(part) for part in core.split("."))
-        return SemVer(major, minor, patch, build)
 
 
 def _record(row: Any) -> VersionRecord:
     """A VersionRecord from a row; summary rows carry no manifest, facts or lineage."""
-    mapping = row._mapping
+    manifest = getattr(row, "manifest", "")
+    facts = getattr(row, "facts", None)
+    lineage = getattr(row, "lineage", "")
     return VersionRecord(
         model=row.model,
         version=row.version,
-        semver=row.semver,
+        # The indexed columns hold the core; the text keeps build metadata.
+        semver=SemVer(row.major, row.minor, row.patch, row.semver.partition("+")[2]),
         digest=row.digest,
-        manifest=mapping.get("manifest", ""),
+        manifest=Manifest.from_json(manifest) if manifest else None,
         run_id=row.run_id,
         source=row.source,
         lineage_complete=row.lineage_complete,
-        lineage_missing=row.lineage_missing,
-        facts=dict(mapping.get("facts") or {}),
-        lineage=mapping.get("lineage", ""),
+        lineage_missing=tuple(m for m in row.lineage_missing.split(",") if m),
+        facts=VersionFacts.from_json(facts) if facts is not None else None,
+        lineage=record_from_json(lineage) if lineage else None,
         registered_at=utc(row.registered_at),
         registered_by=row.registered_by,
     )
@@ -137,24 +141,28 @@ class LedgerTransaction:
         return state.rebuild(self._session, model)
 
     def add_version(self, record: VersionRecord) -> None:
-        """Record the registration facts of a new version."""
-        value = record.semver_value
+        """Record the registration facts of a new version (all parts must be given)."""
+        if record.manifest is None or record.facts is None:
+            raise InvalidInputError(
+                f"{record.model} v{record.version}: a new version needs its manifest and facts"
+            )
+        value = record.semver
         self._session.add(
             VersionRow(
                 model=record.model,
                 version=record.version,
-                semver=record.semver,
+                semver=str(value),
                 major=value.major,
                 minor=value.minor,
                 patch=value.patch,
                 digest=record.digest,
-                manifest=record.manifest,
+                manifest=record.manifest.to_json(),
                 run_id=record.run_id,
                 source=record.source,
                 lineage_complete=record.lineage_complete,
-                lineage_missing=record.lineage_missing,
-                facts=record.facts,
-                lineage=record.lineage,
+                lineage_missing=",".join(record.lineage_missing),
+                facts=record.facts.to_json(),
+                lineage=record_to_json(record.lineage) if record.lineage else "",
                 registered_at=record.registered_at,
                 registered_by=record.registered_by,
             )
@@ -440,8 +448,3 @@ class Ledger:
         """Close pooled connections."""
         self.engine.dispose()
         self._read_engine.dispose()
-
-
-def semvers(records: Sequence[VersionRecord]) -> list[SemVer]:
-    """The semvers of ``records``."""
-    return [record.semver_value for record in records]

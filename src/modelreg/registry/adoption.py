@@ -34,9 +34,7 @@ from modelreg.errors import (
     ModelNotReadyError,
     ModelregError,
 )
-from modelreg.integrity import Manifest
 from modelreg.ledger import Ledger, NewEvent, VersionRecord
-from modelreg.lineage import record_to_json
 from modelreg.mlflow_gateway import (
     PRODUCTION_ALIAS,
     STAGING_ALIAS,
@@ -207,8 +205,8 @@ class Adoption:
             previous = txn.highest_record(info.name)
             value = semver.next_version(
                 info.name,
-                [previous.semver_value] if previous else [],
-                VersionFacts.from_json(previous.facts) if previous else None,
+                [previous.semver] if previous else [],
+                previous.facts if previous else None,
                 facts,
                 entry.explicit,
             )
@@ -235,15 +233,15 @@ class Adoption:
             record = VersionRecord(
                 model=info.name,
                 version=info.version,
-                semver=str(value),
+                semver=value,
                 digest=manifest.digest,
-                manifest=manifest.to_json(),
+                manifest=manifest,
                 run_id=info.run_id,
                 source=info.source,
                 lineage_complete=not lineage.missing(),
-                lineage_missing=",".join(lineage.missing()),
-                facts=facts.to_json(),
-                lineage=record_to_json(lineage),
+                lineage_missing=tuple(lineage.missing()),
+                facts=facts,
+                lineage=lineage,
                 registered_at=datetime.now(UTC),
                 registered_by=registrant if adopting else entry.actor,
             )
@@ -256,7 +254,7 @@ class Adoption:
                     actor=entry.actor,
                     to_stage=stage,
                     reason=reason,
-                    semver=record.semver,
+                    semver=str(record.semver),
                     digest=record.digest,
                     details={
                         "lineage_missing": lineage.missing(),
@@ -268,14 +266,15 @@ class Adoption:
                 )
             )
             tags = {
-                SEMVER_TAG: record.semver,
+                SEMVER_TAG: str(record.semver),
                 DIGEST_TAG: record.digest,
                 STAGE_TAG: stage.value,
                 LEDGER_TAG: self.ledger.location(),
             }
             if entry.model_class:
                 tags[MODEL_CLASS_TAG] = entry.model_class
-            self.gateway.set_version_tags(info.name, info.version, tags)
+            # Tags MLflow already shows with these values are not written again.
+            self.gateway.set_version_tags(info.name, info.version, tags, current=info.tags)
             if entry.description:
                 self.gateway.set_description(info.name, info.version, entry.description)
             state = txn.state(info.name, [event.version]).stages
@@ -443,7 +442,7 @@ class Adoption:
     def _semvers(self, name: str) -> list[SemVer]:
         """The highest semver of ``name`` (all an explicit one is checked against), or none."""
         highest = self.ledger.highest_record(name)
-        return [highest.semver_value] if highest else []
+        return [highest.semver] if highest else []
 
     # -- serving support ---------------------------------------------------------------
 
@@ -459,7 +458,7 @@ class Adoption:
         if record is None:
             self.sync(name, actor=SYSTEM)
             record = self.ledger.version_record(name, version)
-        if record is None:
+        if record is None or record.manifest is None:
             self.gateway.version(name, version)  # the NotFound error when it does not exist
             raise ModelNotReadyError(
                 name,
@@ -469,9 +468,9 @@ class Adoption:
         return ServingRecord(
             name=name,
             version=version,
-            semver=record.semver,
+            semver=str(record.semver),
             digest=record.digest,
-            manifest=Manifest.from_json(record.manifest),
+            manifest=record.manifest,
         )
 
 

@@ -93,7 +93,7 @@ class Artifacts:
         with the digest observed now.
         """
         record = self.ledger.version_record(name, number)
-        expected = Manifest.from_json(record.manifest) if record is not None else None
+        expected = record.manifest if record is not None else None
         actual: str | None = None
         with self.scratch() as tmp:
             try:
@@ -114,7 +114,7 @@ class Artifacts:
         return VerifyResult(
             name=name,
             version=number,
-            semver=record.semver if record else None,
+            semver=str(record.semver) if record else None,
             expected_digest=record.digest if record else None,
             actual_digest=actual,
             ok=not problems,

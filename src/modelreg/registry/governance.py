@@ -31,7 +31,6 @@ from modelreg.errors import (
 )
 from modelreg.ledger import Ledger, LedgerTransaction, NewEvent, VersionRecord
 from modelreg.lifecycle import ModelState, Request
-from modelreg.lineage import record_from_json
 from modelreg.mlflow_gateway import MlflowGateway, VersionInfo
 from modelreg.policy import Decision, Evidence, Permission, Role, Vote
 from modelreg.registry.access import Access
@@ -39,7 +38,6 @@ from modelreg.registry.adoption import Adoption
 from modelreg.registry.artifacts import Artifacts
 from modelreg.registry.lifecycle import Lifecycle
 from modelreg.registry.reads import Reads
-from modelreg.semver import VersionFacts
 from modelreg.settings import Settings
 from modelreg.views import DecisionView, EventView, GateView
 
@@ -114,15 +112,15 @@ class Governance:
         evidence = Evidence(
             name=name,
             version=info.version,
-            semver=record.semver_value if record else None,
+            semver=record.semver if record else None,
             metrics=run.metrics if run else {},
             metadata=metadata,
             description=info.description,
-            facts=VersionFacts.from_json(record.facts) if record else None,
-            lineage_missing=[m for m in record.lineage_missing.split(",") if m] if record else None,
+            facts=record.facts if record else None,
+            lineage_missing=list(record.lineage_missing) if record else None,
             digest_problems=problems,
             data_fingerprinted=bool(
-                record and record.lineage and record_from_json(record.lineage).data_fingerprinted
+                record and record.lineage and record.lineage.data_fingerprinted
             ),
         )
         registrants = {record.registered_by if record else "", info.user_id}
@@ -149,9 +147,9 @@ class Governance:
         record = reader(name, holder)
         champion = policy.ChampionEvidence(
             version=holder,
-            semver=record.semver_value if record else None,
+            semver=record.semver if record else None,
             metrics=run.metrics if run else {},
-            facts=VersionFacts.from_json(record.facts) if record else None,
+            facts=record.facts if record else None,
         )
         return dataclasses.replace(evidence, champion=champion)
 
@@ -445,7 +443,7 @@ class Governance:
                         reason=f"{reason} (override: {listed})"
                         if reason
                         else f"override: {listed}",
-                        semver=candidate.record.semver if candidate.record else "",
+                        semver=str(candidate.record.semver) if candidate.record else "",
                         digest=candidate.digest,
                         details={"failed_gates": failed, "policy": self.access.policy().source},
                     )
@@ -478,7 +476,7 @@ class Governance:
             action=action,
             actor=actor,
             reason=comment,
-            semver=candidate.record.semver if candidate.record else "",
+            semver=str(candidate.record.semver) if candidate.record else "",
             digest=candidate.digest or (candidate.record.digest if candidate.record else ""),
             details=extra,
         )

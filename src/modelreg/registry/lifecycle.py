@@ -194,7 +194,7 @@ class Lifecycle:
                     from_stage=change.from_stage,
                     to_stage=change.to_stage,
                     reason=reason,
-                    semver=records[change.version].semver if change.version in records else "",
+                    semver=str(records[change.version].semver) if change.version in records else "",
                     digest=records[change.version].digest if change.version in records else "",
                     details={**(details or {}), "previous_version": previous}
                     if change.to_stage is Stage.PRODUCTION

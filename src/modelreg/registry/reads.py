@@ -20,7 +20,6 @@ from modelreg.domain import (
 from modelreg.errors import VersionNotFoundError
 from modelreg.ledger import Ledger, VersionRecord
 from modelreg.lifecycle import ModelState
-from modelreg.lineage import record_from_json
 from modelreg.mlflow_gateway import (
     PRODUCTION_ALIAS,
     STAGING_ALIAS,
@@ -74,7 +73,7 @@ class Reads:
             return self.gateway.version(name, number)
         wanted = semver.parse(str(ref))
         record = self.ledger.version_by_semver(name, wanted)
-        if record is not None and (not wanted.build or record.semver_value.build == wanted.build):
+        if record is not None and (not wanted.build or record.semver.build == wanted.build):
             return self.gateway.version(name, record.version)
         self.gateway.model(name)
         raise VersionNotFoundError(name, str(ref))
@@ -98,9 +97,9 @@ class Reads:
                     description=info.description,
                     versions=len(self.gateway.versions(info.name)),
                     production=production,
-                    production_semver=record.semver if record else None,
+                    production_semver=str(record.semver) if record else None,
                     staging=state.staging,
-                    latest_semver=str(latest.semver_value) if latest else None,
+                    latest_semver=str(latest.semver) if latest else None,
                 )
             )
         return views
@@ -184,7 +183,7 @@ class Reads:
                 name=info.name,
                 version=info.version,
                 stage=states.get(info.name, {}).get(info.version, Stage.NONE),
-                semver=record.semver_value if record else None,
+                semver=record.semver if record else None,
                 run_id=info.run_id,
                 lineage_complete=bool(record and record.lineage_complete),
             )
@@ -227,7 +226,7 @@ class Reads:
             name=name,
             at=at,
             production=production,
-            production_semver=record.semver if record else None,
+            production_semver=str(record.semver) if record else None,
             stages=dict(state),
             events=[EventView.of(e) for e in events],
         )
@@ -239,7 +238,7 @@ class Reads:
         record = self.ledger.version_record(name, number)
         lineage: LineageRecord | None
         if record is not None and record.lineage:
-            lineage = record_from_json(record.lineage)
+            lineage = record.lineage
         else:
             lineage = self.gateway.run_lineage(info.run_id) if info.run_id else None
             if lineage is None and (run := self.gateway.run(info.run_id)) is not None:
@@ -250,7 +249,7 @@ class Reads:
         return LineageView(
             name=name,
             version=number,
-            semver=record.semver if record else None,
+            semver=str(record.semver) if record else None,
             run_id=info.run_id,
             complete=not missing,
             missing=missing,
@@ -305,7 +304,7 @@ def version_view(
     return VersionView(
         name=info.name,
         version=info.version,
-        semver=record.semver if record else None,
+        semver=str(record.semver) if record else None,
         stage=state.get(info.version, Stage.NONE),
         aliases=sorted(info.aliases),
         digest=record.digest if record else None,
@@ -314,7 +313,7 @@ def version_view(
         description=info.description,
         tags=info.tags,
         lineage_complete=record.lineage_complete if record else None,
-        lineage_missing=[m for m in (record.lineage_missing if record else "").split(",") if m],
+        lineage_missing=list(record.lineage_missing) if record else [],
         registered_at=record.registered_at if record else None,
         registered_by=record.registered_by if record else None,
         adopted=record is not None,
@@ -327,5 +326,5 @@ def version_view(
 def _lineage_of(record: VersionRecord | None, run: RunInfo | None) -> LineageRecord | None:
     """The recorded lineage (full records only), or what MLflow shows for one not adopted."""
     if record is not None:
-        return record_from_json(record.lineage) if record.lineage else None
+        return record.lineage
     return adopted_lineage(run, None) if run is not None else None
