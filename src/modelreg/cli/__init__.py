@@ -18,7 +18,11 @@ from rich.console import Console
 from typer.core import TyperOption
 from typer.exceptions import TyperException
 
-from modelreg.cli import governance, worker  # noqa: F401 - importing registers their commands
+# Importing a command module registers its commands on `app`, in this order in --help.
+from modelreg.cli import serve  # noqa: F401
+
+# isort: split
+from modelreg.cli import governance, worker  # noqa: F401
 from modelreg.cli.app import app
 from modelreg.cli.exit_codes import EXIT_CODES, INTERNAL_ERROR, exit_code
 from modelreg.errors import InvalidInputError, ModelregError

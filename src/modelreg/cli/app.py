@@ -514,8 +514,3 @@ def doctor(
     emit(drifts, as_json, table, empty="no drift")
     if drifts and not fix:
         raise typer.Exit(1)
-
-
-# -- serving: `serve` lives in cli/serve.py; importing it registers the command here -----
-
-from modelreg.cli import serve as _serve  # noqa: E402, F401 - registers `serve` on `app`

@@ -176,7 +176,8 @@ class MicroBatcher:
             rows += request.item.rows
         return rows, rows >= self._max_rows
 
-    async def _run(self, batch: list[_Request]) -> None:
+    # One place answers every request of a batch, whatever failed: kept whole on purpose.
+    async def _run(self, batch: list[_Request]) -> None:  # noqa: C901
         """Predict a batch and answer each request; any unexpected failure answers them all."""
         try:
             if len(batch) == 1:
