@@ -30,7 +30,6 @@ from rich.console import Console
 from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.metrics import roc_auc_score
 
-from modelreg import policy
 from modelreg.cli.tables import events_table, gates_table, short_digest, versions_table
 from modelreg.domain import Stage
 from modelreg.errors import (
@@ -161,7 +160,7 @@ def _govern(console: Console, registry: Registry, tracking_uri: str, course_best
     )
     path = registry.settings.resolved_policy_file()
     if not path.exists():
-        policy.write_starter(path, [registry.settings.actor])
+        registry.init_policy()
     console.print(f"policy: {path} (test_auc >= 0.85, data_version, description, lineage ...)")
     course = registry.validate(MODEL, course_best)
     console.print(f"the course's best, v{course_best}, is {course.outcome}:")

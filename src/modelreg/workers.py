@@ -187,8 +187,10 @@ class SyncWorker:
 
     async def round(self) -> None:
         """One sync over every model; the facade call runs in a thread (it blocks on I/O)."""
-        # actor=None: modelreg itself adopts, so no caller's role is checked.
-        adopted = await asyncio.to_thread(self._registry.sync)
+        from modelreg.registry import SYSTEM  # loaded already: a Registry exists
+
+        # modelreg itself adopts, so no caller's role is checked.
+        adopted = await asyncio.to_thread(self._registry.sync, actor=SYSTEM)
         if adopted:
             log.info("adopted %d version(s) registered outside modelreg", len(adopted))
 

@@ -23,7 +23,6 @@ from fastapi.responses import JSONResponse
 from modelreg.api.identity import Actor
 from modelreg.domain import MAX_LEDGER_ID
 from modelreg.errors import AuthenticationError, ModelregError, NotFoundError
-from modelreg.ledger.deliveries import ReceivedDeliveries
 from modelreg.registry import Registry
 from modelreg.webhooks import mlflow_delivery, mlflow_event, verify_mlflow_signature
 
@@ -36,7 +35,11 @@ _MLFLOW_FRESHNESS = 300
 
 
 def _react(registry: Registry, event: str, name: str) -> None:
-    """Let the core react to an MLflow change and log it; runs after the response is sent."""
+    """Let the core react to an MLflow change and log it; runs after the response is sent.
+
+    The reaction is modelreg's own work, not a caller's: the sender proved itself
+    with the signature, and the core adopts and repairs as the system actor.
+    """
     try:
         adopted, drifts = registry.react_to_mlflow_change(name)
     except ModelregError as exc:
@@ -99,10 +102,7 @@ def events_router(registry: Registry) -> APIRouter:
         now = datetime.now(UTC)
         expires_at = datetime.fromtimestamp(sent_at, UTC) + timedelta(seconds=_MLFLOW_FRESHNESS)
         first = await asyncio.to_thread(
-            ReceivedDeliveries(registry.ledger).first_time,
-            delivery_id,
-            now=now,
-            expires_at=expires_at,
+            registry.accept_mlflow_delivery, delivery_id, expires_at=expires_at, now=now
         )
         if not first:
             # 2xx, so MLflow does not retry; a replay gets the same answer and acts on nothing.

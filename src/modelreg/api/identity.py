@@ -1,69 +1,44 @@
-"""Who is calling the API: MLflow basic-auth users, or the claimed actor in the embedded default."""
+"""Who is calling the API: HTTP Basic credentials and the claimed actor, handed to the core.
+
+The rule (MLflow-authenticated user under ``auth = "mlflow"``, else the claimed
+``X-Modelreg-Actor`` or ``anonymous``) and the credential cache live in
+:mod:`modelreg.registry.access`; this module only reads them off the request.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import time
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from modelreg.errors import AuthenticationError
-from modelreg.policy import ANONYMOUS
-from modelreg.registry import Registry
-
-CREDENTIALS_TTL_SECONDS = 15.0
-"""How long a verified password is trusted before MLflow is asked again (docs/governance.md).
-
-A password changed in MLflow can keep working on the API for at most this long, unless
-the new one is used first: any refusal for a user drops every cached entry of that user.
-"""
+from modelreg.registry import Credentials, Registry
 
 
 class Identifier:
-    """Who is calling: an MLflow-authenticated user, or the claimed actor header.
-
-    With ``auth = "mlflow"`` every API call needs HTTP Basic credentials that
-    MLflow's basic-auth app accepts; the header is ignored, so an approval
-    records an authenticated user. Without auth the header names the actor
-    (``anonymous`` when absent, who gets the policy's ``anonymous_role``, viewer
-    by default) and the policy's roles still apply.
-    """
+    """Reads a request's credentials and claimed actor and asks the registry who acts."""
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        self._verified: dict[str, tuple[str, float]] = {}
         self._basic = HTTPBasic(auto_error=False)
 
     async def identify(self, request: Request, claimed: str | None) -> str:
-        """Resolve the caller's name (raises AuthenticationError for bad credentials)."""
-        if self._registry.settings.auth != "mlflow":
-            return claimed or ANONYMOUS
-        credentials: HTTPBasicCredentials | None = await self._basic(request)
-        if credentials is None:
-            raise AuthenticationError(
-                "this API needs MLflow credentials: send HTTP Basic auth (user and password)"
-            )
-        return await asyncio.to_thread(self._check, credentials.username, credentials.password)
-
-    def _check(self, username: str, password: str) -> str:
-        key = hashlib.sha256(f"{username}\0{password}".encode()).hexdigest()
-        known = self._verified.get(key)
-        if known is not None and known[1] > time.monotonic():
-            return known[0]
+        """The caller's name (raises AuthenticationError for missing or bad credentials)."""
         try:
-            user = self._registry.authenticate(username, password)
-        except AuthenticationError:
-            # MLflow refused this user: no password of theirs stays trusted from the cache.
-            self._verified = {k: v for k, v in self._verified.items() if v[0] != username}
-            raise
-        now = time.monotonic()
-        # Expired entries go as new ones come, so the cache stays as large as the active users.
-        self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
-        self._verified[key] = (user, now + CREDENTIALS_TTL_SECONDS)
-        return user
+            basic: HTTPBasicCredentials | None = await self._basic(request)
+        except HTTPException:
+            # A malformed Authorization header presents no credentials: the core
+            # refuses that under MLflow auth (401 in the API's error shape) and
+            # ignores it otherwise, as it ignores well-formed ones.
+            basic = None
+        # An empty header claims nothing, as a missing one.
+        claim = claimed or None
+        if basic is None:
+            return self._registry.caller(None, claim)
+        credentials = Credentials(basic.username, basic.password)
+        # MLflow may be asked (at most every few seconds per user): off the event loop.
+        return await asyncio.to_thread(self._registry.caller, credentials, claim)
 
 
 async def _caller(

@@ -55,18 +55,17 @@ class CliState:
 
         A stopped MLflow is reported by the first read (MLflow's REST API, no
         retries on a refused connection), within a fraction of a second.
-        With ``MODELREG_AUTH=mlflow`` the caller is authenticated against MLflow
-        (MODELREG_USERNAME / MODELREG_PASSWORD) and acts as that user, whatever
-        ``--actor`` or MODELREG_ACTOR say.
+        Who acts is the core's rule (:mod:`modelreg.registry.access`): with
+        ``MODELREG_AUTH=mlflow`` the user MLflow authenticates from
+        MODELREG_USERNAME / MODELREG_PASSWORD, whatever ``--actor`` or
+        MODELREG_ACTOR say; commands pass no actor, so each acts as that caller.
         """
         if self._registry is None:
             from modelreg.registry import Registry
 
             registry = Registry(self.settings)
-            if self.settings.auth == "mlflow":
-                # Authenticates now: a wrong password fails before any command runs.
-                user = registry.actor()
-                registry.settings = self.settings.model_copy(update={"actor": user})
+            # Resolved now: a wrong password or actor fails before any command runs.
+            registry.actor()
             self._registry = registry
         return self._registry
 
@@ -457,11 +456,9 @@ def sync(
 
     skipped: list[str] = []
     with _progress() as update:
-        registry = state_of(ctx).registry
-        adopted = registry.sync(
+        adopted = state_of(ctx).registry.sync(
             name,
             progress=update,
-            actor=registry.settings.actor,
             on_skip=lambda info, exc: skipped.append(
                 f"warning: skipped {info.name} v{info.version}: {exc.message}"
             ),

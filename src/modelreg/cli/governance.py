@@ -67,13 +67,14 @@ def policy_init(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter policy with the course's rules (you become its admin)."""
-    from modelreg import policy
+    """Write a commented starter policy with the course's rules (you become its admin).
 
-    settings = state_of(ctx).settings
-    path = settings.resolved_policy_file()
-    policy.write_starter(path, [settings.actor], force=force)
-    out.print(f"wrote {path}; {settings.actor} is its admin. Edit it, then `modelreg policy show`.")
+    Anyone may write the first policy; replacing one (--force) takes its admin role.
+    """
+    view = state_of(ctx).registry.init_policy(force=force)
+    out.print(
+        f"wrote {view.source}; {view.actor} is its admin. Edit it, then `modelreg policy show`."
+    )
 
 
 @policy_app.command("show")

@@ -18,16 +18,17 @@ public method is a one-line delegation:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from modelreg.domain import LineageRecord, ServingRecord, Stage
 from modelreg.errors import BackendError, BackendUnavailableError
 from modelreg.ledger import Ledger
+from modelreg.ledger.deliveries import ReceivedDeliveries
 from modelreg.mlflow_gateway import MlflowGateway
 from modelreg.policy import Permission, PolicyFile, Role
-from modelreg.registry.access import SYSTEM, Access
+from modelreg.registry.access import SYSTEM, Access, Caller, Credentials
 from modelreg.registry.adoption import Adoption, Skipped
 from modelreg.registry.artifacts import Artifacts, Progress, no_progress
 from modelreg.registry.drift import DELETED_KIND, DriftRepair
@@ -58,6 +59,9 @@ __all__ = [
     "LEDGER_TAG",
     "SEMVER_TAG",
     "STAGE_TAG",
+    "SYSTEM",
+    "Caller",
+    "Credentials",
     "Progress",
     "Registry",
     "Skipped",
@@ -146,6 +150,14 @@ class Registry:
         """Who this registry acts as when no actor is given (authenticated under MLflow auth)."""
         return self.access.actor()
 
+    def caller(self, credentials: Credentials | None, claimed: str | None = None) -> str:
+        """Who acts for a caller: the one rule of :mod:`~modelreg.registry.access`.
+
+        Under MLflow auth the user MLflow authenticates from ``credentials``,
+        otherwise ``claimed`` (``anonymous`` when None).
+        """
+        return self.access.caller(credentials, claimed)
+
     def policy(self) -> PolicyFile:
         """The governance policy, re-read when its file changes (open policy without one)."""
         return self.access.policy()
@@ -158,6 +170,10 @@ class Registry:
         """The role the policy's [access] table gives ``actor``."""
         return self.access.role_of(actor)
 
+    def init_policy(self, *, force: bool = False, actor: str | None = None) -> PolicyView:
+        """Write the starter policy with ``actor`` as its admin (only admins replace a policy)."""
+        return self.access.init_policy(force=force, actor=actor)
+
     def authorize(self, actor: str | None, needed: Permission, action: str) -> tuple[str, Role]:
         """Check that ``actor`` holds ``needed``; return the actor's name and role.
 
@@ -167,7 +183,10 @@ class Registry:
         return self.access.authorize(actor, needed, action)
 
     def authenticate(self, username: str, password: str) -> str:
-        """Check ``username``/``password`` against MLflow's basic-auth app; return the user."""
+        """Check ``username``/``password`` against MLflow's basic-auth app; return the user.
+
+        A verified password is trusted for ``access.CREDENTIALS_TTL_SECONDS``.
+        """
         return self.access.authenticate(username, password)
 
     # -- webhooks ----------------------------------------------------------------
@@ -189,6 +208,19 @@ class Registry:
     def deliver_webhooks(self, *, actor: str | None = None) -> int:
         """Fan out new events and send every due delivery now; return the attempts made."""
         return self.webhooks.deliver_webhooks(actor=actor)
+
+    def accept_mlflow_delivery(
+        self, delivery_id: str, *, expires_at: datetime, now: datetime | None = None
+    ) -> bool:
+        """Record a received MLflow webhook delivery id; False when it was seen before.
+
+        Replay protection across replicas: exactly one of them accepts an id.
+        ``expires_at`` is when the request's signature stops being fresh; ids
+        are forgotten after it (a replay is refused by the signature check then).
+        """
+        when = now or datetime.now(UTC)
+        seen = ReceivedDeliveries(self.ledger)
+        return seen.first_time(delivery_id, now=when, expires_at=expires_at)
 
     # -- governance --------------------------------------------------------------
 
@@ -296,21 +328,20 @@ class Registry:
         name: str | None = None,
         progress: Progress = no_progress,
         *,
-        actor: str | None = None,
+        actor: Caller = None,
         on_skip: Skipped | None = None,
     ) -> list[VersionView]:
         """Adopt versions registered by plain MLflow clients: semver, manifest, lineage record.
 
-        A caller named by ``actor`` needs the contributor role; without one it is
-        modelreg itself (the background sync, a webhook, adoption on demand).
+        The caller (``actor``, ``None`` for the configured actor) needs the
+        contributor role; modelreg itself (the background sync, a webhook,
+        adoption on demand) passes :data:`SYSTEM` and is not authorised.
         A version that cannot be adopted (a name modelreg cannot manage, artifacts
         missing from the store, an MLflow model file that does not parse) is
         skipped and reported to ``on_skip`` (and the log); the others are still
         adopted. Only an unreachable backend stops the round.
         """
-        return self.adoption.sync(
-            name, progress, actor=SYSTEM if actor is None else actor, on_skip=on_skip
-        )
+        return self.adoption.sync(name, progress, actor=actor, on_skip=on_skip)
 
     def register(
         self,
