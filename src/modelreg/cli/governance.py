@@ -113,7 +113,9 @@ def request(
     ctx: typer.Context,
     name: str,
     version: str,
-    stage: Annotated[str, typer.Option("--stage", help="Only Production is governed.")],
+    stage: Annotated[
+        str, typer.Option("--stage", help="Only Production is governed (the default).")
+    ] = "Production",
     comment: CommentOpt = "",
     as_json: JsonOpt = False,
 ) -> None:
