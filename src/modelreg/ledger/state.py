@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from modelreg.domain import Event, Stage
@@ -84,8 +84,16 @@ def select_state(session: Session, model: str, versions: Collection[int] = ()) -
     rollback target), each through an index.
     """
     table = VersionStateRow
-    wanted = or_(table.stage == Stage.PRODUCTION.value, table.version.in_(list(versions)))
-    rows = list(session.execute(select(*_COLUMNS).where(table.model == model, wanted)))
+    # Separate queries, each answered by an index (an OR of the two scanned the model).
+    rows = list(
+        session.execute(
+            select(*_COLUMNS).where(table.model == model, table.stage == Stage.PRODUCTION.value)
+        )
+    )
+    if versions:
+        rows += session.execute(
+            select(*_COLUMNS).where(table.model == model, table.version.in_(list(versions)))
+        )
     rows += session.execute(
         select(*_COLUMNS)
         .where(table.model == model, table.stage == Stage.STAGING.value)

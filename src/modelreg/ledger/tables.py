@@ -65,7 +65,11 @@ class EventRow(Base):
     digest: Mapped[str] = mapped_column(String(80), nullable=False, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
-    __table_args__ = (Index("ix_events_model_id", "model", "id"),)
+    __table_args__ = (
+        Index("ix_events_model_id", "model", "id"),
+        # One version's events (approvals' checks, the audit of one version).
+        Index("ix_events_model_version_id", "model", "version", "id"),
+    )
 
 
 class VersionRow(Base):
@@ -113,9 +117,10 @@ class VersionStateRow(Base):
     last_event_id: Mapped[int] = mapped_column(EventId, nullable=False)
 
     __table_args__ = (
-        # Holders of a stage in one model, and of a stage across models (search).
-        Index("ix_version_state_model_stage", "model", "stage"),
-        Index("ix_version_state_stage", "stage"),
+        # Holders of a stage in one model (the Staging alias: latest entry first), and
+        # of a stage across models in search order.
+        Index("ix_version_state_model_stage", "model", "stage", "entered_staging"),
+        Index("ix_version_state_stage", "stage", "model", "version"),
         Index("ix_version_state_model_production", "model", "entered_production"),
     )
 

@@ -1,4 +1,4 @@
-"""Add the version_state projection and build it from the existing events.
+"""Add the version_state projection, build it from the existing events; index events by version.
 
 Revision ID: 0004
 Revises: 0003
@@ -32,8 +32,11 @@ def upgrade() -> None:
         sa.Column("votes", sa.JSON, nullable=False),
         sa.Column("last_event_id", _EVENT_ID, nullable=False),
     )
-    op.create_index("ix_version_state_model_stage", "version_state", ["model", "stage"])
-    op.create_index("ix_version_state_stage", "version_state", ["stage"])
+    op.create_index(
+        "ix_version_state_model_stage", "version_state", ["model", "stage", "entered_staging"]
+    )
+    op.create_index("ix_version_state_stage", "version_state", ["stage", "model", "version"])
+    op.create_index("ix_events_model_version_id", "events", ["model", "version", "id"])
     op.create_index(
         "ix_version_state_model_production", "version_state", ["model", "entered_production"]
     )
@@ -44,4 +47,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_model_version_id", "events")
     op.drop_table("version_state")
