@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -92,6 +93,7 @@ class MlflowRest:
         self.tracking_uri = tracking_uri
         self.timeout_s = timeout_s
         self._http: httpx.Client | None = None
+        self._opening = threading.Lock()  # writes may be sent from several threads at once
         self.requests = 0  # requests sent, retries included (what benchmarks count)
 
     def close(self) -> None:
@@ -143,7 +145,9 @@ class MlflowRest:
         write: bool,
     ) -> dict[str, Any]:
         if self._http is None:
-            self._http = _client(self.tracking_uri, self.timeout_s)
+            with self._opening:
+                if self._http is None:
+                    self._http = _client(self.tracking_uri, self.timeout_s)
         url = _API.format(version=api) + endpoint
         for attempt in range(_RETRIES + 1):
             self.requests += 1

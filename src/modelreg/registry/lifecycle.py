@@ -234,24 +234,36 @@ class Lifecycle:
         """
         holders = alias_holders(state)
         before = None if unchanged_from is None else alias_holders(unchanged_from)
-        gone: set[int] = set()
+        moved = {
+            alias: holder
+            for alias, holder in holders.items()
+            if before is None or before[alias] != holder
+        }
         # The alias is what serving and clients resolve, so it moves first.
-        for alias, holder in holders.items():
-            if before is not None and before[alias] == holder:
-                continue
-            if holder is None:
-                self.gateway.delete_alias(name, alias)
-                continue
-            try:
-                self.gateway.set_alias(name, alias, holder)
-            except VersionNotFoundError:
+        gone: set[int] = set()
+        for alias, holder in moved.items():
+            if not self._move_alias(name, alias, holder) and holder is not None:
                 gone.add(holder)
-                self.gateway.delete_alias(name, alias)
         for version in sorted(set(versions) - gone):
-            stage = state.stage(version) or Stage.NONE
-            try:
-                self.gateway.set_native_stage(name, version, stage)
-            except VersionNotFoundError:
-                log.warning("%s v%d was deleted in MLflow; nothing to project onto", name, version)
-                continue
-            self.gateway.set_version_tags(name, version, {STAGE_TAG: stage.value})
+            self._show_stage(name, version, state)
+
+    def _move_alias(self, name: str, alias: str, holder: int | None) -> bool:
+        """Point ``alias`` at ``holder`` (or remove it); False when MLflow deleted the holder."""
+        if holder is None:
+            self.gateway.delete_alias(name, alias)
+            return True
+        try:
+            self.gateway.set_alias(name, alias, holder)
+        except VersionNotFoundError:
+            self.gateway.delete_alias(name, alias)
+            return False
+        return True
+
+    def _show_stage(self, name: str, version: int, state: ModelState) -> None:
+        stage = state.stage(version) or Stage.NONE
+        try:
+            self.gateway.set_native_stage(name, version, stage)
+        except VersionNotFoundError:
+            log.warning("%s v%d was deleted in MLflow; nothing to project onto", name, version)
+            return
+        self.gateway.set_version_tags(name, version, {STAGE_TAG: stage.value})
