@@ -788,6 +788,11 @@ def operations(
     def raw_promote(i: int, alias: str, stage: str) -> None:
         version = str(theirs[i])
         client.set_registered_model_alias(name, alias, version)
+        if stage == "Production":
+            # The same end state plain MLflow clients see after modelreg's promotion:
+            # the version left Staging, so the staging alias no longer points at it
+            # (the course's "staging" alias follows the version under test).
+            client.delete_registered_model_alias(name, "staging")
         client.transition_model_version_stage(
             name, version, stage, archive_existing_versions=stage == "Production"
         )
@@ -818,8 +823,8 @@ def operations(
                 PROMOTE_LABELS[1],
                 lambda i: promote(i, Stage.PRODUCTION),
                 lambda i: raw_promote(i, "production", "Production"),
-                "set_registered_model_alias + transition_model_version_stage"
-                " (archive_existing_versions=True)",
+                "set_registered_model_alias + delete_registered_model_alias('staging')"
+                " + transition_model_version_stage (archive_existing_versions=True)",
             ),
         ],
         [
