@@ -51,7 +51,7 @@ class ModelView(View):
 
     name: str
     description: str
-    versions: int
+    versions: int  # recorded in the ledger; versions MLflow has not synced yet are not counted
     production: int | None
     production_semver: str | None
     staging: int | None

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -413,6 +413,12 @@ class Ledger:
         with self.session() as session:
             row = session.execute(query).first()
             return _record(row) if row else None
+
+    def version_counts(self) -> dict[str, int]:
+        """How many versions of each model the ledger has recorded (one GROUP BY)."""
+        query = select(VersionRow.model, func.count()).group_by(VersionRow.model)
+        with self.session() as session:
+            return {str(model): int(count) for model, count in session.execute(query)}
 
     def known_versions(self) -> set[tuple[str, int]]:
         """Every (model, version) pair the ledger has registration facts for."""

@@ -85,6 +85,9 @@ class Reads:
         self.ledger_check.ensure()
         # The projection's holder rows, not a fold over every event of every model.
         holders = self.ledger.holders()
+        # Listing every version from MLflow to count them took a request per 1,000
+        # versions of every model; the ledger counts what it recorded (sync adopts the rest).
+        counts = self.ledger.version_counts()
         views = []
         for info in self.gateway.models():
             state = holders.get(info.name, ModelState())
@@ -95,7 +98,7 @@ class Reads:
                 ModelView(
                     name=info.name,
                     description=info.description,
-                    versions=len(self.gateway.versions(info.name)),
+                    versions=counts.get(info.name, 0),
                     production=production,
                     production_semver=str(record.semver) if record else None,
                     staging=state.staging,
