@@ -310,7 +310,7 @@ def test_action_filter_sends_only_wanted_actions(
         hub.enqueue()
         append(ledger, action=Action.REGISTER)
         promotion = append(ledger, to_stage=Stage.STAGING)
-        append(ledger, action=Action.APPROVE, details={"request": promotion.id})
+        append(ledger, action=Action.APPROVE)
         assert hub.run_once() == 1
         # The cursor moved past the unwanted ones too: nothing is created later.
         assert hub.enqueue() == 0
