@@ -6,8 +6,8 @@ transaction (:func:`apply`: one primary-key read, one write), so a promotion,
 whatever the length of the history. The truth is still the fold over the
 events (:meth:`lifecycle.ModelState.fold`): :func:`disagreements` compares
 the two for ``doctor`` and :func:`rebuild` re-derives a model's rows from
-its events (also how migration 0004 built the projection of an existing
-ledger).
+its events (also how :meth:`Ledger.migrate` builds the projection of a
+ledger that had events before the projection existed).
 
 Reads return :class:`lifecycle.ModelState` values, which callers query
 (holders, Production history, open requests) instead of replaying events.
@@ -97,7 +97,9 @@ def select_state(session: Session, model: str, versions: Collection[int] = ()) -
     rows += session.execute(
         select(*_COLUMNS)
         .where(table.model == model, table.stage == Stage.STAGING.value)
-        .order_by(table.entered_staging.desc())
+        # As the fold: a row without an entry counts as the oldest (PostgreSQL would
+        # sort NULL first in a plain DESC).
+        .order_by(table.entered_staging.desc().nulls_last())
         .limit(1)
     )
     rows += session.execute(

@@ -31,6 +31,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 # Alembic's head). A database already there skips importing Alembic, 0.2 s of
 # every CLI command; any other revision takes Alembic's full path.
 HEAD_REVISION = "0004"
+_PROJECTION_REVISION = "0004"  # the migration that added version_state
 # Many writers (50 concurrent promotions) queue on SQLite's single write lock
 # while each holds it across a few MLflow calls; wait rather than fail.
 _SQLITE_BUSY_SECONDS = 300
@@ -303,9 +304,16 @@ class Ledger:
                 if not self._is_sqlite:
                     # Two processes starting at once must not both create tables.
                     conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
-                if MigrationContext.configure(conn).get_current_revision() != head:
+                before = MigrationContext.configure(conn).get_current_revision()
+                if before != head:
                     config.attributes["connection"] = conn
                     command.upgrade(config, "head")
+                if before is not None and before < _PROJECTION_REVISION:
+                    # Events written before the projection existed get their rows now,
+                    # in the upgrade's transaction, folded by the code that reads them.
+                    with Session(bind=conn) as session:
+                        state.rebuild(session)
+                        session.flush()
         except SQLAlchemyError as exc:
             raise self._connect_errors(exc) from exc
         self._migrated.set()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from modelreg.domain import Action, Event, check_model_name
 from modelreg.errors import BackendUnavailableError, InvalidNameError, ModelregError
 from modelreg.ledger import Ledger, NewEvent
-from modelreg.lifecycle import ModelState
+from modelreg.lifecycle import ModelState, VersionState
 from modelreg.mlflow_gateway import PRODUCTION_ALIAS, MlflowGateway
 from modelreg.policy import Permission
 from modelreg.registry.access import SYSTEM, Access
@@ -143,26 +143,26 @@ class DriftRepair:
             repairable = [d for d in found if d.repairable]
             if not repairable:
                 return found
-            if any(d.kind == PROJECTION_KIND for d in repairable):
-                txn.rebuild_state(name)  # before the repair events are applied to it
-            deleted = {d.version for d in repairable if d.kind == DELETED_KIND}
-            state = ModelState.fold(events)
-            self.writes.project(name, state, set(state.stages) - deleted)
+            internal = [d for d in repairable if d.kind == PROJECTION_KIND]
+            in_mlflow = [d for d in repairable if d.kind != PROJECTION_KIND]
+            if internal:
+                # The ledger's own rows, re-derived from its events; MLflow is not touched
+                # for them. Before the repair events, which the projection then applies.
+                txn.rebuild_state(name)
+            deleted = {d.version for d in in_mlflow if d.kind == DELETED_KIND}
+            if in_mlflow:
+                state = ModelState.fold(events)
+                self.writes.project(name, state, set(state.stages) - deleted)
             for version in sorted({d.version or 0 for d in repairable}):
+                own = [d for d in repairable if (d.version or 0) == version]
                 txn.append(
                     NewEvent(
                         model=name,
                         version=version,
                         action=Action.DELETE if version in deleted else Action.REPAIR,
                         actor=actor,
-                        reason="the version was deleted in MLflow; doctor recorded it"
-                        if version in deleted
-                        else "doctor re-applied the ledger state to MLflow",
-                        details={
-                            "drift": [
-                                d.as_json() for d in repairable if (d.version or 0) == version
-                            ]
-                        },
+                        reason=_repair_reason(own, deleted=version in deleted),
+                        details={"drift": [d.as_json() for d in own]},
                     )
                 )
             return [d.model_copy(update={"fixed": d.repairable}) for d in found]
@@ -175,11 +175,10 @@ class DriftRepair:
                 name=name,
                 version=version,
                 kind=PROJECTION_KIND,
-                expected=str(folded.stage(version)),
-                actual=str(projected.stage(version)),
-                note="the state projection differs from the fold over the events "
-                "(stage, Staging/Production entries or open request); "
-                "doctor --fix rebuilds it from the events",
+                expected=_summary(folded.versions.get(version)),
+                actual=_summary(projected.versions.get(version)),
+                note="the ledger's state projection (what promote, show and search read) "
+                "differs from its events; doctor --fix rebuilds it from the events",
             )
             for version in sorted(folded.versions.keys() | projected.versions.keys())
             if folded.versions.get(version) != projected.versions.get(version)
@@ -262,3 +261,29 @@ def _model_trouble(name: str, kind: str, actual: str, note: str) -> Drift:
         repairable=False,
         note=note,
     )
+
+
+def _summary(state: VersionState | None) -> str:
+    """One version's projected state as doctor prints it (events or projection row)."""
+    if state is None:
+        return "no row"
+    parts = [f"stage {state.stage.value if state.stage else '(never entered)'}"]
+    if state.entered_staging is not None:
+        parts.append(f"entered Staging at event {state.entered_staging}")
+    if state.entered_production is not None:
+        parts.append(f"entered Production at event {state.entered_production}")
+    if state.request is not None:
+        parts.append(f"open request #{state.request.id} ({len(state.request.votes)} approvals)")
+    return "; ".join(parts)
+
+
+def _repair_reason(drifts: Sequence[Drift], *, deleted: bool) -> str:
+    """Why doctor --fix recorded an event for one version: what it repaired."""
+    if deleted:
+        return "the version was deleted in MLflow; doctor recorded it"
+    done = []
+    if any(d.kind != PROJECTION_KIND for d in drifts):
+        done.append("re-applied the ledger state to MLflow")
+    if any(d.kind == PROJECTION_KIND for d in drifts):
+        done.append("rebuilt the state projection from the events")
+    return "doctor " + " and ".join(done)
