@@ -13,9 +13,11 @@ at most one version is ever in Production. An Archived version returns to
 Production only through :func:`plan_rollback`, which needs it to have held
 Production before.
 
-The current state is never stored: it is a fold over the model's append-only
-ledger events (given in id order), so "what was in Production at time T" is
-the same fold over a prefix. Everything here is pure.
+The truth is a fold over the model's append-only ledger events (given in id
+order), so "what was in Production at time T" is the same fold over a prefix.
+:class:`ModelState` is that fold, built once; the ledger keeps the same state
+per version as a projection updated with every event (``ledger/state.py``),
+so plans read a few rows instead of the history. Everything here is pure.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Lifecycle writes: transitions, rollbacks and the one write path every stage change takes.
 
 Every state change happens under the model's ledger lock: plan it from the
-event fold, project it onto MLflow (aliases, stage tags, the deprecated
-native stage), then append the events (:meth:`Lifecycle.apply`). If MLflow
-refuses half-way the projection is undone and the ledger transaction rolls
-back, so a failed change leaves no trace. Governance and drift repair write
-through the same public :meth:`Lifecycle.apply` and :meth:`Lifecycle.project`.
+state projection (a few rows: the version and the stage holders), append the
+events (the projection moves with them, in the same transaction), then
+project the new state onto MLflow (aliases, stage tags, the deprecated native
+stage) in :meth:`Lifecycle.apply`. If MLflow refuses half-way, MLflow is put
+back and the ledger transaction rolls back, so a failed change leaves no
+trace. Governance and drift repair write through the same public
+:meth:`Lifecycle.apply` and :meth:`Lifecycle.project`.
 """
 
 from __future__ import annotations
