@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modelreg.demo import MARKER, demo_home
+from modelreg.cli.demo import MARKER, demo_home
 from modelreg.errors import ConflictError
 
 
@@ -63,7 +63,7 @@ def test_a_home_in_use_by_a_running_demo_is_not_cleared(tmp_path: Path) -> None:
 def test_a_taken_port_is_reported_before_the_last_run_is_emptied(tmp_path: Path) -> None:
     import socket
 
-    from modelreg.demo import run_demo
+    from modelreg.cli.demo import run_demo
     from modelreg.settings import Settings
 
     with demo_home(tmp_path / "demo", keep=False) as home:

@@ -242,7 +242,7 @@ def demo(
     ] = False,
 ) -> None:
     """Start a fresh stack in ./.modelreg-demo and walk through the course's workflow."""
-    from modelreg.demo import run_demo
+    from modelreg.cli.demo import run_demo
 
     # The demo's own console wraps long lines at the terminal width; `out` does not.
     raise typer.Exit(
