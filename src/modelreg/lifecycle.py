@@ -43,11 +43,6 @@ ALLOWED: Mapping[Stage, frozenset[Stage]] = MappingProxyType(
 _ENTRY_ACTIONS = frozenset({Action.REGISTER, Action.ADOPT})
 
 
-def allowed_targets(stage: Stage) -> frozenset[Stage]:
-    """Return the stages a version in ``stage`` may move to with a plain transition."""
-    return ALLOWED[stage]
-
-
 def _changes(events: Iterable[Event]) -> Iterator[tuple[int, Stage]]:
     """Replay ``events``, yielding (version, new stage) whenever a version's stage changes."""
     state: dict[int, Stage] = {}
@@ -64,11 +59,6 @@ def _changes(events: Iterable[Event]) -> Iterator[tuple[int, Stage]]:
 def fold(events: Iterable[Event]) -> dict[int, Stage]:
     """Return the current stage of every version known to ``events`` (one model, id order)."""
     return dict(_changes(events))  # later pairs overwrite earlier ones
-
-
-def state_at(events: Iterable[Event], at: datetime) -> dict[int, Stage]:
-    """Return the stage of every version as it was at time ``at``."""
-    return fold(event for event in events if event.at <= at)
 
 
 def holder(state: Mapping[int, Stage], stage: Stage) -> int | None:
@@ -294,14 +284,6 @@ class ModelState:
         if known is None or known.stage is not Stage.STAGING or known.since is None:
             return None
         return (now - known.since).total_seconds() / 60
-
-    def after(self, events: Iterable[Event]) -> ModelState:
-        """The state with ``events`` applied (events appended since it was read)."""
-        versions = dict(self.versions)
-        for event in events:
-            before = versions.get(event.version) or VersionState(event.version)
-            versions[event.version] = before.after(event)
-        return ModelState(versions)
 
 
 def plan_rollback_from(name: str, state: ModelState, to: int | None = None) -> list[StageChange]:
