@@ -5,13 +5,14 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from modelreg.errors import InvalidInputError, InvalidNameError, InvalidStageError
+from modelreg.errors import InvalidInputError, InvalidNameError, InvalidStageError, shorten
 from modelreg.integrity import Manifest
 
 
@@ -185,6 +186,16 @@ DETAILS: dict[Action, type[EventDetails]] = {
     Action.DECLINE: DeclineDetails,
     Action.OVERRIDE: OverrideDetails,
 }
+
+
+def validation_problem(error: Mapping[str, Any], prefix: Sequence[str | int] = ()) -> str:
+    """One pydantic error as ``where: what`` (``where`` dotted, e.g. ``models.churn.gates``).
+
+    ``error`` is one item of ``ValidationError.errors()``; ``prefix`` is prepended
+    to its location (the key the validated value came from).
+    """
+    where = ".".join(str(part) for part in (*prefix, *error["loc"])) or "(top level)"
+    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -410,7 +421,7 @@ def parse_version_number(text: str) -> int:
     """
     stripped = text.strip()
     if not _VERSION_NUMBER.fullmatch(stripped) or not 1 <= int(stripped) <= MAX_VERSION_NUMBER:
-        shown = text if len(text) <= 40 else text[:37] + "..."
+        shown = shorten(text, 40)
         raise InvalidInputError(
             f"invalid version {shown!r}: give an MLflow version number from 1 to "
             f"{MAX_VERSION_NUMBER} such as 3 or a semantic version such as 1.2.0"

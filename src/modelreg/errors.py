@@ -63,6 +63,14 @@ def nearest(table: Mapping[type[_E], _V], error: BaseException, default: _V) -> 
     return default
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in ``...`` when it was cut.
+
+    Messages quote what the user sent; a huge value must not become a huge message.
+    """
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ModelregError(Exception):
     """Base class of every error modelreg raises on purpose."""
 
@@ -79,7 +87,7 @@ class InvalidNameError(InvalidInputError):
     """A model name is empty, too long or contains forbidden characters."""
 
     def __init__(self, name: str, why: str) -> None:
-        shown = name if len(name) <= 60 else name[:57] + "..."
+        shown = shorten(name, 60)
         super().__init__(
             f"invalid model name {shown!r}: {why}; names may hold any printable "
             "characters except '/', ':' and '\\', at most 256 of them"
@@ -91,7 +99,7 @@ class InvalidStageError(InvalidInputError):
     """A stage name is not one of None, Staging, Production, Archived."""
 
     def __init__(self, stage: str) -> None:
-        shown = stage if len(stage) <= 40 else stage[:37] + "..."
+        shown = shorten(stage, 40)
         super().__init__(
             f"unknown stage {shown!r}; use one of: None, Staging, Production, Archived"
         )
@@ -102,7 +110,7 @@ class InvalidFilterError(InvalidInputError):
     """A search filter cannot be parsed."""
 
     def __init__(self, filter_text: str, why: str) -> None:
-        shown = filter_text if len(filter_text) <= 80 else filter_text[:77] + "..."
+        shown = shorten(filter_text, 80)
         super().__init__(
             f"invalid search filter {shown!r}: {why}. Example: "
             "\"stage = 'Production' and metrics.test_auc > 0.85 and semver = '1.x'\""
@@ -114,7 +122,7 @@ class InvalidSemVerError(InvalidInputError):
     """A semantic version or version range cannot be parsed."""
 
     def __init__(self, text: str, why: str = "expected MAJOR.MINOR.PATCH[+build]") -> None:
-        shown = text if len(text) <= 40 else text[:37] + "..."
+        shown = shorten(text, 40)
         super().__init__(f"invalid semantic version {shown!r}: {why}")
         self.text = text
 
@@ -149,7 +157,7 @@ class UnsupportedMediaTypeError(PayloadError):
     """A scoring request has a content type the server does not accept."""
 
     def __init__(self, content_type: str) -> None:
-        shown = content_type if len(content_type) <= 60 else content_type[:57] + "..."
+        shown = shorten(content_type, 60)
         super().__init__(
             f"content type {shown!r} is not supported; use application/json or text/csv"
         )

@@ -22,7 +22,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pydantic
 
-from modelreg.domain import DataFingerprint, EnvironmentInfo, GitInfo, LineageRecord
+from modelreg.domain import (
+    DataFingerprint,
+    EnvironmentInfo,
+    GitInfo,
+    LineageRecord,
+    validation_problem,
+)
 from modelreg.errors import InvalidInputError, LineageError
 from modelreg.integrity import build_manifest, sha256_file
 
@@ -482,8 +488,7 @@ def record_from_json(text: str) -> LineageRecord:
     except pydantic.ValidationError as exc:
         raise LineageError(
             f"lineage record JSON does not have the expected shape: "
-            f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']} "
-            f"at {'.'.join(str(p) for p in exc.errors()[0]['loc']) or 'top level'}"
+            f"{exc.error_count()} problem(s), first: {validation_problem(exc.errors()[0])}"
         ) from exc
     if record.schema_version > LineageRecord().schema_version:
         raise LineageError(

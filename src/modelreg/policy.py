@@ -5,10 +5,11 @@ The policy file has a ``[default]`` policy, per-model overrides under
 table that gives users roles, and ``[[webhooks]]`` subscribers. It is
 validated on load; a bad file is refused with the key that is wrong.
 
-Everything here is pure: :func:`evaluate` turns a policy and the evidence about
-a candidate version (:class:`Evidence`) into a :class:`Decision`, and
-:func:`approval_standing` counts which approvals still count. The registry
-gathers the evidence and acts on the decision.
+The rules are pure: :func:`evaluate` turns a policy and the evidence about a
+candidate version (:class:`Evidence`) into a :class:`Decision`, and
+:func:`counted_approvers` says which approvals still count. :func:`load` reads
+the file and :func:`write_starter` writes the starter policy (the only I/O
+here). The registry gathers the evidence and acts on the decision.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelreg.domain import Action, SemVer, check_model_name
+from modelreg.domain import Action, SemVer, check_model_name, validation_problem
 from modelreg.errors import ConflictError, InvalidNameError, PolicyError
 from modelreg.semver import VersionFacts, breaks_inputs
 from modelreg.ssrf import url_refusal
@@ -283,10 +284,7 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 
 
 def _first_problem(exc: ValidationError, prefix: Sequence[str | int] = ()) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in (*prefix, *error["loc"])) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}"
+    return validation_problem(exc.errors()[0], prefix)
 
 
 def parse(text: str, source: str) -> PolicyFile:

@@ -25,7 +25,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelreg.domain import MAX_VERSION_NUMBER, check_model_name
+from modelreg.domain import MAX_VERSION_NUMBER, check_model_name, validation_problem
 from modelreg.errors import InvalidInputError, InvalidNameError
 
 DEFAULT_ALIAS = "production"
@@ -150,14 +150,8 @@ def build_config(data: dict[str, Any], source: str = "serving config") -> Server
     try:
         return ServerConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_problem(error) for error in exc.errors())
+        problems = "; ".join(validation_problem(error) for error in exc.errors())
         raise InvalidInputError(f"invalid {source}: {problems}") from None
-
-
-def _problem(error: Any) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}"
 
 
 def load_config(path: Path) -> ServerConfig:

@@ -33,6 +33,7 @@ from modelreg.errors import (
     NotFoundError,
     VersionNotFoundError,
     nearest,
+    shorten,
 )
 from modelreg.serving.batcher import MicroBatcher
 from modelreg.serving.config import ModelConfig
@@ -404,7 +405,7 @@ class SlotSet:
         slot = self.slots.get((name, variant))
         if slot is not None:
             return slot
-        shown = name if len(name) <= 60 else name[:57] + "..."
+        shown = shorten(name, 60)
         if name in self.models:
             variants = ", ".join(v for n, v in self.slots if n == name)
             raise NotFoundError(
