@@ -63,6 +63,19 @@ class Backend:
     ledger_uri: str
 
 
+def cli_argv(backend: Backend, home: Path, *args: str) -> list[str]:
+    """`modelreg` arguments that point the CLI at ``backend`` and ``home``, then ``args``."""
+    return [
+        "--tracking-uri",
+        backend.tracking_uri,
+        "--ledger-uri",
+        backend.ledger_uri,
+        "--home",
+        str(home),
+        *args,
+    ]
+
+
 @dataclass(frozen=True)
 class S3Store:
     """A running S3 endpoint with one bucket and credentials that may use it."""

@@ -17,7 +17,7 @@ from registry_helpers import production
 from modelreg.api.app import create_app
 from modelreg.cli import main
 from modelreg.registry import Registry
-from services import Backend
+from services import Backend, cli_argv
 
 pytestmark = pytest.mark.integration
 on_sqlite = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -96,18 +96,6 @@ def test_api_refusals_are_4xx_and_write_nothing(
     assert production(governed, model_name) is None
 
 
-def _cli(backend: Backend, home: Path, *args: str) -> list[str]:
-    return [
-        "--tracking-uri",
-        backend.tracking_uri,
-        "--ledger-uri",
-        backend.ledger_uri,
-        "--home",
-        str(home),
-        *args,
-    ]
-
-
 @on_sqlite
 def test_cli_is_usable_as_a_ci_step(
     governed: Registry,
@@ -119,12 +107,13 @@ def test_cli_is_usable_as_a_ci_step(
     home = governed.settings.home
     first = register_auc(0.86, seed=1)
     assert (
-        main(_cli(backend, home, "--actor", "connie", "auto-promote", model_name, str(first))) == 0
+        main(cli_argv(backend, home, "--actor", "connie", "auto-promote", model_name, str(first)))
+        == 0
     )
     capsys.readouterr()
     second = register_auc(0.87, seed=2)
     capsys.readouterr()  # MLflow prints run links while registering
-    args = _cli(backend, home, "--actor", "connie", "auto-promote", model_name, str(second))
+    args = cli_argv(backend, home, "--actor", "connie", "auto-promote", model_name, str(second))
     assert main([*args, "--json"]) == 4
     declined = json.loads(capsys.readouterr().out)
     assert declined["outcome"] == "declined"
@@ -132,14 +121,18 @@ def test_cli_is_usable_as_a_ci_step(
     failed = [g for g in declined["gates"] if not g["passed"]]
     assert [g["gate"] for g in failed] == ["auto-promotion test_auc"]
 
-    assert main(_cli(backend, home, "validate", model_name, str(second), "--json")) == 0
+    assert main(cli_argv(backend, home, "validate", model_name, str(second), "--json")) == 0
     assert json.loads(capsys.readouterr().out)["passed"] is True
 
-    assert main(_cli(backend, home, "--actor", "victor", "approve", model_name, str(second))) == 7
+    assert (
+        main(cli_argv(backend, home, "--actor", "victor", "approve", model_name, str(second))) == 7
+    )
     assert "victor may not approve" in capsys.readouterr().err
-    assert main(_cli(backend, home, "request", model_name, str(second), "--stage", "staging")) == 2
+    assert (
+        main(cli_argv(backend, home, "request", model_name, str(second), "--stage", "staging")) == 2
+    )
     assert "requests are for Production" in capsys.readouterr().err
-    assert main(_cli(backend, home, "reject", model_name, str(second), "--comment", "x")) == 4
+    assert main(cli_argv(backend, home, "reject", model_name, str(second), "--comment", "x")) == 4
     assert "no open promotion request" in capsys.readouterr().err
     assert production(governed, model_name) == first
 

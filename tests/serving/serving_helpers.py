@@ -28,7 +28,7 @@ from modelreg.serving.metrics import ServingMetrics
 from modelreg.serving.router import DEFAULT_VARIANT
 from modelreg.serving.slots import ModelSlot
 from modelreg.stack import ServiceProcess, free_port
-from services import Backend
+from services import Backend, cli_argv
 
 RELOAD_TOKEN = "serving-test-reload-token-0123456789"
 
@@ -81,16 +81,7 @@ def serving(
         sys.executable,
         "-c",
         "from modelreg.cli import run; run()",
-        "--tracking-uri",
-        backend.tracking_uri,
-        "--ledger-uri",
-        backend.ledger_uri,
-        "--home",
-        str(home),
-        "serve",
-        *args,
-        "--port",
-        str(port),
+        *cli_argv(backend, home, "serve", *args, "--port", str(port)),
     ]
     url = f"http://127.0.0.1:{port}"
     process = ServiceProcess(
