@@ -51,6 +51,25 @@ class Action(enum.StrEnum):
     OVERRIDE = "override"  # an admin promoted to Production although gates failed (listed)
 
 
+class DeliveryStatus(enum.StrEnum):
+    """Where one webhook delivery stands; failed deliveries are kept, never deleted."""
+
+    PENDING = "pending"  # waiting for its first or next attempt
+    DELIVERED = "delivered"  # the subscriber answered 2xx
+    FAILED = "failed"  # every attempt failed; `retry` puts it back to pending
+
+    @classmethod
+    def parse(cls, text: str) -> DeliveryStatus:
+        """The status named by ``text``, or InvalidInputError listing the valid ones."""
+        try:
+            return cls(text)
+        except ValueError:
+            raise InvalidInputError(
+                f"unknown delivery status {text[:40]!r}; "
+                f"use one of: {', '.join(s.value for s in cls)}"
+            ) from None
+
+
 class Outcome(enum.StrEnum):
     """What a governance operation came to."""
 

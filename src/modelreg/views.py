@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelreg.domain import Action, Event, LineageRecord, Outcome, Stage
+from modelreg.domain import Action, DeliveryStatus, Event, LineageRecord, Outcome, Stage
 from modelreg.policy import GateResult
 
 
@@ -171,7 +171,7 @@ class DeliveryView(View):
     event_id: int
     model: str
     action: str
-    status: str
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime
     last_status_code: int | None

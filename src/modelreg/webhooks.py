@@ -50,10 +50,10 @@ from typing import Any
 
 import httpx
 
-from modelreg.domain import Action
+from modelreg.domain import Action, DeliveryStatus
 from modelreg.errors import InvalidInputError
 from modelreg.ledger import Ledger
-from modelreg.ledger.deliveries import Claim, Delivery, DeliveryStatus, DeliveryStore
+from modelreg.ledger.deliveries import Claim, DeliveryStore
 from modelreg.ledger.outbox import payload
 from modelreg.ssrf import peer_refusal, url_refusal
 
@@ -65,7 +65,6 @@ __all__ = [
     "MLFLOW_TIMESTAMP_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
-    "Delivery",
     "DeliveryStatus",
     "Dispatcher",
     "Subscriber",
@@ -489,21 +488,6 @@ class Dispatcher:
         """Fan out new events, then send what is due; return how many sends were attempted."""
         self.enqueue()
         return self.deliver_due()
-
-    def deliveries(
-        self,
-        subscriber: str | None = None,
-        status: DeliveryStatus | str | None = None,
-        limit: int = 100,
-    ) -> list[Delivery]:
-        """The newest deliveries first, optionally of one subscriber or in one status."""
-        if isinstance(status, str) and not isinstance(status, DeliveryStatus):
-            status = DeliveryStatus.parse(status)
-        return self._store.deliveries(subscriber=subscriber, status=status, limit=limit)
-
-    def retry(self, delivery_id: int) -> Delivery:
-        """Put a failed delivery back to pending with fresh attempts, due now."""
-        return self._store.retry(delivery_id, now=self._now())
 
     def close(self) -> None:
         """Close the HTTP connection pools."""

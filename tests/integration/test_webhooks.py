@@ -21,11 +21,12 @@ from webhook_helpers import SECRET, FakeClock, Receiver
 from modelreg.domain import Action, Event, NewEvent, Stage
 from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
 from modelreg.ledger import Ledger
-from modelreg.ledger.deliveries import ReceivedDeliveries
+from modelreg.ledger.deliveries import DeliveryStore, ReceivedDeliveries
 from modelreg.ledger.tables import EventRow, MlflowDeliveryRow, OutboxRow
 from modelreg.registry import Registry
 from modelreg.settings import Settings
 from modelreg.stack import free_port
+from modelreg.views import DeliveryView
 from modelreg.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -86,6 +87,19 @@ def local(name: str, url: str, actions: frozenset[str] = frozenset()) -> Subscri
     return Subscriber(name, url, SECRET, actions, allow_private=True)
 
 
+def deliveries(
+    ledger: Ledger, *, subscriber: str | None = None, status: DeliveryStatus | str | None = None
+) -> list[DeliveryView]:
+    """The delivery log as the Registry and the CLI read it: the ledger's DeliveryStore."""
+    wanted = DeliveryStatus.parse(status) if status is not None else None
+    return DeliveryStore(ledger).deliveries(subscriber=subscriber, status=wanted)
+
+
+def retry(ledger: Ledger, clock: FakeClock, delivery_id: int) -> DeliveryView:
+    """Put a failed delivery back to pending, as ``modelreg webhooks retry`` does."""
+    return DeliveryStore(ledger).retry(delivery_id, now=clock())
+
+
 def dispatcher(
     ledger: Ledger, clock: FakeClock, *subscribers: Subscriber, **options: Any
 ) -> Dispatcher:
@@ -126,7 +140,7 @@ def test_event_is_delivered_signed_with_actor_versions_semver_and_digest(
             details={"previous_version": 3},
         )
         assert hub.run_once() == 1
-        [delivery] = hub.deliveries()
+        [delivery] = deliveries(ledger)
 
     [request] = receiver.received
     assert request.verified
@@ -160,7 +174,7 @@ def test_undeliverable_webhook_is_retried_with_backoff_then_failed_never_losing_
 
     start = clock.now
     assert hub.run_once() == 2
-    for delivery in hub.deliveries():
+    for delivery in deliveries(ledger):
         assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
         # base_delay * 2**0 plus at most 10% jitter
         assert start + timedelta(seconds=10) <= delivery.next_attempt_at
@@ -169,7 +183,7 @@ def test_undeliverable_webhook_is_retried_with_backoff_then_failed_never_losing_
 
     clock.advance(11)
     assert hub.run_once() == 2
-    for delivery in hub.deliveries():
+    for delivery in deliveries(ledger):
         assert delivery.attempts == 2
         # base_delay * 2**1 = 20 s, capped by max_delay at 15 s
         assert delivery.next_attempt_at == clock.now + timedelta(seconds=15)
@@ -179,7 +193,7 @@ def test_undeliverable_webhook_is_retried_with_backoff_then_failed_never_losing_
     clock.advance(3600)
     assert hub.run_once() == 0  # failed deliveries are not attempted again
 
-    failed = {d.subscriber: d for d in hub.deliveries(status="failed")}
+    failed = {d.subscriber: d for d in deliveries(ledger, status="failed")}
     assert set(failed) == {"down", "broken"}
     assert failed["down"].attempts == 3
     assert failed["down"].last_status_code is None
@@ -195,10 +209,10 @@ def test_undeliverable_webhook_is_retried_with_backoff_then_failed_never_losing_
 
     # An operator retries once the receiver works again.
     receiver.fail_next = 0
-    retried = hub.retry(failed["broken"].id)
+    retried = retry(ledger, clock, failed["broken"].id)
     assert (retried.status, retried.attempts) == (DeliveryStatus.PENDING, 0)
     assert hub.run_once() == 1  # the retried one; "down" stays failed
-    [delivered] = hub.deliveries(subscriber="broken")
+    [delivered] = deliveries(ledger, subscriber="broken")
     assert delivered.status is DeliveryStatus.DELIVERED
     assert receiver.received[-1].json["event"]["event_id"] == event.id
     hub.close()
@@ -214,7 +228,7 @@ def test_receiver_failing_twice_gets_the_same_signed_delivery_until_it_accepts(
         for _ in range(3):
             hub.run_once()
             clock.advance(5)
-        [delivery] = hub.deliveries()
+        [delivery] = deliveries(ledger)
     assert (delivery.status, delivery.attempts, delivery.last_error) == (
         DeliveryStatus.DELIVERED,
         3,
@@ -236,10 +250,11 @@ def test_failing_subscriber_holds_back_only_its_own_queue(
             append(ledger, version=version)
         # One connection attempt for "down" this round, not three.
         assert hub.run_once() == 4
-        down_rows = hub.deliveries(subscriber="down")
+        down_rows = deliveries(ledger, subscriber="down")
         assert sorted(d.attempts for d in down_rows) == [0, 0, 1]
         assert all(d.next_attempt_at > clock.now for d in down_rows)
-        assert all(d.status is DeliveryStatus.DELIVERED for d in hub.deliveries(subscriber="ok"))
+        delivered = deliveries(ledger, subscriber="ok")
+        assert all(d.status is DeliveryStatus.DELIVERED for d in delivered)
     assert len(receiver.received) == 3
 
 
@@ -256,7 +271,7 @@ def test_restarted_dispatcher_sends_what_the_previous_one_left_pending(
     restarted = Ledger(ledger.uri)
     with dispatcher(restarted, clock, subscriber) as second:
         assert second.run_once() == 1
-        [delivery] = second.deliveries()
+        [delivery] = deliveries(restarted)
     restarted.dispose()
     assert delivery.status is DeliveryStatus.DELIVERED
     [request] = receiver.received
@@ -285,7 +300,7 @@ def test_delivery_leased_by_a_crashed_dispatcher_is_sent_after_the_lease(
         assert survivor.run_once() == 0  # still leased to the crashed one
         clock.advance(4 * 2.0 + 30)  # the lease: four timeouts and a margin
         assert survivor.run_once() == 1
-        [delivery] = survivor.deliveries()
+        [delivery] = deliveries(ledger)
     assert delivery.status is DeliveryStatus.DELIVERED
     assert len(receiver.received) == 1
 
@@ -348,15 +363,15 @@ def test_deliveries_listing_and_retry_refuse_bad_requests(
         hub.enqueue()
         append(ledger)
         hub.run_once()
-        [delivery] = hub.deliveries(subscriber="ci", status=DeliveryStatus.DELIVERED)
-        assert hub.deliveries(subscriber="other") == []
-        assert hub.deliveries(status="pending") == []
+        [delivery] = deliveries(ledger, subscriber="ci", status=DeliveryStatus.DELIVERED)
+        assert deliveries(ledger, subscriber="other") == []
+        assert deliveries(ledger, status="pending") == []
         with pytest.raises(InvalidInputError, match="unknown delivery status"):
-            hub.deliveries(status="lost")
+            deliveries(ledger, status="lost")
         with pytest.raises(ConflictError, match="already delivered"):
-            hub.retry(delivery.id)
+            retry(ledger, clock, delivery.id)
         with pytest.raises(NotFoundError, match="modelreg webhooks"):
-            hub.retry(delivery.id + 1000)
+            retry(ledger, clock, delivery.id + 1000)
 
 
 def test_dispatcher_refuses_duplicate_subscriber_names(ledger: Ledger) -> None:
@@ -471,8 +486,8 @@ def test_name_resolving_to_a_refused_address_fails_at_connection_without_sending
         hub.enqueue()
         append(ledger)
         assert hub.run_once() == 2
-        [refused] = hub.deliveries(subscriber="named")
-        [delivered] = hub.deliveries(subscriber="ok")
+        [refused] = deliveries(ledger, subscriber="named")
+        [delivered] = deliveries(ledger, subscriber="ok")
     # Failed at once with the reason (retrying would reach the same address).
     assert (refused.status, refused.last_status_code) == (DeliveryStatus.FAILED, None)
     assert refused.last_error.startswith(f"refused: {host}: 127.")

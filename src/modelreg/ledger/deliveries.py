@@ -16,7 +16,6 @@ the same request exactly one inserts it and acts.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,8 @@ from sqlalchemy import Insert, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from modelreg.errors import ConflictError, InvalidInputError, NotFoundError
+from modelreg.domain import DeliveryStatus
+from modelreg.errors import ConflictError, NotFoundError
 from modelreg.ledger.rows import utc
 from modelreg.ledger.store import Ledger
 from modelreg.ledger.tables import (
@@ -35,46 +35,9 @@ from modelreg.ledger.tables import (
     WebhookCursorRow,
     WebhookDeliveryRow,
 )
+from modelreg.views import DeliveryView
 
 _Row = WebhookDeliveryRow
-
-
-class DeliveryStatus(enum.StrEnum):
-    """Where one webhook delivery stands; failed deliveries are kept, never deleted."""
-
-    PENDING = "pending"  # waiting for its first or next attempt
-    DELIVERED = "delivered"  # the subscriber answered 2xx
-    FAILED = "failed"  # every attempt failed; `retry` puts it back to pending
-
-    @classmethod
-    def parse(cls, text: str) -> DeliveryStatus:
-        """The status named by ``text``, or InvalidInputError listing the valid ones."""
-        try:
-            return cls(text)
-        except ValueError:
-            raise InvalidInputError(
-                f"unknown delivery status {text[:40]!r}; "
-                f"use one of: {', '.join(s.value for s in cls)}"
-            ) from None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One event's delivery to one subscriber, with the outcome of its last attempt."""
-
-    id: int
-    subscriber: str
-    outbox_id: int
-    event_id: int
-    model: str
-    action: str
-    status: DeliveryStatus
-    attempts: int
-    next_attempt_at: datetime
-    last_status_code: int | None
-    last_error: str
-    delivered_at: datetime | None
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -95,8 +58,8 @@ def _insert_ignoring_duplicates(session: Session, table: type[Any]) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
+def _delivery(row: Any) -> DeliveryView:
+    return DeliveryView(
         id=row.id,
         subscriber=row.subscriber,
         outbox_id=row.outbox_id,
@@ -274,7 +237,7 @@ class DeliveryStore:
         subscriber: str | None = None,
         status: DeliveryStatus | None = None,
         limit: int = 100,
-    ) -> list[Delivery]:
+    ) -> list[DeliveryView]:
         """The newest deliveries first, optionally of one subscriber or in one status."""
         query = _LISTED.order_by(_Row.id.desc()).limit(limit)
         if subscriber is not None:
@@ -284,7 +247,7 @@ class DeliveryStore:
         with self._session() as session:
             return [_delivery(row) for row in session.execute(query)]
 
-    def retry(self, delivery_id: int, *, now: datetime) -> Delivery:
+    def retry(self, delivery_id: int, *, now: datetime) -> DeliveryView:
         """Put a failed delivery back to pending with a fresh set of attempts, due ``now``."""
         with self._session(write=True) as session:
             row = session.execute(

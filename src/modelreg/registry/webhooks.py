@@ -11,8 +11,9 @@ import logging
 import os
 from datetime import UTC, datetime
 
+from modelreg.domain import DeliveryStatus
 from modelreg.ledger import Ledger
-from modelreg.ledger.deliveries import DeliveryStatus, DeliveryStore
+from modelreg.ledger.deliveries import DeliveryStore
 from modelreg.policy import Permission
 from modelreg.registry.access import Access
 from modelreg.views import DeliveryView
@@ -62,13 +63,13 @@ class Webhooks:
             status=DeliveryStatus.parse(status) if status is not None else None,
             limit=limit,
         )
-        return [DeliveryView.model_validate(d, from_attributes=True) for d in found]
+        return found
 
     def retry_delivery(self, delivery_id: int, *, actor: str | None = None) -> DeliveryView:
         """Send a failed webhook delivery again on the next round."""
         self.access.authorize(actor, Permission.ADMINISTER, "retry webhook deliveries")
         delivery = DeliveryStore(self.ledger).retry(delivery_id, now=datetime.now(UTC))
-        return DeliveryView.model_validate(delivery, from_attributes=True)
+        return delivery
 
     def deliver_webhooks(self, *, actor: str | None = None) -> int:
         """Fan out new events and send every due delivery now; return the attempts made."""
