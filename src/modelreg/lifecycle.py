@@ -136,30 +136,9 @@ def plan_rollback(name: str, events: Sequence[Event], to: int | None = None) -> 
     Without ``to`` the target is the version that held Production most recently
     before the current one; with ``to`` it must have held Production before.
     The current version is archived, then the target promoted (both ROLLBACK).
+    Planned from the fold of ``events`` by :func:`plan_rollback_from`.
     """
-    state = fold(events)
-    current = holder(state, Stage.PRODUCTION)
-    if current is None:
-        raise NothingToRollBackError(name, "no version is in Production")
-    history = production_history(events)
-    if to is None:
-        target = next((v for v in reversed(history) if v != current), None)
-        if target is None:
-            raise NothingToRollBackError(name, "no earlier Production version")
-    elif to not in state:
-        raise NothingToRollBackError(name, f"version {to} does not exist")
-    elif to == current:
-        raise NothingToRollBackError(name, f"version {to} is already in Production")
-    elif to not in history:
-        raise NothingToRollBackError(
-            name, f"version {to} has never been in Production; promote it instead"
-        )
-    else:
-        target = to
-    return [
-        StageChange(current, Stage.PRODUCTION, Stage.ARCHIVED, Action.ROLLBACK),
-        StageChange(target, state[target], Stage.PRODUCTION, Action.ROLLBACK),
-    ]
+    return plan_rollback_from(name, ModelState.fold(events), to)
 
 
 # -- the typed state, folded once ------------------------------------------------------
