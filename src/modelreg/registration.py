@@ -15,7 +15,7 @@ from typing import Any
 from modelreg.domain import DataFingerprint, EnvironmentInfo, GitInfo, LineageRecord
 from modelreg.errors import InvalidInputError
 from modelreg.mlflow_gateway import RunInfo, infer_signature
-from modelreg.semver import InputColumn, VersionFacts
+from modelreg.semver import VersionFacts, input_columns
 
 _GIT_TAGS = ("mlflow.source.git.commit", "mlflow.source.git.branch", "mlflow.source.git.repoURL")
 # What training code commonly logs itself (the course: data_version, git_commit, git_branch).
@@ -23,25 +23,6 @@ _DECLARED_COMMIT = ("git_commit", "git_sha", "commit")
 _DECLARED_BRANCH = ("git_branch", "branch")
 _DECLARED_DATA = ("data_version", "dataset_version", "data_tag")
 _COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")  # "unknown" or "" is no commit
-
-
-def _inputs(mlmodel: Mapping[str, Any]) -> tuple[InputColumn, ...] | None:
-    spec = mlmodel.get("inputs")
-    if spec is None:
-        return None
-    columns = []
-    for index, column in enumerate(spec):
-        kind = column.get("type", "")
-        if kind == "tensor":
-            kind = f"tensor{column.get('tensor-spec', {})}"
-        columns.append(
-            InputColumn(
-                name=str(column.get("name", index)),
-                type=str(kind),
-                required=bool(column.get("required", True)),
-            )
-        )
-    return tuple(columns)
 
 
 def _flavor(mlmodel: Mapping[str, Any]) -> str:
@@ -57,7 +38,9 @@ def facts_from(
     first = record.data[0] if record.data else None
     # A declared label stands in for content: a new data_version is a PATCH bump too.
     data = (first.sha256 or f"declared:{first.version or ''}") if first else ""
-    return VersionFacts.build(_inputs(mlmodel), _flavor(mlmodel), model_class, params, data)
+    spec = mlmodel.get("inputs")  # None: the model logged no signature
+    inputs = None if spec is None else input_columns(spec)
+    return VersionFacts.build(inputs, _flavor(mlmodel), model_class, params, data)
 
 
 def _first(values: Mapping[str, str], keys: tuple[str, ...]) -> str | None:

@@ -89,11 +89,35 @@ def parse(text: str) -> SemVer:
 
 @dataclass(frozen=True)
 class InputColumn:
-    """One named, typed column of a model's input signature."""
+    """One named input column of a model signature; ``type`` is MLflow's type name."""
 
     name: str
     type: str
     required: bool = True
+
+
+def input_columns(spec: Iterable[Mapping[str, Any]]) -> tuple[InputColumn, ...]:
+    """The columns of an MLflow input signature in its JSON form, in signature order.
+
+    ``spec`` is the MLmodel file's ``signature.inputs`` list, or
+    ``Schema.to_dict()``: ``{"type": ..., "name": ..., "required": ...}`` per
+    column. An unnamed column is named by its position; a tensor's type carries
+    its spec (``tensor{'dtype': 'float32', 'shape': (-1, 2)}``) so a changed
+    shape is a changed type.
+    """
+    columns = []
+    for index, column in enumerate(spec):
+        kind = column.get("type", "")
+        if kind == "tensor":
+            kind = f"tensor{column.get('tensor-spec', {})}"
+        columns.append(
+            InputColumn(
+                name=str(column.get("name", index)),
+                type=str(kind),
+                required=bool(column.get("required", True)),
+            )
+        )
+    return tuple(columns)
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,10 @@ from modelreg.errors import (
     PayloadError,
 )
 from modelreg.registry import Registry
+from modelreg.semver import InputColumn
 from modelreg.serving.app import read_body
 from modelreg.serving.config import build_config
-from modelreg.serving.protocol import Column, InputSchema, parse_request
+from modelreg.serving.protocol import InputSchema, parse_request
 from modelreg.settings import Settings
 from modelreg.stack import free_port
 
@@ -185,14 +186,14 @@ def test_a_serving_config_fits_or_is_refused(version: int, batch: Any, wait: Any
 # -- scoring bodies ---------------------------------------------------------------------------
 
 SCHEMAS = [
-    InputSchema(tuple(Column(name, "double") for name in ("a", "b"))),
+    InputSchema(tuple(InputColumn(name, "double") for name in ("a", "b"))),
     InputSchema(
         (
-            Column("a", "long"),
-            Column("b", "integer"),
-            Column("c", "boolean"),
-            Column("d", "string"),
-            Column("e", "datetime", required=False),
+            InputColumn("a", "long"),
+            InputColumn("b", "integer"),
+            InputColumn("c", "boolean"),
+            InputColumn("d", "string"),
+            InputColumn("e", "datetime", required=False),
         )
     ),
     None,

@@ -24,9 +24,9 @@ from modelreg.errors import (
     UnsupportedMediaTypeError,
     VersionNotFoundError,
 )
+from modelreg.semver import InputColumn
 from modelreg.serving.protocol import (
     MAX_JSON_DEPTH,
-    Column,
     InputSchema,
     enforce,
     error_body,
@@ -37,17 +37,17 @@ from modelreg.serving.protocol import (
 
 JSON = "application/json"
 COLUMNS = [f"f{i}" for i in range(20)]
-FLOATS = InputSchema(tuple(Column(name, "double") for name in COLUMNS))
+FLOATS = InputSchema(tuple(InputColumn(name, "double") for name in COLUMNS))
 MIXED = InputSchema(
     (
-        Column("n", "long"),
-        Column("x", "double"),
-        Column("s", "string"),
-        Column("b", "boolean"),
-        Column("t", "datetime"),
-        Column("i", "integer"),
-        Column("f", "float"),
-        Column("opt", "double", required=False),
+        InputColumn("n", "long"),
+        InputColumn("x", "double"),
+        InputColumn("s", "string"),
+        InputColumn("b", "boolean"),
+        InputColumn("t", "datetime"),
+        InputColumn("i", "integer"),
+        InputColumn("f", "float"),
+        InputColumn("opt", "double", required=False),
     )
 )
 ROW = [i + 0.5 for i in range(20)]
@@ -73,8 +73,8 @@ def test_schema_from_mlflow_keeps_names_types_and_optional_columns() -> None:
     mlflow_schema = Schema([ColSpec("double", "a"), ColSpec("long", "b", required=False)])
     assert InputSchema.from_mlflow(mlflow_schema) == InputSchema(
         (
-            Column("a", "double"),
-            Column("b", "long", required=False),
+            InputColumn("a", "double"),
+            InputColumn("b", "long", required=False),
         )
     )
 
@@ -161,7 +161,7 @@ def test_no_schema_passes_the_frame_through() -> None:
 
 
 def test_single_column_schema_takes_a_plain_list() -> None:
-    frame = parse({"inputs": [1, 2, 3]}, InputSchema((Column("x", "double"),))).frame
+    frame = parse({"inputs": [1, 2, 3]}, InputSchema((InputColumn("x", "double"),))).frame
     assert frame["x"].tolist() == [1.0, 2.0, 3.0]
 
 
@@ -343,7 +343,7 @@ def test_a_null_in_an_optional_column_passes_mlflows_enforcement(
 
 @pytest.mark.parametrize("kind", ["long", "integer"])
 def test_a_null_in_an_optional_integer_column_says_why_mlflow_cannot_take_it(kind: str) -> None:
-    schema = InputSchema((Column("c", kind, required=False),))
+    schema = InputSchema((InputColumn("c", kind, required=False),))
     with pytest.raises(PayloadError, match="MLflow cannot pass one into an integer column"):
         parse({"dataframe_records": [{"c": None}, {"c": 3}]}, schema)
     assert parse({"dataframe_records": [{"c": 3}]}, schema).frame["c"].tolist() == [3]

@@ -61,6 +61,7 @@ from modelreg.errors import (
     UnsupportedMediaTypeError,
     nearest,
 )
+from modelreg.semver import InputColumn, input_columns
 
 JSON_MEDIA_TYPE = "application/json"
 CSV_MEDIA_TYPE = "text/csv"
@@ -102,19 +103,10 @@ ERROR_CODES: Mapping[type[ModelregError], str] = {
 
 
 @dataclass(frozen=True)
-class Column:
-    """One named input column of a model signature; ``type`` is MLflow's type name."""
-
-    name: str
-    type: str
-    required: bool = True
-
-
-@dataclass(frozen=True)
 class InputSchema:
     """The named-column input schema of a model, in signature order."""
 
-    columns: tuple[Column, ...]
+    columns: tuple[InputColumn, ...]
 
     @classmethod
     def from_mlflow(cls, schema: Any) -> InputSchema | None:
@@ -126,14 +118,7 @@ class InputSchema:
         """
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
             return None
-        from mlflow.types import DataType
-
-        columns = []
-        for spec in schema.inputs:
-            kind = spec.type
-            type_name = kind.name if isinstance(kind, DataType) else kind.to_dict()["type"]
-            columns.append(Column(spec.name, type_name, bool(spec.required)))
-        return cls(tuple(columns))
+        return cls(input_columns(schema.to_dict()))
 
     @cached_property
     def names(self) -> tuple[str, ...]:
@@ -462,7 +447,7 @@ def _uniform_values(frame: pd.DataFrame, schema: InputSchema, dtype: np.dtype[An
     return values
 
 
-def _convert(values: pd.Series, column: Column) -> pd.Series:
+def _convert(values: pd.Series, column: InputColumn) -> pd.Series:
     """Convert one column to the schema type, or raise PayloadError naming column and type."""
     try:
         if not column.required:
@@ -488,7 +473,7 @@ def _convert(values: pd.Series, column: Column) -> pd.Series:
     return values
 
 
-def _convert_with_missing(values: pd.Series, missing: pd.Series, column: Column) -> pd.Series:
+def _convert_with_missing(values: pd.Series, missing: pd.Series, column: InputColumn) -> pd.Series:
     """Convert an optional column holding nulls so each null reaches the model as missing.
 
     MLflow infers ``required: false`` for exactly the columns whose sample had
@@ -504,10 +489,10 @@ def _convert_with_missing(values: pd.Series, missing: pd.Series, column: Column)
             "training columns with missing values)"
         )
     if column.type not in ("boolean", "binary"):
-        return _convert(values, Column(column.name, column.type))
+        return _convert(values, InputColumn(column.name, column.type))
     converted = pd.Series([None] * len(values), index=values.index, dtype=object)
     if not missing.all():
-        present = _convert(values[~missing], Column(column.name, column.type))
+        present = _convert(values[~missing], InputColumn(column.name, column.type))
         converted[~missing] = present.astype(object)
     return converted
 
