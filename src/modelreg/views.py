@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from modelreg.domain import Action, DeliveryStatus, Event, LineageRecord, Outcome, Stage
-from modelreg.policy import GateResult
+from modelreg.policy import GateResult, Role
 
 
 class View(BaseModel):
@@ -91,6 +92,13 @@ class HistoryView(View):
     events: list[EventView]
 
 
+class LineageSource(enum.StrEnum):
+    """Where a version's lineage record comes from."""
+
+    MODELREG = "modelreg"  # captured by modelreg at registration (git, environment, data)
+    MLFLOW = "mlflow"  # rebuilt from what MLflow shows (run params, tags, datasets)
+
+
 class LineageView(View):
     """Lineage of one version and how complete it is."""
 
@@ -101,7 +109,7 @@ class LineageView(View):
     complete: bool
     missing: list[str]
     record: LineageRecord | None
-    source: str  # "modelreg" when captured at registration, "mlflow" when rebuilt on adoption
+    source: LineageSource
 
 
 class VerifyResult(View):
@@ -159,7 +167,7 @@ class PolicyView(View):
     model: str | None
     policy: dict[str, Any]
     actor: str
-    role: str
+    role: Role
 
 
 class DeliveryView(View):
@@ -180,12 +188,26 @@ class DeliveryView(View):
     created_at: datetime
 
 
+class DriftKind(enum.StrEnum):
+    """What ``doctor`` found different, per row."""
+
+    UNADOPTED = "unadopted"  # a version in MLflow the ledger has not recorded (sync adopts it)
+    ALIAS_PRODUCTION = "alias production"  # the production alias points elsewhere
+    ALIAS_STAGING = "alias staging"  # the staging alias points elsewhere
+    NATIVE_STAGE = "native stage"  # MLflow's deprecated stage field differs
+    STAGE_TAG = "stage tag"  # the modelreg.stage tag differs
+    DELETED = "deleted in MLflow"  # the ledger knows a version MLflow no longer has
+    PROJECTION = "state projection"  # the ledger's own projection differs from its events
+    UNMANAGEABLE_NAME = "unmanageable name"  # a model name modelreg cannot manage
+    ERROR = "error"  # checking the model failed; doctor went on with the others
+
+
 class Drift(View):
     """One difference between the ledger and what MLflow shows."""
 
     name: str
     version: int | None
-    kind: str
+    kind: DriftKind
     expected: str
     actual: str
     fixed: bool = False

@@ -277,7 +277,7 @@ class Access:
             model=name,
             policy=(loaded.for_model(name) if name else loaded.default).model_dump(mode="json"),
             actor=who,
-            role=loaded.access.role_of(who).value,
+            role=loaded.access.role_of(who),
         )
 
     def role_of(self, actor: str | None = None) -> Role:

@@ -21,10 +21,10 @@ from modelreg.registry.adoption import Adoption
 from modelreg.registry.ledger_check import LedgerCheck
 from modelreg.registry.lifecycle import Lifecycle
 from modelreg.registry.projection import STAGE_TAG, alias_holders
-from modelreg.views import Drift, VersionView
+from modelreg.views import Drift, DriftKind, VersionView
 
-DELETED_KIND = "deleted in MLflow"
-PROJECTION_KIND = "state projection"
+DELETED_KIND = DriftKind.DELETED
+PROJECTION_KIND = DriftKind.PROJECTION
 
 
 class DriftRepair:
@@ -68,7 +68,7 @@ class DriftRepair:
                 drifts.append(
                     _model_trouble(
                         info.name,
-                        "unmanageable name",
+                        DriftKind.UNMANAGEABLE_NAME,
                         exc.message,
                         "not adopted; rename it in MLflow (MlflowClient.rename_registered_model)",
                     )
@@ -76,7 +76,10 @@ class DriftRepair:
             except ModelregError as exc:
                 drifts.append(
                     _model_trouble(
-                        info.name, "error", exc.message, "doctor went on with the other models"
+                        info.name,
+                        DriftKind.ERROR,
+                        exc.message,
+                        "doctor went on with the other models",
                     )
                 )
         return drifts
@@ -93,7 +96,7 @@ class DriftRepair:
             Drift(
                 name=name,
                 version=number,
-                kind="unadopted",
+                kind=DriftKind.UNADOPTED,
                 expected="not recorded",
                 actual="registered",
                 note=f"`modelreg sync {name}` adopts it",
@@ -211,7 +214,7 @@ class DriftRepair:
                 Drift(
                     name=name,
                     version=actual or expected,
-                    kind=f"alias {alias}",
+                    kind=DriftKind(f"alias {alias}"),
                     expected=str(expected),
                     actual=str(actual),
                     # An alias cannot point at a deleted version; a person decides what next.
@@ -231,7 +234,7 @@ class DriftRepair:
                     Drift(
                         name=name,
                         version=info.version,
-                        kind="native stage",
+                        kind=DriftKind.NATIVE_STAGE,
                         expected=expected_stage,
                         actual=info.native_stage,
                     )
@@ -242,7 +245,7 @@ class DriftRepair:
                     Drift(
                         name=name,
                         version=info.version,
-                        kind="stage tag",
+                        kind=DriftKind.STAGE_TAG,
                         expected=expected_stage,
                         actual=tag or "(none)",
                     )
@@ -250,7 +253,7 @@ class DriftRepair:
         return drifts
 
 
-def _model_trouble(name: str, kind: str, actual: str, note: str) -> Drift:
+def _model_trouble(name: str, kind: DriftKind, actual: str, note: str) -> Drift:
     """A whole model doctor cannot check or repair, reported as its own row."""
     return Drift(
         name=name,

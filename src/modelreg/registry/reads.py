@@ -33,7 +33,14 @@ from modelreg.registry.access import Access
 from modelreg.registry.ledger_check import LedgerCheck
 from modelreg.registry.projection import alias_holders
 from modelreg.search import Query
-from modelreg.views import EventView, HistoryView, LineageView, ModelView, VersionView
+from modelreg.views import (
+    EventView,
+    HistoryView,
+    LineageSource,
+    LineageView,
+    ModelView,
+    VersionView,
+)
 
 log = logging.getLogger("modelreg.registry")
 
@@ -247,7 +254,7 @@ class Reads:
             if lineage is None and (run := self.gateway.run(info.run_id)) is not None:
                 lineage = adopted_lineage(run, None)
         # modelreg's own capture has git and environment; a rebuilt record lacks the host.
-        origin = "modelreg" if lineage and lineage.captured_at else "mlflow"
+        origin = LineageSource.MODELREG if lineage and lineage.captured_at else LineageSource.MLFLOW
         missing = lineage.missing() if lineage else ["run"]
         return LineageView(
             name=name,
