@@ -309,7 +309,21 @@ class GitInfo(_Frozen):
     source: GitSource = "captured"
 
 
-FINGERPRINT_KINDS = frozenset({"pandas", "numpy", "file", "directory", "dvc"})
+class DataKind(enum.StrEnum):
+    """What a training data input was, and so what its ``sha256`` means."""
+
+    PANDAS = "pandas"
+    NUMPY = "numpy"
+    FILE = "file"
+    DIRECTORY = "directory"
+    DVC = "dvc"  # an output listed in dvc.lock; sha256 is DVC's own hash of it
+    MLFLOW_DATASET = "mlflow-dataset"  # MLflow's digest, which may sample the data
+    DECLARED = "declared"  # only a version label; no hash
+
+
+FINGERPRINT_KINDS = frozenset(
+    {DataKind.PANDAS, DataKind.NUMPY, DataKind.FILE, DataKind.DIRECTORY, DataKind.DVC}
+)
 """Data kinds whose ``sha256`` is a content hash of the whole input."""
 
 
@@ -323,7 +337,7 @@ class DataFingerprint(_Frozen):
     """
 
     name: str
-    kind: str
+    kind: DataKind
     sha256: str | None = None
     version: str | None = None
     rows: int | None = None

@@ -24,6 +24,7 @@ import pydantic
 
 from modelreg.domain import (
     DataFingerprint,
+    DataKind,
     EnvironmentInfo,
     GitInfo,
     LineageRecord,
@@ -204,7 +205,7 @@ def _pandas_fingerprint(data: Any, name: str, version: str | None) -> DataFinger
         columns = [str(c) for c in frame.columns]
     return DataFingerprint(
         name=name,
-        kind="pandas",
+        kind=DataKind.PANDAS,
         sha256=digest.hexdigest(),
         version=version,
         rows=len(frame),
@@ -226,7 +227,7 @@ def _numpy_fingerprint(
         digest.update(np.ascontiguousarray(data).tobytes())
     return DataFingerprint(
         name=name,
-        kind="numpy",
+        kind=DataKind.NUMPY,
         sha256=digest.hexdigest(),
         version=version,
         rows=data.shape[0] if data.ndim else None,
@@ -246,10 +247,10 @@ def _path_fingerprint(data: str | Path, name: str, version: str | None) -> DataF
         manifest = build_manifest(path, exclude_dirs={".git"}, follow_symlinks=True)
         sha = manifest.digest.removeprefix("sha256:")
         return DataFingerprint(
-            name=name, kind="directory", sha256=sha, version=version, source=source
+            name=name, kind=DataKind.DIRECTORY, sha256=sha, version=version, source=source
         )
     return DataFingerprint(
-        name=name, kind="file", sha256=sha256_file(path), version=version, source=source
+        name=name, kind=DataKind.FILE, sha256=sha256_file(path), version=version, source=source
     )
 
 
@@ -331,7 +332,7 @@ def dvc_entries(path: str | Path = ".") -> list[DataFingerprint]:
             entries.append(
                 DataFingerprint(
                     name=out["path"],
-                    kind="dvc",
+                    kind=DataKind.DVC,
                     sha256=sha,
                     version=str(stage),
                     source=str(root / out["path"]),

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from modelreg.domain import DataFingerprint, EnvironmentInfo, GitInfo, LineageRecord
+from modelreg.domain import DataFingerprint, DataKind, EnvironmentInfo, GitInfo, LineageRecord
 from modelreg.errors import InvalidInputError
 from modelreg.mlflow_gateway import RunInfo, infer_signature
 from modelreg.semver import VersionFacts, input_columns
@@ -67,7 +67,7 @@ def declared_git(run: RunInfo) -> GitInfo | None:
 def declared_data(run: RunInfo) -> list[DataFingerprint]:
     """Training data the run declared: logged MLflow datasets, else a data version label."""
     data = [
-        DataFingerprint(name=name, kind="mlflow-dataset", sha256=digest)
+        DataFingerprint(name=name, kind=DataKind.MLFLOW_DATASET, sha256=digest)
         for name, digest in run.dataset_digests
     ]
     label = _first({**run.params, **run.tags}, _DECLARED_DATA)
@@ -75,7 +75,7 @@ def declared_data(run: RunInfo) -> list[DataFingerprint]:
         if data:
             data = [d.model_copy(update={"version": d.version or label}) for d in data]
         else:
-            data = [DataFingerprint(name="training", kind="declared", version=label)]
+            data = [DataFingerprint(name="training", kind=DataKind.DECLARED, version=label)]
     return data
 
 
