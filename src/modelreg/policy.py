@@ -261,7 +261,7 @@ class PolicyFile(_Strict):
                 self._merged[name] = ModelPolicy.model_validate(merged)
             except ValidationError as exc:
                 raise PolicyError(
-                    self.source or "policy", _first_problem(exc, ("models", name))
+                    self.source or "policy", validation_problem(exc.errors()[0], ("models", name))
                 ) from exc
         return self._merged[name]
 
@@ -283,10 +283,6 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def _first_problem(exc: ValidationError, prefix: Sequence[str | int] = ()) -> str:
-    return validation_problem(exc.errors()[0], prefix)
-
-
 def parse(text: str, source: str) -> PolicyFile:
     """Parse and validate policy TOML; raise PolicyError naming the offending key."""
     try:
@@ -296,7 +292,7 @@ def parse(text: str, source: str) -> PolicyFile:
     try:
         policy = PolicyFile.model_validate({**raw, "source": source})
     except ValidationError as exc:
-        raise PolicyError(source, _first_problem(exc)) from exc
+        raise PolicyError(source, validation_problem(exc.errors()[0])) from exc
     for name in policy.models:
         try:
             check_model_name(name)
