@@ -73,10 +73,24 @@ def test_a_standalone_worker_adopts_plain_mlflow_versions_and_stops_on_sigterm(
         # Registered the way training code does it, with no modelreg in sight.
         (version,) = create_versions(backend, registry, model_name, 1, adopt=False)
         assert not _adopted(backend, model_name, version)
-        _wait_for("adoption by the worker", lambda: _adopted(backend, model_name, version))
+        _wait_for(
+            "adoption by the worker", lambda: _adopted(backend, model_name, version), timeout=180
+        )
         assert registry.show(model_name, version).semver == "1.0.0"
 
-        health = httpx.get(f"{ops}/health", timeout=10)
+        # The round that adopted our version may still be adopting other models' leftovers
+        # in the shared registry: wait for it to finish before reading its count.
+        health = _wait_for(
+            "the first completed sync round",
+            lambda: (
+                (answer := httpx.get(f"{ops}/health", timeout=10)).json()["loops"][
+                    "background sync"
+                ]["rounds"]
+                >= 1
+                and answer
+            ),
+            timeout=180,
+        )
         assert health.status_code == 200, health.text
         body = health.json()
         assert body["status"] == "ok"
