@@ -20,7 +20,8 @@ either.
     ├── NotFoundError
     │   ├── ModelNotFoundError
     │   ├── VersionNotFoundError
-    │   └── ArtifactsNotFoundError     a version's files are not in the artifact store
+    │   ├── ArtifactsNotFoundError     a version's files are not in the artifact store
+    │   └── ExpiredError               it existed but is past its retention (HTTP 410)
     ├── ConflictError                  the request is valid but the state forbids it
     │   ├── TransitionNotAllowedError
     │   ├── SemVerConflictError
@@ -186,6 +187,10 @@ class VersionNotFoundError(NotFoundError):
         )
         self.name = name
         self.version = version
+
+
+class ExpiredError(NotFoundError):
+    """What was asked for existed once but is gone for good (past its retention)."""
 
 
 class ConflictError(ModelregError):

@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Protocol
 
 from modelreg.domain import ServingRecord
+from modelreg.experiments.definition import (
+    ExperimentRoute,
+    Feedback,
+    FeedbackResult,
+    PredictionRecord,
+    VariantCounts,
+)
 
 
 class ServableVersion(Protocol):
@@ -56,4 +63,34 @@ class ModelSource(Protocol):
 
     def versions(self, name: str) -> Sequence[ServableVersion]:
         """Every version of ``name``, oldest first (for "serve one of these instead")."""
+        ...
+
+
+class ExperimentSource(Protocol):
+    """What a model server reads and writes about A/B experiments; every method blocks.
+
+    :class:`modelreg.Registry` satisfies it (the ledger keeps experiments,
+    counts, the prediction log and feedback). A server built without one
+    serves every request with the default variant.
+    """
+
+    def experiment(self, name: str) -> ExperimentRoute | None:
+        """The route of ``name``'s running or stopped experiment; None when it has none."""
+        ...
+
+    def record_variant_counts(self, replica: str, counts: Sequence[VariantCounts]) -> None:
+        """Store this replica's cumulative counts (replacing what it stored before)."""
+        ...
+
+    def log_predictions(self, records: Sequence[PredictionRecord]) -> None:
+        """Append predictions to the bounded prediction log (duplicates ignored)."""
+        ...
+
+    def record_feedback(self, feedback: Feedback) -> FeedbackResult:
+        """Join an outcome to a logged prediction.
+
+        NotFoundError for an unknown request id, ExpiredError once it is past
+        the log's retention, ConflictError for a different outcome than the
+        one already recorded; an identical repeat is a DUPLICATE.
+        """
         ...
