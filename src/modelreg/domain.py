@@ -49,6 +49,11 @@ class Action(enum.StrEnum):
     DECLINE = "decline"  # a request or auto-promotion refused by the gates; nothing moved
     DELETE = "delete"  # the version was deleted in MLflow behind modelreg's back (doctor)
     OVERRIDE = "override"  # an admin promoted to Production although gates failed (listed)
+    AB_START = "ab_start"  # an A/B experiment started (on its first treatment version)
+    AB_RAMP = "ab_ramp"  # its treatments' traffic share changed
+    AB_STOP = "ab_stop"  # stopped by a person: everyone back to control
+    AB_AUTO_STOP = "ab_auto_stop"  # stopped by a breached guardrail
+    AB_CONCLUDE = "ab_conclude"  # decided, with the evidence (and the promotion, if any)
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -191,6 +196,21 @@ class RepairDetails(EventDetails):
     drift: list[dict[str, Any]] = []
 
 
+class ExperimentDetails(EventDetails):
+    """AB_*: which experiment, its split after the change, and the evidence for a decision."""
+
+    experiment: str = ""
+    control_version: int | None = None
+    treatments: dict[str, int] = {}  # variant name -> version
+    traffic: float | None = None  # each treatment's share after this change
+    shadow: bool = False
+    breaches: list[str] = []  # AB_AUTO_STOP: the guardrails breached
+    decision: str = ""  # AB_CONCLUDE: the report's decision and winner
+    winner: str | None = None
+    promoted: int | None = None  # AB_CONCLUDE --promote: the version promoted (or requested)
+    evidence: dict[str, Any] = {}  # AB_CONCLUDE, AB_AUTO_STOP: the report behind the decision
+
+
 DETAILS: dict[Action, type[EventDetails]] = {
     Action.REGISTER: EntryDetails,
     Action.ADOPT: EntryDetails,
@@ -204,6 +224,11 @@ DETAILS: dict[Action, type[EventDetails]] = {
     Action.REJECT: VoteDetails,
     Action.DECLINE: DeclineDetails,
     Action.OVERRIDE: OverrideDetails,
+    Action.AB_START: ExperimentDetails,
+    Action.AB_RAMP: ExperimentDetails,
+    Action.AB_STOP: ExperimentDetails,
+    Action.AB_AUTO_STOP: ExperimentDetails,
+    Action.AB_CONCLUDE: ExperimentDetails,
 }
 
 

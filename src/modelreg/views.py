@@ -213,3 +213,41 @@ class Drift(View):
     fixed: bool = False
     repairable: bool = True  # False: doctor --fix cannot repair it; ``note`` says what to do
     note: str = ""
+
+
+class ArmView(View):
+    """One variant of an experiment: its name, version, and share of traffic now."""
+
+    variant: str
+    version: int
+    share: float
+
+
+class ExperimentView(View):
+    """One A/B experiment: arms, split, state, who started it, and its latest verdict.
+
+    ``report`` (on ``ab status``) is the statistics report as JSON: per-variant
+    counts and metrics, comparisons with confidence intervals, sample ratio
+    mismatch, guardrails and the decision (see ``modelreg.experiments.report``).
+    """
+
+    id: str
+    model: str
+    state: str
+    control: ArmView
+    control_alias: str | None
+    treatments: list[ArmView]
+    traffic: float
+    key_header: str
+    shadow: bool
+    metrics: list[str]
+    guardrails: list[str]
+    revision: int
+    started_by: str
+    started_at: datetime
+    stopped_at: datetime | None
+    concluded_at: datetime | None
+    stop_reason: str
+    verdict: dict[str, Any] | None
+    report: dict[str, Any] | None = None
+    events: list[EventView] = []

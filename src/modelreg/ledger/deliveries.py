@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from modelreg.domain import DeliveryStatus
 from modelreg.errors import ConflictError, NotFoundError
-from modelreg.ledger.rows import utc
+from modelreg.ledger.rows import insert_ignoring_duplicates, utc
 from modelreg.ledger.store import Ledger
 from modelreg.ledger.tables import (
     MlflowDeliveryRow,
@@ -50,12 +49,6 @@ class Claim:
     payload: dict[str, Any]
     attempts: int
     due_at: datetime
-
-
-def _insert_ignoring_duplicates(session: Session, table: type[Any]) -> Insert:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _delivery(row: Any) -> DeliveryView:
@@ -103,7 +96,7 @@ class DeliveryStore:
             newest = session.execute(select(func.coalesce(func.max(OutboxRow.id), 0))).scalar_one()
             for name, actions in subscribers.items():
                 session.execute(
-                    _insert_ignoring_duplicates(session, WebhookCursorRow).values(
+                    insert_ignoring_duplicates(session, WebhookCursorRow).values(
                         subscriber=name, last_outbox_id=newest
                     )
                 )
@@ -143,7 +136,7 @@ class DeliveryStore:
             if not actions or action in actions
         ]
         if wanted:
-            session.execute(_insert_ignoring_duplicates(session, _Row), wanted)
+            session.execute(insert_ignoring_duplicates(session, _Row), wanted)
         session.execute(
             update(WebhookCursorRow)
             .where(WebhookCursorRow.subscriber == name)
@@ -286,7 +279,7 @@ class ReceivedDeliveries:
         with self._session(write=True) as session:
             session.execute(delete(MlflowDeliveryRow).where(MlflowDeliveryRow.expires_at < now))
             inserted = session.execute(
-                _insert_ignoring_duplicates(session, MlflowDeliveryRow)
+                insert_ignoring_duplicates(session, MlflowDeliveryRow)
                 .values(delivery_id=delivery_id, received_at=now, expires_at=expires_at)
                 .returning(MlflowDeliveryRow.delivery_id)
             ).scalar_one_or_none()

@@ -30,6 +30,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -182,3 +183,85 @@ class MlflowDeliveryRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
     __table_args__ = (Index("ix_mlflow_deliveries_expires", "expires_at"),)
+
+
+class ExperimentRow(Base):
+    """One A/B experiment on a model: its arms, split and state; changed by its events."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    control_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    control_alias: Mapped[str | None] = mapped_column(String(256))
+    # [{"variant": "treatment", "version": 3}, ...]
+    treatments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    traffic: Mapped[float] = mapped_column(Float, nullable=False)
+    key_header: Mapped[str] = mapped_column(String(128), nullable=False)
+    shadow: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    metrics: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    guardrails: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    started_by: Mapped[str] = mapped_column(String(256), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    concluded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stop_reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # One entry per start or ramp: {"traffic": share, "from_requests": requests counted
+    # before it}; the expected split over a ramped experiment is their weighted mix.
+    segments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False, default=list)
+
+    __table_args__ = (Index("ix_experiments_model_state", "model", "state", "started_at"),)
+
+
+class ExperimentCountsRow(Base):
+    """One serving replica's cumulative counts for one variant (replaced on every flush)."""
+
+    __tablename__ = "experiment_counts"
+
+    experiment_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    errors: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    missing_key: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    latency: Mapped[list[int]] = mapped_column(JSON, nullable=False)
+    predictions: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    prediction_sum: Mapped[float] = mapped_column(Float, nullable=False)
+    prediction_sumsq: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class PredictionRow(Base):
+    """One logged prediction and the outcome fed back for it (the bounded prediction log).
+
+    Past the retention the row is kept as a tombstone (``expired``) so feedback
+    for it is answered 410, not 404; tombstones go after twice the retention.
+    """
+
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    model: Mapped[str] = mapped_column(String(256), nullable=False)
+    experiment_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    variant: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    prediction: Mapped[Any] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    label: Mapped[Any] = mapped_column(JSON)
+    value: Mapped[float | None] = mapped_column(Float)
+    feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expired: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (
+        # A replica re-flushing a batch, or shadow scoring, never logs a request twice.
+        UniqueConstraint(
+            "request_id", "experiment_id", "variant", name="ux_predictions_request_variant"
+        ),
+        Index("ix_predictions_experiment", "experiment_id", "variant"),
+        Index("ix_predictions_at", "at"),
+    )
