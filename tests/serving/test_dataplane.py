@@ -25,7 +25,7 @@ from modelreg.registry import Registry
 from modelreg.serving.config import ModelConfig
 from modelreg.serving.dataplane import DataPlane, InferenceRequest
 from modelreg.serving.loader import ModelLoader
-from modelreg.serving.metrics import UNKNOWN_MODEL, ServingMetrics
+from modelreg.serving.metrics import NO_VERSION, UNKNOWN_MODEL, ServingMetrics
 from modelreg.serving.router import DEFAULT_VARIANT
 from modelreg.serving.slots import ModelSlot, SlotSet
 from services import Backend
@@ -57,10 +57,10 @@ def _plane(slots: SlotSet, *, max_body_bytes: int = 1024) -> DataPlane:
     )
 
 
-def _requests(plane: DataPlane, model: str, code: str) -> float:
+def _requests(plane: DataPlane, model: str, code: str, version: str = NO_VERSION) -> float:
     value = plane.metrics.registry.get_sample_value(
         "modelreg_serving_requests_total",
-        {"model": model, "variant": DEFAULT_VARIANT, "code": code},
+        {"model": model, "variant": DEFAULT_VARIANT, "version": version, "code": code},
     )
     return value or 0.0
 
@@ -146,6 +146,6 @@ def test_the_data_plane_scores_reloads_and_counts_without_http(
             await plane.stop()
 
     asyncio.run(scenario())
-    assert _requests(plane, name, "200") == 1
-    assert _requests(plane, name, "400") == 1
-    assert _requests(plane, name, "413") == 1
+    assert _requests(plane, name, "200", "1") == 1
+    assert _requests(plane, name, "400", "1") == 1
+    assert _requests(plane, name, "413", "1") == 1

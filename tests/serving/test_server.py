@@ -184,15 +184,11 @@ def test_metrics_expose_the_serving_series(setup: Setup) -> None:
     text = setup.server.http.get("/metrics").text
     tree = f'model="{setup.tree}"'
     ok = _samples(text, "modelreg_serving_requests_total")
-    assert ok[f'modelreg_serving_requests_total{{code="200",{tree},variant="default"}}'] >= 1
-    assert ok[f'modelreg_serving_requests_total{{code="400",{tree},variant="default"}}'] >= 1
+    labels = f'{tree},variant="default",version="1"'
+    assert ok[f'modelreg_serving_requests_total{{code="200",{labels}}}'] >= 1
+    assert ok[f'modelreg_serving_requests_total{{code="400",{labels}}}'] >= 1
     errors = _samples(text, "modelreg_serving_errors_total")
-    assert (
-        errors[
-            f'modelreg_serving_errors_total{{error_code="BAD_REQUEST",{tree},variant="default"}}'
-        ]
-        >= 1
-    )
+    assert errors[f'modelreg_serving_errors_total{{error_code="BAD_REQUEST",{labels}}}'] >= 1
     assert _samples(text, "modelreg_serving_request_seconds_count")
     assert _samples(text, "modelreg_serving_batch_size_count")
     reloads = _samples(text, "modelreg_serving_reloads_total")

@@ -14,13 +14,19 @@ Routes and their statuses:
 ``GET /v2/models/{n}/ready``   the same for one model; 404 when it is not served here
 ``GET /version``               what each slot serves, last check, last error, degraded
 ``GET /metrics``               Prometheus text format
+``POST /feedback``             join ``{"request_id", "label" and/or "value"}`` to the
+                               logged prediction of a request: 200 ``recorded`` or
+                               ``duplicate``, 400 bad body, 404 unknown id (or no
+                               experiment source), 409 a different outcome, 410
+                               expired, 413 over 16 KiB
 ``POST /-/reload``             check every slot now; needs ``Authorization: Bearer
                                <reload_token>``: 401 without it, 403 when wrong, and 404
                                when no token is configured (the endpoint is disabled)
 =============================  ===========================================================
 
 Scoring answers carry ``X-Model-Name``, ``X-Model-Version``, ``X-Model-Semver``
-and ``X-Variant`` once a model is resolved; every answer carries
+and ``X-Variant`` (``default``, or in an experiment ``control`` / the
+treatment's name) once a model is resolved; every answer carries
 ``X-Request-ID`` (the client's, if it sent a sane one). Error bodies have
 MLflow's shape ``{"error_code": ..., "message": ...}`` and never a traceback.
 
@@ -38,26 +44,37 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelreg.errors import AuthenticationError, ModelregError, PayloadError, PayloadTooLargeError
+from modelreg.domain import validation_problem
+from modelreg.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    ModelregError,
+    PayloadError,
+    PayloadTooLargeError,
+)
+from modelreg.experiments.definition import Feedback
 from modelreg.http_status import status_for
 from modelreg.serving import protocol
+from modelreg.serving.arms import ArmFollower
 from modelreg.serving.config import ServerConfig
 from modelreg.serving.dataplane import DataPlane, InferenceRequest, InferenceResponse
 from modelreg.serving.loader import ModelLoader
 from modelreg.serving.metrics import CONTENT_TYPE, ServingMetrics, exposition
-from modelreg.serving.router import Router
+from modelreg.serving.recording import ExperimentRecorder, replica_id
+from modelreg.serving.router import ExperimentRouter, Router
 from modelreg.serving.slots import ModelSlot, SlotSet
-from modelreg.serving.source import ModelSource
+from modelreg.serving.source import ExperimentSource, ModelSource
 from modelreg.settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -94,6 +111,8 @@ INVOCATIONS_BODY: dict[str, Any] = {
 }
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=\-]{1,128}")
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+FEEDBACK_MAX_BYTES = 16 * 1024
+"""Largest ``POST /feedback`` body; larger ones get 413."""
 
 
 class RequestIdMiddleware:
@@ -120,6 +139,35 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class FeedbackBody(BaseModel):
+    """The body of ``POST /feedback``: a request id and its label and/or value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = Field(min_length=1, max_length=128, pattern=_SANE_REQUEST_ID.pattern.decode())
+    label: FiniteFloat | Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    value: FiniteFloat | None = None
+
+    @model_validator(mode="after")
+    def _an_outcome(self) -> Self:
+        if self.label is None and self.value is None:
+            raise ValueError("give a label, a value or both for the request id")
+        return self
+
+
+def parse_feedback(body: bytes) -> Feedback:
+    """The :class:`Feedback` of a ``POST /feedback`` body; InvalidInputError says what is wrong."""
+    try:
+        given = FeedbackBody.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(validation_problem(error) for error in exc.errors())
+        raise InvalidInputError(
+            f"invalid feedback: {problems} "
+            '(send {"request_id": "...", "label": 1} and/or "value": 12.5)'
+        ) from None
+    return Feedback(given.request_id, given.label, given.value)
 
 
 def resolved_cache_dir(config: ServerConfig, settings: Settings) -> Path:
@@ -190,6 +238,7 @@ async def score(plane: DataPlane, request: Request, model: str | None) -> Respon
             content_type=request.headers.get("content-type"),
             request_id=request.state.request_id,
             model=model,
+            headers=request.headers,
         )
     )
     response: Response
@@ -201,40 +250,104 @@ async def score(plane: DataPlane, request: Request, model: str | None) -> Respon
     return response
 
 
-def create_app(
+async def feedback(request: Request) -> dict[str, str]:
+    """``POST /feedback``: join a label or value to the logged prediction of a request id."""
+    given = parse_feedback(await read_body(request, FEEDBACK_MAX_BYTES))
+    plane: DataPlane = request.app.state.plane
+    result = await plane.feedback(given)
+    return {"request_id": given.request_id, "result": str(result)}
+
+
+def build_plane(
     config: ServerConfig,
     source: ModelSource,
+    experiments: ExperimentSource | None,
     *,
-    settings: Settings | None = None,
-    metrics_registry: CollectorRegistry | None = None,
+    cache_dir: Path,
+    metrics: ServingMetrics,
+    executor: Executor,
     router: Router | None = None,
-) -> FastAPI:
-    """Build the model server for ``config``, loading models from ``source``.
+) -> DataPlane:
+    """The data plane of ``config``: its slots, and with ``experiments`` their A/B wiring.
 
-    ``settings`` (default: from the environment) give the home of the
-    default model cache. Metrics go to ``metrics_registry`` (a fresh one by
-    default); ``router`` picks variants (default: every request to the
-    default variant). The caller owns ``source`` and closes it after the
-    server stops. Models load while the app starts up; a model that cannot
-    load yet leaves its slot not ready and its watcher keeps trying.
+    With ``experiments`` an arm follower keeps each model's experiment arms
+    and an :class:`ExperimentRouter` in line with its experiment, and an
+    :class:`ExperimentRecorder` keeps and flushes counts and predictions.
     """
-    settings = settings or Settings()
-    metrics = ServingMetrics(metrics_registry or CollectorRegistry())
-    loader = ModelLoader(source, resolved_cache_dir(config, settings))
-    executor = ThreadPoolExecutor(
-        max_workers=min(8, (os.cpu_count() or 1) + 2), thread_name_prefix="modelreg-predict"
-    )
-    slots = SlotSet(
-        [ModelSlot(model, source, loader, metrics, executor=executor) for model in config.models]
-    )
-    plane = DataPlane(
+    loader = ModelLoader(source, cache_dir)
+    make_slot = partial(ModelSlot, source=source, loader=loader, metrics=metrics, executor=executor)
+    slots = SlotSet([make_slot(model) for model in config.models])
+    recorder: ExperimentRecorder | None = None
+    if experiments is not None:
+        experiment_router = ExperimentRouter()
+        router = router or experiment_router
+        slots.follower = ArmFollower(
+            slots,
+            experiments,
+            experiment_router,
+            metrics,
+            lambda pinned, variant: make_slot(pinned, variant=variant),
+        )
+        recorder = ExperimentRecorder(
+            experiments,
+            metrics,
+            replica=replica_id(),
+            flush_interval=config.flush_interval,
+            sample_rate=config.prediction_sample_rate,
+            buffer=config.prediction_buffer,
+        )
+    return DataPlane(
         slots,
         metrics,
         status_for=status_for,
         max_body_bytes=config.max_body_bytes,
         reload_token=config.reload_token,
         router=router,
+        recorder=recorder,
+        shadow_queue=config.shadow_queue,
+        shadow_concurrency=config.shadow_concurrency,
     )
+
+
+def create_app(
+    config: ServerConfig,
+    source: ModelSource,
+    *,
+    experiments: ExperimentSource | None = None,
+    settings: Settings | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+    router: Router | None = None,
+) -> FastAPI:
+    """Build the model server for ``config``, loading models from ``source``.
+
+    ``experiments`` (the registry, in ``modelreg serve``) turns on A/B
+    experiments: routing by each model's experiment, arm slots, per-variant
+    counts and the prediction log flushed every ``config.flush_interval``
+    seconds, and ``POST /feedback``; without it every request goes to the
+    default variant and ``/feedback`` answers 404. ``settings`` (default:
+    from the environment) give the home of the default model cache. Metrics
+    go to ``metrics_registry`` (a fresh one by default); ``router`` overrides
+    the variant choice (default: the experiment router, or the default
+    variant without ``experiments``). The caller owns ``source`` and
+    ``experiments`` and closes them after the server stops. Models load
+    while the app starts up; a model that cannot load yet leaves its slot
+    not ready and its watcher keeps trying.
+    """
+    settings = settings or Settings()
+    metrics = ServingMetrics(metrics_registry or CollectorRegistry())
+    executor = ThreadPoolExecutor(
+        max_workers=min(8, (os.cpu_count() or 1) + 2), thread_name_prefix="modelreg-predict"
+    )
+    plane = build_plane(
+        config,
+        source,
+        experiments,
+        cache_dir=resolved_cache_dir(config, settings),
+        metrics=metrics,
+        executor=executor,
+        router=router,
+    )
+    slots = plane.slots
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -305,6 +418,8 @@ def create_app(
     async def prometheus() -> Response:
         """Prometheus metrics of this server."""
         return Response(exposition(metrics.registry), media_type=CONTENT_TYPE)
+
+    app.post("/feedback")(feedback)
 
     @app.post("/-/reload")
     async def reload(request: Request) -> dict[str, Any]:

@@ -5,6 +5,8 @@ A config file serves several models from one process::
     max_body_bytes = 10485760          # larger scoring bodies get 413
     reload_token = "s3cret"            # or MODELREG_RELOAD_TOKEN; unset disables /-/reload
     cache_dir = "/var/cache/modelreg"  # default: <MODELREG_HOME>/serving-cache
+    flush_interval = 2.0               # seconds between experiment count / prediction log writes
+    prediction_sample_rate = 1.0       # share of experiment requests kept in the prediction log
 
     [[models]]
     name = "churn"                     # the first model also answers POST /invocations
@@ -114,6 +116,38 @@ class ServerConfig(BaseModel):
     cache_dir: Path | None = Field(
         default=None,
         description="Content-addressed model cache; defaults to <MODELREG_HOME>/serving-cache.",
+    )
+    flush_interval: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Seconds between writes of experiment counts and prediction records "
+        "(one write of each per interval).",
+    )
+    prediction_sample_rate: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of experiment requests whose prediction is logged for feedback.",
+    )
+    prediction_buffer: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Prediction records held between flushes; more are dropped and counted.",
+    )
+    shadow_queue: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Mirrored requests waiting for a shadow treatment; "
+        "more are dropped and counted.",
+    )
+    shadow_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Mirrored requests scored at once (off the request path).",
     )
 
     @model_validator(mode="after")

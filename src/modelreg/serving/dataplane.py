@@ -5,10 +5,13 @@ plain class, and each transport only translates. :class:`DataPlane` picks
 the variant of a request (:class:`~modelreg.serving.router.Router`), finds
 its slot, reads the body only once a model is ready to score it, parses it
 against the model's schema, queues it in the slot's micro-batcher and
-renders the predictions, recording metrics on the way. The REST app
+renders the predictions, recording metrics on the way. In an experiment it
+also tallies the request for its variant and logs its prediction
+(:mod:`~modelreg.serving.recording`), mirrors it to a shadow treatment
+(:mod:`~modelreg.serving.shadow`), and joins feedback to logged predictions. The REST app
 (:mod:`modelreg.serving.app`) turns HTTP into an :class:`InferenceRequest`
 and an :class:`InferenceResponse` back into HTTP; tests, benchmarks and a
-later gRPC or ``/feedback`` path drive this class directly.
+later gRPC transport drive this class directly.
 
 Errors come back as :mod:`modelreg.errors` classes, never as status codes;
 the transport maps them (``status_for``), and the same mapping gives the
@@ -17,11 +20,12 @@ the transport maps them (``status_for``), and the same mapping gives the
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelreg.errors import (
@@ -30,10 +34,13 @@ from modelreg.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from modelreg.experiments.definition import Feedback, FeedbackResult
 from modelreg.serving import protocol
 from modelreg.serving.loader import LoadedModel
-from modelreg.serving.metrics import UNKNOWN_MODEL, ServingMetrics
-from modelreg.serving.router import DEFAULT_VARIANT, DefaultRouter, Router
+from modelreg.serving.metrics import NO_VERSION, UNKNOWN_MODEL, ServingMetrics
+from modelreg.serving.recording import ExperimentRecorder, first_output
+from modelreg.serving.router import DEFAULT_DECISION, DefaultRouter, Router
+from modelreg.serving.shadow import ShadowJob, ShadowQueue
 from modelreg.serving.slots import ModelSlot, Serving, SlotSet
 
 log = logging.getLogger("modelreg.serving")
@@ -42,22 +49,32 @@ BodyReader = Callable[[int], Awaitable[bytes]]
 """Reads a request body of at most the given number of bytes; PayloadTooLargeError past it."""
 
 
+def _body_of(data: bytes) -> BodyReader:
+    """A body reader over bytes already read (a mirrored request's copy)."""
+
+    async def read(_limit: int) -> bytes:
+        return data
+
+    return read
+
+
 @dataclass(frozen=True)
 class InferenceRequest:
     """One scoring request as a transport hands it over.
 
     ``read_body`` is called at most once, and only when a model is ready to
     score (a server with nothing loaded answers before reading a byte).
-    ``model`` None means the default (first configured) model.
-    ``routing_key`` is the stable key a variant split hashes (e.g. a user id
-    header); None falls back to ``request_id``.
+    ``model`` None means the default (first configured) model. ``headers``
+    are the request's headers, looked up case-insensitively or lower-case
+    keys (an experiment reads its routing key header from them; without it
+    the ``request_id`` is the key).
     """
 
     read_body: BodyReader
     content_type: str | None
     request_id: str
     model: str | None = None
-    routing_key: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,12 +96,23 @@ class InferenceResponse:
         return None if self.error is None else protocol.error_code_for(self.error)
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """What scoring one request produced, for the answer and the bookkeeping after it."""
+
+    answer: InferenceResponse
+    body: bytes
+    prediction: float | str | None
+
+
 class DataPlane:
-    """Scoring, readiness and reload of one server's slots, for any transport.
+    """Scoring, feedback, readiness and reload of one server's slots, for any transport.
 
     ``status_for`` is the transport's status of an error class (the ``code``
     label of the requests metric; 200 for predictions). ``max_body_bytes``
     bounds every body read. ``reload_token`` None disables :meth:`reload`.
+    ``recorder`` (None: no experiment source) keeps experiment counts and the
+    prediction log; ``shadow`` scores mirrored requests of shadow experiments.
     """
 
     def __init__(
@@ -96,13 +124,24 @@ class DataPlane:
         max_body_bytes: int,
         reload_token: str | None = None,
         router: Router | None = None,
+        recorder: ExperimentRecorder | None = None,
+        shadow_queue: int = 256,
+        shadow_concurrency: int = 2,
     ) -> None:
         self.slots = slots
         self.metrics = metrics
         self.router: Router = router or DefaultRouter()
         self.status_for = status_for
         self.max_body_bytes = max_body_bytes
+        self.recorder = recorder
+        self.shadow = ShadowQueue(
+            self._score_shadow,
+            self._shadow_dropped,
+            capacity=shadow_queue,
+            concurrency=shadow_concurrency,
+        )
         self._reload_token = reload_token
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- scoring -------------------------------------------------------------------
 
@@ -113,13 +152,64 @@ class DataPlane:
         traceback and answered as a plain ModelregError naming the request id.
         """
         started = time.perf_counter()
-        slot: ModelSlot | None = None
-        serving: Serving | None = None
-        variant = DEFAULT_VARIANT
         name = request.model or self.slots.default.name
+        decision = DEFAULT_DECISION
+        slot: ModelSlot | None = None
         try:
-            variant = self.router.route(name, request.routing_key or request.request_id)
-            slot = self.slots.get(name, variant)
+            decision = self.router.decide(name, request.headers, request.request_id)
+            slot = self.slots.get(name, decision.variant)
+        except ModelregError as exc:
+            scored = _Scored(InferenceResponse(decision.variant, None, error=exc), b"", None)
+        else:
+            scored = await self._score(slot, decision.variant, request)
+        answer = scored.answer
+        seconds = time.perf_counter() - started
+        model = slot.name if slot else UNKNOWN_MODEL
+        version = str(answer.served.version) if answer.served else NO_VERSION
+        code = 200 if answer.error is None else self.status_for(answer.error)
+        self.metrics.observe_request(
+            model, decision.variant, version, code, seconds, answer.error_code
+        )
+        if isinstance(scored.prediction, float):
+            self.metrics.predictions.labels(model, decision.variant, version).observe(
+                scored.prediction
+            )
+        route = decision.experiment
+        if route is not None and self.recorder is not None:
+            if decision.missing_key:
+                self.metrics.missing_key.labels(model).inc()
+            self.recorder.observe(
+                experiment_id=route.id,
+                model=model,
+                variant=decision.variant,
+                version=answer.served.version if answer.served else route.control.version,
+                request_id=request.request_id,
+                seconds=seconds,
+                error=answer.error is not None,
+                missing_key=decision.missing_key,
+                prediction=scored.prediction,
+            )
+            if decision.shadow is not None and answer.error is None:
+                self.shadow.offer(
+                    ShadowJob(
+                        model,
+                        decision.shadow,
+                        route,
+                        scored.body,
+                        request.content_type,
+                        request.request_id,
+                        decision.missing_key,
+                    )
+                )
+        return answer
+
+    async def _score(self, slot: ModelSlot, variant: str, request: InferenceRequest) -> _Scored:
+        serving: Serving | None = None
+        body = b""
+        # Counted from picking the slot to queuing in it: an arm retired by an
+        # experiment change in between waits for this request before closing.
+        slot.inflight += 1
+        try:
             serving = slot.serving()  # not ready: answered before reading a body
             body = await request.read_body(self.max_body_bytes)
             # No await between taking the current model and submitting to its batcher:
@@ -130,24 +220,74 @@ class DataPlane:
             answer = InferenceResponse(
                 variant, serving.model, predictions=protocol.predictions_json(predictions)
             )
+            return _Scored(answer, body, first_output(predictions))
         except ModelregError as exc:
             answer = InferenceResponse(variant, serving.model if serving else None, error=exc)
         except Exception:
             # A model bug, not bad input: the trace goes to the log, never to the client.
-            log.exception("scoring with %s failed (request %s)", name, request.request_id)
+            log.exception("scoring with %s failed (request %s)", slot.name, request.request_id)
             error = ModelregError(
                 f"the model failed to score; the server log has the details ({request.request_id})"
             )
             answer = InferenceResponse(variant, serving.model if serving else None, error=error)
-        code = 200 if answer.error is None else self.status_for(answer.error)
-        self.metrics.observe_request(
-            slot.name if slot else UNKNOWN_MODEL,
-            variant,
-            code,
-            time.perf_counter() - started,
-            answer.error_code,
-        )
-        return answer
+        finally:
+            slot.inflight -= 1
+        return _Scored(answer, body, None)
+
+    async def _score_shadow(self, job: ShadowJob) -> None:
+        """Score a mirrored request on its treatment; counted, logged, never answered."""
+        started = time.perf_counter()
+        arm = next(a for a in job.route.treatments if a.variant == job.variant)
+        try:
+            slot = self.slots.get(job.model, job.variant)
+        except ModelregError:
+            return  # the experiment changed since the request was mirrored
+        scored = await self._score(slot, job.variant, InferenceRequest(
+            _body_of(job.body), job.content_type, job.request_id, job.model
+        ))  # fmt: skip
+        seconds = time.perf_counter() - started
+        served = scored.answer.served
+        version = served.version if served else arm.version
+        ok = scored.answer.error is None
+        self.metrics.shadow_requests.labels(
+            job.model, job.variant, str(version), "ok" if ok else "error"
+        ).inc()
+        if isinstance(scored.prediction, float):
+            self.metrics.predictions.labels(job.model, job.variant, str(version)).observe(
+                scored.prediction
+            )
+        if self.recorder is not None:
+            self.recorder.observe(
+                experiment_id=job.route.id,
+                model=job.model,
+                variant=job.variant,
+                version=version,
+                request_id=job.request_id,
+                seconds=seconds,
+                error=not ok,
+                missing_key=job.missing_key,
+                prediction=scored.prediction,
+            )
+
+    def _shadow_dropped(self, job: ShadowJob) -> None:
+        self.metrics.shadow_dropped.labels(job.model).inc()
+
+    # -- feedback ------------------------------------------------------------------
+
+    async def feedback(self, feedback: Feedback) -> FeedbackResult:
+        """Join ``feedback`` to its logged prediction (pending records are written first).
+
+        NotFoundError when this server has no experiment source (or the
+        request id is unknown), ExpiredError past the log's retention,
+        ConflictError for an outcome different from the one recorded.
+        """
+        if self.recorder is None:
+            raise NotFoundError(
+                "this model server runs without an experiment source, so it keeps no "
+                "prediction log to join feedback to; send feedback to a server started "
+                "with `modelreg serve` against the registry"
+            )
+        return await self.recorder.feedback(feedback)
 
     # -- health --------------------------------------------------------------------
 
@@ -197,9 +337,18 @@ class DataPlane:
         }
 
     async def start(self) -> None:
-        """Load every model, then start the watchers (see :meth:`SlotSet.start`)."""
+        """Load every model, then start the watchers and the experiment flusher."""
         await self.slots.start()
+        if self.recorder is not None:
+            self._flusher = asyncio.create_task(self.recorder.run())
 
     async def stop(self) -> None:
-        """Stop the watchers and finish queued requests."""
+        """Stop the watchers, finish queued requests and flush experiment counts once more."""
+        await self.shadow.stop()
         await self.slots.stop()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        if self.recorder is not None:
+            await self.recorder.flush()

@@ -6,6 +6,8 @@ so tests and several apps in one process never see each other's counts.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,6 +18,15 @@ _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Numeric predictions are mostly probabilities, class ids or scores of modest size;
+# finer steps across [0, 1] show a shift in a classifier's output distribution. No
+# negative bound: prometheus_client then drops the _sum series, and with it the mean.
+_PREDICTION_BUCKETS = (
+    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 5.0, 10.0, 100.0, 1000.0,
+)  # fmt: skip
+
+NO_VERSION = ""
+"""Version label of requests no model version was resolved for (unknown model, not ready)."""
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -27,20 +38,20 @@ class ServingMetrics:
         self.registry = registry
         self.requests = Counter(
             "modelreg_serving_requests",
-            "Scoring requests answered, by model, variant and HTTP status code.",
-            ["model", "variant", "code"],
+            "Scoring requests answered, by model, variant, version and HTTP status code.",
+            ["model", "variant", "version", "code"],
             registry=registry,
         )
         self.errors = Counter(
             "modelreg_serving_errors",
-            "Scoring requests that failed, by model, variant and error code.",
-            ["model", "variant", "error_code"],
+            "Scoring requests that failed, by model, variant, version and error code.",
+            ["model", "variant", "version", "error_code"],
             registry=registry,
         )
         self.latency = Histogram(
             "modelreg_serving_request_seconds",
             "Time from receiving a scoring request to answering it.",
-            ["model", "variant"],
+            ["model", "variant", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
@@ -82,16 +93,73 @@ class ServingMetrics:
             ["model", "variant"],
             registry=registry,
         )
+        self.predictions = Histogram(
+            "modelreg_serving_prediction",
+            "Numeric first output of each scored request (shadow scores included).",
+            ["model", "variant", "version"],
+            buckets=_PREDICTION_BUCKETS,
+            registry=registry,
+        )
+        self.missing_key = Counter(
+            "modelreg_serving_missing_routing_key",
+            "Experiment requests without the routing header, routed on X-Request-ID instead.",
+            ["model"],
+            registry=registry,
+        )
+        self.shadow_requests = Counter(
+            "modelreg_serving_shadow_requests",
+            "Mirrored requests scored by a shadow treatment, by result (ok or error).",
+            ["model", "variant", "version", "result"],
+            registry=registry,
+        )
+        self.shadow_dropped = Counter(
+            "modelreg_serving_shadow_dropped",
+            "Mirrored requests dropped because the shadow queue was full.",
+            ["model"],
+            registry=registry,
+        )
+        self.predictions_dropped = Counter(
+            "modelreg_serving_prediction_log_dropped",
+            "Prediction log records dropped because the buffer was full.",
+            registry=registry,
+        )
+        self.flush_failures = Counter(
+            "modelreg_serving_experiment_flush_failures",
+            "Failed writes of experiment counts or prediction records (retried next round).",
+            ["what"],
+            registry=registry,
+        )
+        self.experiment_degraded = Gauge(
+            "modelreg_serving_experiment_degraded",
+            "1 while a model's experiment routes some variant to control (its arm cannot load).",
+            ["model"],
+            registry=registry,
+        )
         self._shown: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def observe_request(
-        self, model: str, variant: str, code: int, seconds: float, error_code: str | None
+        self,
+        model: str,
+        variant: str,
+        version: str,
+        code: int,
+        seconds: float,
+        error_code: str | None,
     ) -> None:
-        """Count one answered scoring request and its latency."""
-        self.requests.labels(model, variant, str(code)).inc()
-        self.latency.labels(model, variant).observe(seconds)
+        """Count one answered scoring request and its latency (``version`` a label string)."""
+        self.requests.labels(model, variant, version, str(code)).inc()
+        self.latency.labels(model, variant, version).observe(seconds)
         if error_code is not None:
-            self.errors.labels(model, variant, error_code).inc()
+            self.errors.labels(model, variant, version, error_code).inc()
+
+    def forget(self, model: str, variant: str) -> None:
+        """Drop the per-slot gauges of a slot that is gone (an experiment arm)."""
+        shown = self._shown.pop((model, variant), None)
+        if shown is not None:
+            self.model_info.remove(model, variant, *shown)
+        for gauge in (self.degraded, self.last_check):
+            with contextlib.suppress(KeyError):
+                gauge.remove(model, variant)
 
     def serving(self, model: str, variant: str, version: int, semver: str, digest: str) -> None:
         """Show that ``model``/``variant`` now serves ``version`` (replacing the previous one)."""

@@ -8,7 +8,8 @@ seconds which version the alias points at (one cheap MLflow call); when that
 changes, the slot loads the new version beside the old one and swaps only
 once the new one has proved it can serve. Any failure leaves the old version
 serving and is reported as a degraded state in logs, metrics and
-``/version``. The watcher is also where experiment changes will be followed.
+``/version``. The same watcher follows the model's A/B experiment through a
+:class:`Follower` (:class:`~modelreg.serving.arms.ArmFollower`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from modelreg.errors import (
     BackendError,
@@ -173,6 +174,9 @@ class ModelSlot:
         self._check_failed: str | None = None
         self._failure: _Failure | None = None
         self._lock = asyncio.Lock()
+        # Requests that picked this slot and have not reached its batcher yet
+        # (reading their body): a retired arm waits for them before closing.
+        self.inflight = 0
 
     @property
     def name(self) -> str:
@@ -245,12 +249,6 @@ class ModelSlot:
         }
 
     # -- checking and reloading ----------------------------------------------------------
-
-    async def watch(self) -> None:
-        """Check the registry every ``poll_interval`` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(self.config.poll_interval)
-            await self.check()
 
     async def check(self, *, force: bool = False) -> CheckResult:
         """Ask the registry which version to serve and reload if it changed.
@@ -375,6 +373,19 @@ class ModelSlot:
     def _update_gauges(self) -> None:
         self.metrics.degraded.labels(self.name, self.variant).set(1 if self.reasons() else 0)
 
+    async def retire(self, timeout: float = 30.0) -> None:
+        """Close once no request is between picking this slot and queuing in it.
+
+        For experiment arms no longer routed to: requests that chose the arm
+        just before the switch still get their answer from it. ``timeout``
+        (seconds) bounds the wait for a body that never finishes arriving.
+        """
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.close()
+        self.metrics.forget(self.name, self.variant)
+
     async def close(self) -> None:
         """Finish queued requests and drop the model (server shutdown)."""
         current, self.current = self.current, None
@@ -383,16 +394,50 @@ class ModelSlot:
                 await current.batcher.drain()
 
 
-class SlotSet:
-    """Every slot of one server, by ``(model, variant)``; the first slot is the default model's."""
+class Follower(Protocol):
+    """What follows a model's experiment after each check of its slot (see ``serving.arms``)."""
 
-    def __init__(self, slots: list[ModelSlot]) -> None:
+    async def follow(self, slot: ModelSlot, *, force: bool) -> dict[str, CheckResult]:
+        """Bring the arms of ``slot``'s model in line with its experiment; results by label."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What ``/version`` shows about each model's experiment, by model name."""
+        ...
+
+    @property
+    def degraded(self) -> bool:
+        """Whether some experiment routes a variant to control because its arm cannot load."""
+        ...
+
+    async def stop(self) -> None:
+        """Wait for arms being retired to close."""
+        ...
+
+
+class SlotSet:
+    """Every slot of one server, by ``(model, variant)``; the first slot is the default model's.
+
+    The slots given at construction are the configured ones: the server is
+    ready when each has a model loaded. Experiment arms come and go through
+    :meth:`set_arms`; an arm that cannot load degrades the server but never
+    makes it unready (its keys go to control). ``follower``, when given,
+    follows each configured model's experiment after every check of its slot.
+    """
+
+    def __init__(self, slots: list[ModelSlot], *, follower: Follower | None = None) -> None:
         if not slots:
             raise ValueError("a server needs at least one model slot")
         self.slots = {slot.key: slot for slot in slots}
         if len(self.slots) != len(slots):
             raise ValueError("each (model, variant) may have one slot")
+        self.configured = list(slots)
         self.default = slots[0]
+        self.follower = follower
+        # How requests find slots: the slots themselves plus, during an experiment,
+        # the control variant answered by the model's default slot.
+        self._lookup = dict(self.slots)
+        self._arms: dict[str, dict[str, ModelSlot]] = {}
         self._watchers: list[asyncio.Task[None]] = []
 
     @property
@@ -402,12 +447,12 @@ class SlotSet:
 
     def get(self, name: str, variant: str = DEFAULT_VARIANT) -> ModelSlot:
         """The slot serving ``variant`` of ``name``; NotFoundError when this server has none."""
-        slot = self.slots.get((name, variant))
+        slot = self._lookup.get((name, variant))
         if slot is not None:
             return slot
         shown = shorten(name, 60)
         if name in self.models:
-            variants = ", ".join(v for n, v in self.slots if n == name)
+            variants = ", ".join(v for n, v in self._lookup if n == name)
             raise NotFoundError(
                 f"model {shown!r} has no variant {variant[:60]!r} here; it serves: {variants}"
             )
@@ -415,39 +460,88 @@ class SlotSet:
             f"model {shown!r} is not served here; this server serves: {', '.join(self.models)}"
         )
 
+    def set_arms(self, name: str, arms: dict[str, ModelSlot]) -> list[ModelSlot]:
+        """Make ``arms`` (variant → slot) the experiment variants of ``name``, in one step.
+
+        A variant may map to the model's default slot (control following the
+        same alias). Returns the arm slots no longer used, for the caller to
+        drain and close. No await: requests see the old arms or the new ones.
+        """
+        old = self._arms.pop(name, {})
+        for variant, slot in old.items():
+            self._lookup.pop((name, variant), None)
+            if slot.variant == variant:
+                self.slots.pop((name, variant), None)
+        for variant, slot in arms.items():
+            self._lookup[(name, variant)] = slot
+            if slot.variant == variant:
+                self.slots[(name, variant)] = slot
+        if arms:
+            self._arms[name] = dict(arms)
+        kept = {id(slot) for slot in arms.values()}
+        return [s for v, s in old.items() if s.variant == v and id(s) not in kept]
+
+    def arm(self, name: str, variant: str) -> ModelSlot | None:
+        """The experiment arm slot of ``variant`` of ``name`` (not the default slot), or None."""
+        slot = self._arms.get(name, {}).get(variant)
+        return slot if slot is not None and slot.variant == variant else None
+
     @property
     def ready(self) -> bool:
-        """Whether every slot has a model loaded (possibly a stale one)."""
-        return all(slot.current is not None for slot in self.slots.values())
+        """Whether every configured slot has a model loaded (possibly a stale one)."""
+        return all(slot.current is not None for slot in self.configured)
+
+    @property
+    def degraded(self) -> bool:
+        """Whether any slot or experiment is degraded."""
+        follower = self.follower.degraded if self.follower else False
+        return follower or any(slot.reasons() for slot in self.slots.values())
 
     def readiness(self) -> dict[str, Any]:
         """Ready and degraded flags of the server and of each slot (by label), with reasons."""
         states = {slot.label: slot.status() for slot in self.slots.values()}
         return {
             "ready": self.ready,
-            "degraded": any(state["degraded"] for state in states.values()),
+            "degraded": self.degraded,
             "models": {label: _readiness(state) for label, state in states.items()},
         }
 
     def versions(self) -> dict[str, Any]:
         """What every slot serves, when it last checked and what last went wrong."""
         states = [slot.status() for slot in self.slots.values()]
-        return {
+        body = {
             "default_model": self.default.name,
-            "degraded": any(state["degraded"] for state in states),
+            "degraded": self.degraded,
             "models": states,
         }
+        if self.follower is not None:
+            body["experiments"] = self.follower.status()
+        return body
 
     async def check_all(self, *, force: bool) -> dict[str, CheckResult]:
-        """Check every slot at once; the results by slot label."""
-        slots = list(self.slots.values())
+        """Check every configured slot at once, then follow experiments; results by slot label."""
+        slots = list(self.configured)
         results = await asyncio.gather(*(slot.check(force=force) for slot in slots))
-        return {slot.label: result for slot, result in zip(slots, results, strict=True)}
+        found = {slot.label: result for slot, result in zip(slots, results, strict=True)}
+        if self.follower is not None:
+            for slot in slots:
+                if slot.variant == DEFAULT_VARIANT:
+                    found.update(await self.follower.follow(slot, force=force))
+        return found
 
     async def start(self) -> None:
         """Load every model (failures are recorded, not raised), then start the watchers."""
         await self.check_all(force=True)
-        self._watchers = [asyncio.create_task(slot.watch()) for slot in self.slots.values()]
+        self._watchers = [asyncio.create_task(self._watch(slot)) for slot in self.configured]
+
+    async def _watch(self, slot: ModelSlot) -> None:
+        # One loop per configured slot: the experiment of its model is polled as
+        # often as its alias, so a ramp or stop lands as fast as a promotion.
+        while True:
+            await asyncio.sleep(slot.config.poll_interval)
+            await slot.check()
+            if self.follower is not None and slot.variant == DEFAULT_VARIANT:
+                await self.follower.follow(slot, force=False)
 
     async def stop(self) -> None:
         """Stop the watchers and finish queued requests."""
@@ -455,6 +549,8 @@ class SlotSet:
             task.cancel()
         await asyncio.gather(*self._watchers, return_exceptions=True)
         self._watchers = []
+        if self.follower is not None:
+            await self.follower.stop()
         await asyncio.gather(*(slot.close() for slot in self.slots.values()))
 
 
