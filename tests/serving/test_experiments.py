@@ -88,6 +88,8 @@ def test_arms_follow_the_experiment_and_answers_name_who_answered(
             assert labels == [f"{NAME}:default", f"{NAME}:treatment"]  # control is the default slot
             shown = plane.versions()["experiments"][NAME]
             assert (shown["arms"], shown["degraded"]) == ({"control": 1, "treatment": 2}, False)
+            for i in range(10):  # no X-User-ID: routed on the request id, and counted
+                _who(await _ask(plane, "", f"no-key-{i}"))
 
             experiments.routes[NAME] = None  # concluded: back to the default variant
             await plane.slots.check_all(force=False)
@@ -101,8 +103,12 @@ def test_arms_follow_the_experiment_and_answers_name_who_answered(
     asyncio.run(scenario())
     assert plane.recorder is not None
     counted = {c.variant: c.requests for c in plane.recorder.counts()}
-    assert counted["control"] + counted["treatment"] == 400
-    assert sum(c.missing_key for c in plane.recorder.counts()) == 0
+    assert counted["control"] + counted["treatment"] == 410
+    assert sum(c.missing_key for c in plane.recorder.counts()) == 10
+    missing = plane.metrics.registry.get_sample_value(
+        "modelreg_serving_missing_routing_key_total", {"model": NAME}
+    )
+    assert missing == 10
 
 
 def test_a_stopped_experiment_answers_with_control_and_counts_nothing(

@@ -186,7 +186,8 @@ class ExperimentRecorder:
     async def flush(self) -> bool:
         """Write the counts (when they changed) and the buffered records; True when both worked.
 
-        Failures are logged and counted; what failed is written next round.
+        Failures are logged and counted; what failed is written next round
+        (also when the flush is cancelled, e.g. by shutdown, mid-write).
         """
         async with self._write_lock:
             ok = True
@@ -196,16 +197,20 @@ class ExperimentRecorder:
                     await asyncio.to_thread(
                         self.experiments.record_variant_counts, self.replica, self.counts()
                     )
-                except Exception as exc:  # noqa: BLE001 - any failure: retried next round
+                except BaseException as exc:
                     self._changed = True
+                    if not isinstance(exc, Exception):
+                        raise
                     ok = False
                     self._failed("counts", exc)
             records = self._take(lambda _record: True)
             if records:
                 try:
                     await asyncio.to_thread(self.experiments.log_predictions, records)
-                except Exception as exc:  # noqa: BLE001 - any failure: retried next round
+                except BaseException as exc:
                     self._put_back(records)
+                    if not isinstance(exc, Exception):
+                        raise
                     ok = False
                     self._failed("predictions", exc)
             return ok

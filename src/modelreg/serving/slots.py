@@ -541,7 +541,10 @@ class SlotSet:
             await asyncio.sleep(slot.config.poll_interval)
             await slot.check()
             if self.follower is not None and slot.variant == DEFAULT_VARIANT:
-                await self.follower.follow(slot, force=False)
+                try:
+                    await self.follower.follow(slot, force=False)
+                except Exception:  # a bug there must not stop alias following
+                    log.exception("%s: following its experiment failed", slot.config.reference)
 
     async def stop(self) -> None:
         """Stop the watchers and finish queued requests."""
