@@ -601,7 +601,7 @@ def _check_guardrail(data: VariantData, guardrail: Guardrail, alpha: float) -> G
     bound: float | None = None
     if variance > 0:
         tau2 = float(statistics.mixture_variance(limit * (1 - limit)))
-        bound = float(statistics.msprt(rate, variance, tau2=tau2, alpha=alpha).ci_low)
+        bound = max(0.0, float(statistics.msprt(rate, variance, tau2=tau2, alpha=alpha).ci_low))
     breached = enough and bound is not None and bound > limit
     return GuardrailCheck(data.variant, guardrail, rate, bound, data.requests, breached)
 
