@@ -125,6 +125,32 @@ def test_truly_better_treatment_wins() -> None:
     assert report.breaches == ()
 
 
+def test_several_treatments_split_alpha_and_the_better_one_wins() -> None:
+    report = build_report(
+        [
+            _variant("control", _labels(1_000, 10_000), share=0.5),
+            _variant("treatment-1", _labels(1_010, 10_000), share=0.25),
+            _variant("treatment-2", _labels(1_300, 10_000), share=0.25),
+        ],
+        metrics=[Metric.CONVERSION],
+        guardrails=DEFAULT_GUARDRAILS,
+    )
+    # 10,000 / 10,000 / 10,000 against 50/25/25 is itself a mismatch: shares must match.
+    assert report.decision is Decision.INVALID
+    fair = build_report(
+        [
+            _variant("control", _labels(1_000, 10_000), share=1 / 3),
+            _variant("treatment-1", _labels(1_010, 10_000), share=1 / 3),
+            _variant("treatment-2", _labels(1_300, 10_000), share=1 / 3),
+        ],
+        metrics=[Metric.CONVERSION],
+        guardrails=DEFAULT_GUARDRAILS,
+    )
+    assert fair.winner == "treatment-2"
+    assert [c.alpha for c in fair.comparisons] == [0.025, 0.025]
+    assert [c.significant for c in fair.comparisons] == [False, True]
+
+
 def test_worse_treatment_means_control_wins() -> None:
     report = build_report(
         [

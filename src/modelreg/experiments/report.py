@@ -215,12 +215,14 @@ class Comparison:
     else the fixed-horizon ones; both are also given separately. ``better``
     is True/False when significant (False: significantly worse), else None.
     ``min_sample_size`` is per arm; ``still_needed`` the observations per
-    arm still missing. ``note`` says why numbers are missing.
+    arm still missing. ``note`` says why numbers are missing. ``alpha`` is
+    this comparison's level (the report's, split over the treatments).
     """
 
     treatment: str
     metric: Metric
     method: str | None
+    alpha: float
     n_control: int
     n_treatment: int
     effect: float | None = None
@@ -304,6 +306,7 @@ class Report:
                     "treatment": c.treatment,
                     "metric": str(c.metric),
                     "method": c.method,
+                    "alpha": c.alpha,
                     "n_control": c.n_control,
                     "n_treatment": c.n_treatment,
                     "effect": _finite(c.effect),
@@ -535,6 +538,7 @@ def _compare(
             name,
             metric,
             None,
+            alpha,
             control.n,
             treatment.n,
             note=f"not enough data: {error.message}",
@@ -556,6 +560,7 @@ def _compare(
         name,
         metric,
         method,
+        alpha,
         control.n,
         treatment.n,
         effect=estimate.effect,
@@ -702,7 +707,9 @@ def build_report(
     ``error_rate`` errors / requests (lower is better). Rates use the
     two-proportion z-test, ``value`` Welch's t-test, ``auc`` DeLong. With
     ``sequential`` (the default) significance is judged by the always-valid
-    mSPRT, safe to look at every day; else by the fixed-horizon test.
+    mSPRT, safe to look at every day; else by the fixed-horizon test. With
+    several treatments each comparison is made at ``alpha / treatments``
+    (Bonferroni), so the chance of any false winner stays under ``alpha``.
     ``mde`` is the minimum detectable effect in the primary metric's units
     (absolute), for the sample size; without it a standardised effect of
     :data:`DEFAULT_MDE_EFFECT_SIZE`. Guardrails are judged per treatment
@@ -741,7 +748,7 @@ def build_report(
             t.variant,
             samples[control.variant][m],
             samples[t.variant][m],
-            alpha=alpha,
+            alpha=alpha / max(1, len(treatments)),  # Bonferroni over the treatments
             sequential=sequential,
             mde=mde if m is ordered[0] else None,  # mde is in the primary metric's units
             power=power,
