@@ -419,3 +419,74 @@ def test_bad_options_are_rejected(options: dict[str, object]) -> None:
     arguments: dict[str, object] = {"metrics": [Metric.CONVERSION], "guardrails": ()} | options
     with pytest.raises(InvalidInputError):
         build_report([_variant("control"), _variant("t")], **arguments)  # type: ignore[arg-type]
+
+
+# --- docs/experiments.md -------------------------------------------------------------------
+
+
+def _docs_week(weeks: int) -> Report:
+    control_latency = (0, 0, 0, 0, 0, 2000, 7000, 900, 100, 0, 0, 0, 0, 0)
+    treatment_latency = (0, 0, 0, 0, 0, 1500, 7200, 1100, 200, 0, 0, 0, 0, 0)
+    return build_report(
+        [
+            VariantData(
+                "control", 3, 0.5, 10_000 * weeks, 20 * weeks, 0,
+                tuple(c * weeks for c in control_latency), _labels(1_000 * weeks, 10_000 * weeks),
+            ),
+            VariantData(
+                "treatment", 4, 0.5, 10_000 * weeks, 25 * weeks, 0,
+                tuple(c * weeks for c in treatment_latency), _labels(1_120 * weeks, 10_000 * weeks),
+            ),
+        ],
+        metrics=[Metric.CONVERSION],
+        guardrails=DEFAULT_GUARDRAILS,
+        mde=0.01,
+    )  # fmt: skip
+
+
+def test_docs_worked_example() -> None:
+    week = _docs_week(1)
+    assert [v.p99_latency_ms for v in week.variants] == [pytest.approx(250), pytest.approx(375)]
+    assert (week.srm.chi2, week.srm.p_value, week.srm.flagged) == (0.0, 1.0, False)
+    assert [g.bound for g in week.guardrails] == [0.0, None]
+    assert week.breaches == ()
+    c = week.comparisons[0]
+    assert c.effect == pytest.approx(0.012)
+    assert round(c.fixed_p_value or 1, 4) == 0.0058
+    assert (round(100 * (c.fixed_ci_low or 0), 2), round(100 * (c.fixed_ci_high or 0), 2)) == (
+        0.35,
+        2.05,
+    )
+    tau2 = statistics.mixture_variance((0.1 * 0.9 + 0.112 * 0.888) / 2)
+    assert round(float(tau2), 6) == 0.000947
+    assert round(c.sequential_p_value or 0, 2) == 0.17
+    assert (
+        round(100 * (c.sequential_ci_low or 0), 2),
+        round(100 * (c.sequential_ci_high or 0), 2),
+    ) == (
+        -0.18,
+        2.58,
+    )
+    assert (c.min_sample_size, c.still_needed) == (14_745, 4_745)
+    assert week.decision is Decision.INCONCLUSIVE
+    assert week.to_json()["reason"] == (
+        "no significant difference on conversion yet; about 4745 more observations per arm needed"
+    )
+
+    two = _docs_week(2)
+    c = two.comparisons[0]
+    assert round(c.sequential_p_value or 1, 4) == 0.0054
+    assert (
+        round(100 * (c.sequential_ci_low or 0), 2),
+        round(100 * (c.sequential_ci_high or 0), 2),
+    ) == (
+        0.19,
+        2.21,
+    )
+    assert f"{c.fixed_p_value:.1e}" == "9.7e-05"
+    assert (round(100 * (c.fixed_ci_low or 0), 2), round(100 * (c.fixed_ci_high or 0), 2)) == (
+        0.60,
+        1.80,
+    )
+    assert c.still_needed == 0
+    assert (two.decision, two.winner) == (Decision.TREATMENT_WINS, "treatment")
