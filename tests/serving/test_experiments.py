@@ -289,7 +289,15 @@ def test_feedback_statuses(served: tuple[httpx.Client, Experiments]) -> None:
     assert feedback({"request_id": "nobody", "value": 2.5}).status_code == 404
     experiments.expired.add("old")
     assert feedback({"request_id": "old", "value": 2.5}).status_code == 410
-    for bad in ({"request_id": "req-1"}, {"label": 1}, {"request_id": "r", "value": "x"}, [1]):
+    bad_bodies = (
+        {"request_id": "req-1"},
+        {"label": 1},
+        {"request_id": "r", "value": "x"},
+        {"request_id": "a b", "label": 1},
+        {"request_id": "r", "value": 1, "extra": 2},
+        [1],
+    )
+    for bad in bad_bodies:
         refused = feedback(bad)
         assert refused.status_code == 400, bad
         assert refused.json()["error_code"] == "INVALID_PARAMETER_VALUE"

@@ -146,7 +146,7 @@ class FeedbackBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    request_id: str = Field(min_length=1, max_length=128, pattern=_SANE_REQUEST_ID.pattern.decode())
+    request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/+=\-]+$")
     label: FiniteFloat | Annotated[str, Field(min_length=1, max_length=1000)] | None = None
     value: FiniteFloat | None = None
 
@@ -419,7 +419,11 @@ def create_app(
         """Prometheus metrics of this server."""
         return Response(exposition(metrics.registry), media_type=CONTENT_TYPE)
 
-    app.post("/feedback")(feedback)
+    feedback_body = {
+        "required": True,
+        "content": {protocol.JSON_MEDIA_TYPE: {"schema": FeedbackBody.model_json_schema()}},
+    }
+    app.post("/feedback", openapi_extra={"requestBody": feedback_body})(feedback)
 
     @app.post("/-/reload")
     async def reload(request: Request) -> dict[str, Any]:
