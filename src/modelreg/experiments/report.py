@@ -457,8 +457,9 @@ def _variance(values: tuple[float, ...]) -> float:
 def _fixed_test(
     metric: Metric, control: _Sample, treatment: _Sample, alpha: float
 ) -> tuple[statistics.Estimate, float, float]:
-    """The fixed-horizon estimate, one observation's variance sigma², and its standardised scale.
+    """The fixed-horizon estimate, one observation's variance (both arms' mean), control's.
 
+    The first variance scales the mSPRT's mixture, the second the sample size.
     Raises InvalidInputError when an arm has too little data for the test.
     """
     if metric is Metric.VALUE:
