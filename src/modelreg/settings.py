@@ -142,6 +142,22 @@ class Settings(BaseSettings):
         description="Run the background workers (sync, webhook delivery) inside the API "
         "service. Set false when `modelreg worker` runs them in processes of their own.",
     )
+    experiment_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the workers check running A/B experiments' guardrails "
+        "(a breach stops the experiment) and prune the prediction log.",
+    )
+    prediction_log_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long logged predictions take feedback; later feedback gets 410.",
+    )
+    prediction_log_max_rows: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Logged predictions kept at most; the oldest beyond it expire first.",
+    )
     allow_new_ledger: bool = Field(
         default=False,
         description="Start an empty ledger even though MLflow holds versions another ledger "

@@ -1,15 +1,18 @@
 """Background workers: the periodic sync and webhook delivery, in the API or on their own.
 
-Two loops keep a deployment moving without anyone calling it:
+Three loops keep a deployment moving without anyone calling it:
 
 - the **sync** adopts versions that plain MLflow clients registered, every
   ``sync_interval_seconds``;
 - the **webhook delivery** fans the ledger's outbox out to the policy's
   subscribers and sends what is due, every ``webhook_interval_seconds``,
   with a :class:`~modelreg.webhooks.Dispatcher` rebuilt whenever the policy
-  changes its subscribers.
+  changes its subscribers;
+- the **experiment guardrails** stop running A/B experiments whose
+  guardrails are breached and prune the prediction log, every
+  ``experiment_interval_seconds``.
 
-:class:`Workers` runs both. By default the API service runs them in its own
+:class:`Workers` runs all three. By default the API service runs them in its own
 event loop; with ``MODELREG_API_RUNS_WORKERS=false`` it does not, and
 ``modelreg worker`` (:func:`run_standalone`) runs them in a process of their
 own, so API replicas and workers scale separately. Both loops are safe to run
@@ -253,6 +256,28 @@ class WebhookWorker:
         self._ledger.dispose()
 
 
+class ExperimentWorker:
+    """Checks running A/B experiments' guardrails every ``experiment_interval_seconds``.
+
+    A breached guardrail stops its experiment (an AB_AUTO_STOP event by the
+    automation actor, with the report as evidence); the same round prunes the
+    prediction log to its retention and row cap.
+    """
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.interval = settings.experiment_interval_seconds
+        self.health = LoopHealth("experiment guardrails")
+        self._registry = registry
+
+    async def round(self) -> None:
+        """One check of every running experiment (in a thread: it reads the ledger)."""
+        await asyncio.to_thread(self._registry.guard_experiments)
+
+    async def run(self) -> None:
+        """Check until cancelled."""
+        await run_forever(self.health, self.round, self.interval)
+
+
 class Workers:
     """Every background worker of one process, for ``registry`` as ``settings`` configure.
 
@@ -263,11 +288,16 @@ class Workers:
     def __init__(self, settings: Settings, registry: Registry) -> None:
         self.sync = SyncWorker(settings, registry)
         self.webhooks = WebhookWorker(settings, registry)
-        self.loops: list[LoopHealth] = [self.sync.health, self.webhooks.health]
+        self.experiments = ExperimentWorker(settings, registry)
+        self.loops: list[LoopHealth] = [
+            self.sync.health,
+            self.webhooks.health,
+            self.experiments.health,
+        ]
 
     async def run(self) -> None:
         """Run every worker until cancelled."""
-        await asyncio.gather(self.sync.run(), self.webhooks.run())
+        await asyncio.gather(self.sync.run(), self.webhooks.run(), self.experiments.run())
 
 
 class _OpsHandler(BaseHTTPRequestHandler):

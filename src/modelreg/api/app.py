@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pydantic import BaseModel, Field
 
 from modelreg.api.events import events_router
+from modelreg.api.experiments import experiments_router
 from modelreg.api.governance import governance_router
 from modelreg.api.identity import Actor, Identifier
 from modelreg.errors import ModelregError
@@ -210,4 +211,5 @@ def create_app(  # noqa: C901
 
     app.include_router(governance_router(reg))
     app.include_router(events_router(reg))
+    app.include_router(experiments_router(reg))
     return app

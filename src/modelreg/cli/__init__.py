@@ -22,7 +22,7 @@ from typer.exceptions import TyperException
 from modelreg.cli import serve  # noqa: F401
 
 # isort: split
-from modelreg.cli import governance, worker  # noqa: F401
+from modelreg.cli import ab, governance, worker  # noqa: F401
 from modelreg.cli.app import app
 from modelreg.cli.exit_codes import EXIT_CODES, INTERNAL_ERROR, exit_code
 from modelreg.errors import InvalidInputError, ModelregError

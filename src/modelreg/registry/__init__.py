@@ -10,6 +10,7 @@ public method is a one-line delegation:
   (plan from the event fold, project onto MLflow, append under the model's lock);
 - :mod:`~modelreg.registry.adoption`: registering and adopting versions (semver, manifest);
 - :mod:`~modelreg.registry.governance`: gates, requests, approvals, auto-promotion;
+- :mod:`~modelreg.registry.experiments`: A/B experiments, their counts, feedback, guardrails;
 - :mod:`~modelreg.registry.artifacts`: download, hash once, verify against manifests;
 - :mod:`~modelreg.registry.drift`: doctor, repair, reactions to MLflow webhooks;
 - :mod:`~modelreg.registry.webhooks`: subscribers and the delivery log.
@@ -17,13 +18,21 @@ public method is a one-line delegation:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from modelreg.domain import LineageRecord, ServingRecord, Stage
 from modelreg.errors import BackendError, BackendUnavailableError
+from modelreg.experiments.definition import (
+    DEFAULT_KEY_HEADER,
+    ExperimentRoute,
+    Feedback,
+    FeedbackResult,
+    PredictionRecord,
+    VariantCounts,
+)
 from modelreg.ledger import Ledger
 from modelreg.ledger.deliveries import ReceivedDeliveries
 from modelreg.mlflow_gateway import MlflowGateway
@@ -32,6 +41,7 @@ from modelreg.registry.access import SYSTEM, Access, Caller, Credentials
 from modelreg.registry.adoption import Adoption, Skipped
 from modelreg.registry.artifacts import Artifacts, Progress, no_progress
 from modelreg.registry.drift import DELETED_KIND, DriftRepair
+from modelreg.registry.experiments import Experiments
 from modelreg.registry.governance import Governance
 from modelreg.registry.ledger_check import LedgerCheck
 from modelreg.registry.lifecycle import Lifecycle
@@ -44,6 +54,7 @@ from modelreg.views import (
     DeliveryView,
     Drift,
     EventView,
+    ExperimentView,
     HistoryView,
     LineageView,
     ModelView,
@@ -106,6 +117,9 @@ class Registry:
             gateway, ledger, self.access, self.ledger_check, self.adoption, self.lifecycle
         )
         self.webhooks = Webhooks(ledger, self.access)
+        self.ab = Experiments(
+            settings, gateway, ledger, self.access, self.reads, self.adoption, self.governance
+        )
 
     @classmethod
     def connect(
@@ -188,6 +202,87 @@ class Registry:
         A verified password is trusted for ``access.CREDENTIALS_TTL_SECONDS``.
         """
         return self.access.authenticate(username, password)
+
+    # -- A/B experiments ---------------------------------------------------------
+
+    def ab_start(
+        self,
+        name: str,
+        treatments: Sequence[str | int],
+        *,
+        traffic: float,
+        control: str | int = "production",
+        key_header: str = DEFAULT_KEY_HEADER,
+        shadow: bool = False,
+        metrics: Sequence[str] = (),
+        guardrails: Sequence[str] = (),
+        reason: str = "",
+        actor: str | None = None,
+    ) -> ExperimentView:
+        """Start an A/B experiment of ``treatments`` against ``control`` (``modelreg ab start``).
+
+        ``traffic`` is each treatment's share in (0, 1]; metrics are
+        accuracy, conversion, value, auc or error_rate (the first is primary);
+        guardrails read like ``error_rate<0.05`` or ``p99_latency_ms<500``.
+        """
+        return self.ab.start(
+            name,
+            treatments,
+            traffic=traffic,
+            control=control,
+            key_header=key_header,
+            shadow=shadow,
+            metrics=metrics,
+            guardrails=guardrails,
+            reason=reason,
+            actor=actor,
+        )
+
+    def ab_status(self, name: str, *, actor: str | None = None) -> ExperimentView:
+        """The model's current (or last) experiment with its statistics report."""
+        return self.ab.status(name, actor=actor)
+
+    def ab_ramp(
+        self, name: str, traffic: float, *, reason: str = "", actor: str | None = None
+    ) -> ExperimentView:
+        """Change the running experiment's treatment share (treated keys stay treated)."""
+        return self.ab.ramp(name, traffic, reason=reason, actor=actor)
+
+    def ab_stop(self, name: str, *, reason: str = "", actor: str | None = None) -> ExperimentView:
+        """Stop the running experiment: everyone gets control and counting ends."""
+        return self.ab.stop(name, reason=reason, actor=actor)
+
+    def ab_conclude(
+        self, name: str, *, promote: bool = False, reason: str = "", actor: str | None = None
+    ) -> ExperimentView:
+        """Record the experiment's decision; ``promote`` requests the winner's promotion."""
+        return self.ab.conclude(name, promote=promote, reason=reason, actor=actor)
+
+    def ab_list(
+        self, *, model: str | None = None, state: str | None = None, actor: str | None = None
+    ) -> list[ExperimentView]:
+        """Experiments, newest first (``modelreg ab list``)."""
+        return self.ab.listed(model=model, state=state, actor=actor)
+
+    def guard_experiments(self) -> list[ExperimentView]:
+        """The workers' round: stop experiments whose guardrails are breached; prune the log."""
+        return self.ab.guard()
+
+    def experiment(self, name: str) -> ExperimentRoute | None:
+        """The route serving follows for ``name`` (its running or stopped experiment)."""
+        return self.ab.experiment(name)
+
+    def record_variant_counts(self, replica: str, counts: Sequence[VariantCounts]) -> None:
+        """Store one serving replica's cumulative per-variant counts."""
+        self.ab.record_variant_counts(replica, counts)
+
+    def log_predictions(self, records: Sequence[PredictionRecord]) -> None:
+        """Append predictions to the bounded prediction log."""
+        self.ab.log_predictions(records)
+
+    def record_feedback(self, feedback: Feedback) -> FeedbackResult:
+        """Join an outcome to a logged prediction (404 unknown, 410 expired, 409 conflicting)."""
+        return self.ab.record_feedback(feedback)
 
     # -- webhooks ----------------------------------------------------------------
 

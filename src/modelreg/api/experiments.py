@@ -1,0 +1,146 @@
+"""A/B experiment routes of the API: the same operations as ``modelreg ab``, and feedback.
+
+=============================================  =====================================
+``GET  /api/v1/experiments``                   list (``?model=``, ``?state=``)
+``POST /api/v1/models/{name}/experiment``      start (body: :class:`StartBody`)
+``GET  /api/v1/models/{name}/experiment``      status with the statistics report
+``POST /api/v1/models/{name}/experiment/ramp``      ramp (body: ``{"traffic": 0.5}``)
+``POST /api/v1/models/{name}/experiment/stop``      stop
+``POST /api/v1/models/{name}/experiment/conclude``  conclude (``{"promote": true}``)
+``POST /api/v1/feedback``                      join an outcome to a logged prediction
+=============================================  =====================================
+
+Statuses come from the one error table: 400 bad input, 404 unknown model,
+version or request id, 409 a second experiment or nothing to ramp, 410 an
+expired prediction, 403 a role too low.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from modelreg.api.identity import Actor
+from modelreg.experiments.definition import DEFAULT_KEY_HEADER, Feedback
+from modelreg.registry import Registry
+
+_Reason = Annotated[str, Field(default="", max_length=2000)]
+_Finite = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartBody(_Body):
+    """Body of a start: the fields of ``modelreg ab start``."""
+
+    treatments: list[StrictStr | StrictInt] = Field(min_length=1, max_length=16)
+    traffic: float = Field(gt=0, le=1)
+    control: StrictStr | StrictInt = "production"
+    key_header: str = Field(default=DEFAULT_KEY_HEADER, max_length=64)
+    shadow: bool = False
+    metrics: list[Annotated[str, Field(max_length=32)]] = Field(default=[], max_length=8)
+    guardrails: list[Annotated[str, Field(max_length=64)]] = Field(default=[], max_length=8)
+    reason: _Reason = ""
+
+
+class RampBody(_Body):
+    """Body of a ramp."""
+
+    traffic: float = Field(gt=0, le=1)
+    reason: _Reason = ""
+
+
+class StopBody(_Body):
+    """Body of a stop."""
+
+    reason: _Reason = ""
+
+
+class ConcludeBody(_Body):
+    """Body of a conclusion."""
+
+    promote: bool = False
+    reason: _Reason = ""
+
+
+class FeedbackBody(_Body):
+    """An outcome for the prediction answered with ``X-Request-ID: request_id``."""
+
+    request_id: str = Field(min_length=1, max_length=128)
+    label: _Finite | StrictInt | Annotated[str, Field(max_length=256)] | None = None
+    value: _Finite | StrictInt | None = None
+
+    def feedback(self) -> Feedback:
+        """As the domain value."""
+        label = float(self.label) if isinstance(self.label, int) else self.label
+        value = float(self.value) if self.value is not None else None
+        return Feedback(self.request_id, label, value)
+
+
+def experiments_router(reg: Registry) -> APIRouter:
+    """Routes over the facade's A/B experiment operations."""
+    router = APIRouter()
+
+    @router.get("/api/v1/experiments")
+    def list_experiments(
+        actor: Actor,
+        model: Annotated[str | None, Query(max_length=256)] = None,
+        state: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> list[dict[str, Any]]:
+        """Experiments, newest first."""
+        return [v.as_json() for v in reg.ab_list(model=model, state=state, actor=actor)]
+
+    @router.post("/api/v1/models/{name}/experiment")
+    def start(name: str, body: Annotated[StartBody, Body()], actor: Actor) -> dict[str, Any]:
+        """Start an experiment on ``name``."""
+        return reg.ab_start(
+            name,
+            body.treatments,
+            traffic=body.traffic,
+            control=body.control,
+            key_header=body.key_header,
+            shadow=body.shadow,
+            metrics=body.metrics,
+            guardrails=body.guardrails,
+            reason=body.reason,
+            actor=actor,
+        ).as_json()
+
+    @router.get("/api/v1/models/{name}/experiment")
+    def status(name: str, actor: Actor) -> dict[str, Any]:
+        """The model's experiment with its statistics report."""
+        return reg.ab_status(name, actor=actor).as_json()
+
+    @router.post("/api/v1/models/{name}/experiment/ramp")
+    def ramp(name: str, body: Annotated[RampBody, Body()], actor: Actor) -> dict[str, Any]:
+        """Change each treatment's share."""
+        return reg.ab_ramp(name, body.traffic, reason=body.reason, actor=actor).as_json()
+
+    @router.post("/api/v1/models/{name}/experiment/stop")
+    def stop(
+        name: str, actor: Actor, body: Annotated[StopBody | None, Body()] = None
+    ) -> dict[str, Any]:
+        """Stop the experiment: everyone gets control."""
+        return reg.ab_stop(name, reason=body.reason if body else "", actor=actor).as_json()
+
+    @router.post("/api/v1/models/{name}/experiment/conclude")
+    def conclude(
+        name: str, actor: Actor, body: Annotated[ConcludeBody | None, Body()] = None
+    ) -> dict[str, Any]:
+        """Record the decision; ``promote`` promotes the winner through the gates."""
+        given = body or ConcludeBody()
+        return reg.ab_conclude(
+            name, promote=given.promote, reason=given.reason, actor=actor
+        ).as_json()
+
+    @router.post("/api/v1/feedback")
+    def feedback(body: Annotated[FeedbackBody, Body()], _actor: Actor) -> dict[str, str]:
+        """Join a label or value to a logged prediction (404 unknown, 410 expired)."""
+        result = reg.record_feedback(body.feedback())
+        return {"request_id": body.request_id, "result": result.value}
+
+    return router
