@@ -164,6 +164,26 @@ def test_a_treatment_that_cannot_load_sends_everyone_to_control_and_degrades(
     asyncio.run(scenario())
 
 
+def test_a_control_that_cannot_load_leaves_the_default_variant_serving(
+    saved: dict[int, Path], tmp_path: Path
+) -> None:
+    pinned = route(NAME, traffic=0.5, control=3, control_alias=None)
+    plane = _plane(Models(NAME, saved, broken={3}), Experiments({NAME: pinned}), tmp_path)
+
+    async def scenario() -> None:
+        await plane.start()
+        try:
+            answers = {_who(await _ask(plane, f"user-{i}")) for i in range(50)}
+            assert answers == {(DEFAULT_VARIANT, 1)}
+            [reason] = plane.versions()["experiments"][NAME]["reasons"]
+            assert reason == "control v3 is not loaded; experiment not routed"
+        finally:
+            await plane.stop()
+
+    asyncio.run(scenario())
+    assert plane.recorder is not None and plane.recorder.counts() == []
+
+
 def test_shadow_scores_the_treatment_but_never_answers_with_it(
     saved: dict[int, Path], tmp_path: Path
 ) -> None:

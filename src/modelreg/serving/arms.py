@@ -133,7 +133,7 @@ class ArmFollower:
                 route.state,
                 degraded,
             )
-        for slot in [*retired, *unused]:
+        for slot in {id(s): s for s in [*retired, *unused]}.values():  # each once
             self._retire(slot)
         return results
 
