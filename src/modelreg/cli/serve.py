@@ -2,7 +2,8 @@
 
 The command checks its flags, builds the serving config, checks that every
 model names something servable, and runs the server over the registry (which
-is the :class:`~modelreg.serving.source.ModelSource` of the server). With
+is the server's :class:`~modelreg.serving.source.ModelSource` and
+:class:`~modelreg.serving.source.ExperimentSource`). With
 ``--workers N`` uvicorn starts N processes; each gets the complete settings
 as JSON in its app factory's arguments (:func:`worker_app`), not through
 environment variables.
@@ -140,7 +141,11 @@ def serve(
     settings = registry.settings
     if workers == 1:
         try:
-            listener.run(sock, create_app(server, registry, settings=settings), **options)
+            listener.run(
+                sock,
+                create_app(server, registry, experiments=registry, settings=settings),
+                **options,
+            )
         finally:
             registry.close()
         return
@@ -195,4 +200,5 @@ def worker_app(settings_json: str | None = None) -> FastAPI:
             "MODELREG_SERVE_CONFIG is not set; start workers with `modelreg serve`"
         )
     server = build_config(settings.serving.serve_config, "MODELREG_SERVE_CONFIG")
-    return create_app(server, Registry(settings), settings=settings)
+    registry = Registry(settings)
+    return create_app(server, registry, experiments=registry, settings=settings)
