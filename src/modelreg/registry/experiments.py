@@ -358,7 +358,8 @@ class Experiments:
         stopped = []
         for record in self.store.listed(state=ExperimentState.RUNNING):
             try:
-                report = self._report(record)
+                # Guardrails read counts only: skip loading the prediction log every round.
+                report = self._report(record, with_outcomes=False)
                 if report.breaches:
                     breaches = [
                         f"{b.treatment} {b.guardrail} (observed {b.observed:.4g})"
@@ -464,10 +465,10 @@ class Experiments:
                     self.gateway.set_version_tags(record.model, version, previous)
             raise
 
-    def _report(self, record: ExperimentRecord) -> reports.Report:
+    def _report(self, record: ExperimentRecord, *, with_outcomes: bool = True) -> reports.Report:
         totals = {t.variant: t for t in self.store.totals(record.id)}
         outcomes: dict[str, list[reports.Outcome]] = {}
-        for logged in self.store.outcomes(record.id):
+        for logged in self.store.outcomes(record.id) if with_outcomes else ():
             outcomes.setdefault(logged.variant, []).append(
                 reports.Outcome(logged.prediction, logged.label, logged.value)
             )
