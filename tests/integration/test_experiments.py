@@ -292,3 +292,28 @@ def test_a_breached_guardrail_stops_the_experiment_on_its_own(
     assert auto.actor == registry.settings.automation_actor
     assert "error_rate" in auto.reason and auto.details["breaches"]
     registry.ab_conclude(model_name)
+
+
+def test_several_treatments_share_the_space_and_semvers_name_versions(
+    registry: Registry, quick_versions: Versions, model_name: str
+) -> None:
+    control, *_ = quick_versions(model_name, 3)
+    registry.promote(model_name, control, Stage.PRODUCTION)
+    second, third = (registry.show(model_name, v).semver for v in (control + 1, control + 2))
+    assert second and third
+    with pytest.raises(InvalidInputError, match="between 0 and 0.5"):
+        registry.ab_start(model_name, [second, third], traffic=0.6)
+    with pytest.raises(InvalidInputError, match="different version"):
+        registry.ab_start(model_name, [second, str(control + 1)], traffic=0.1)
+    view = registry.ab_start(model_name, [second, third], traffic=0.25)
+    assert [(a.variant, a.version) for a in view.treatments] == [
+        ("treatment-1", control + 1),
+        ("treatment-2", control + 2),
+    ]
+    assert view.control.share == pytest.approx(0.5)
+    route = registry.experiment(model_name)
+    assert route is not None
+    seen = {route.variant_for(f"user-{i}") for i in range(2000)}
+    assert seen == {"control", "treatment-1", "treatment-2"}
+    registry.ab_stop(model_name)
+    registry.ab_conclude(model_name)
