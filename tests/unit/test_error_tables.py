@@ -32,6 +32,7 @@ EXPECTED: dict[type[ModelregError], tuple[int, int]] = {
     errors.ModelNotFoundError: (404, 3),
     errors.VersionNotFoundError: (404, 3),
     errors.ArtifactsNotFoundError: (404, 3),
+    errors.ExpiredError: (410, 3),
     errors.ConflictError: (409, 4),
     errors.TransitionNotAllowedError: (409, 4),
     errors.SemVerConflictError: (409, 4),
