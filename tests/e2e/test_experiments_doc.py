@@ -1,0 +1,223 @@
+"""docs/experiments.md's worked example runs as written, in order, on a fresh stack.
+
+The blocks are read from the page itself, so the page cannot rot. A block
+after ``<!-- doc-test: background URL -->`` is what a reader starts in a shell
+of its own (``modelreg up``, ``modelreg serve``): the test starts it in a new
+process with a fresh environment, waits until URL answers 200, and stops it at
+the end. The other ``bash`` blocks run in order as one reader's shell: each
+run of blocks between two background blocks is one bash process, and the
+exported variables (the ``export`` and ``source .venv/bin/activate``) carry
+over to the next, as they would in the reader's second shell. ``text`` blocks
+(sample output) and the ``python`` block of the reference sections are not
+run. Only the ports change: 5000, 8000 and 8080 become free ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from modelreg.stack import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "experiments.md"
+_BLOCK = re.compile(
+    r"(?:<!-- doc-test: (?P<mark>\w+)(?: (?P<url>\S+))? -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```",
+    re.S,
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block of the page and how the test treats it."""
+
+    lang: str
+    body: str
+    mark: str  # "" or "background"
+    url: str  # for a background block: what answers 200 once it is up
+
+
+def doc_blocks(text: str) -> list[Block]:
+    """The worked example's blocks in order: everything before ``## Starting an experiment``."""
+    example = text.split("\n## Starting an experiment", 1)[0]
+    return [
+        Block(m.group("lang"), m.group("body"), m.group("mark") or "", m.group("url") or "")
+        for m in _BLOCK.finditer(example)
+    ]
+
+
+def _wait_ok(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            if response.status == 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
+
+
+@contextmanager
+def _background(command: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
+    """Run ``command`` as a reader's other shell would, stopped with Ctrl-C (SIGINT) at the end."""
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def _segments(blocks: list[Block]) -> list[Block | list[Block]]:
+    """Background blocks alone, and the runs of bash blocks between them."""
+    steps: list[Block | list[Block]] = []
+    for block in blocks:
+        if block.mark == "background":
+            steps.append(block)
+        elif block.lang == "bash":
+            if steps and isinstance(steps[-1], list):
+                steps[-1].append(block)
+            else:
+                steps.append([block])
+    return steps
+
+
+def test_blocks_are_found_with_their_marks() -> None:
+    blocks = doc_blocks(DOC.read_text(encoding="utf-8"))
+    background = [b for b in blocks if b.mark == "background"]
+    assert [b.url for b in background] == [
+        "http://127.0.0.1:8000/health",
+        "http://127.0.0.1:8080/ping",
+    ]
+    assert "modelreg up" in background[0].body
+    assert "modelreg serve fraud-detection" in background[1].body
+    assert len([b for b in blocks if b.lang == "bash" and not b.mark]) >= 5
+    assert not [b for b in blocks if "[...]" in b.body or "..." in b.body]
+
+
+def _clone(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh git repository standing in for a reader's clone, and the reader's environment."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELREG_", "MLFLOW_"))}
+    env |= {
+        "GIT_AUTHOR_NAME": "reader",
+        "GIT_AUTHOR_EMAIL": "reader@example.com",
+        "GIT_COMMITTER_NAME": "reader",
+        "GIT_COMMITTER_EMAIL": "reader@example.com",
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+        "COLUMNS": "120",
+    }
+    (clone / "README.md").write_text("a clone\n", encoding="utf-8")
+    (clone / ".gitignore").write_text(".venv\n.modelreg/\nrequest.json\n", encoding="utf-8")
+    for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
+        subprocess.run(argv, cwd=clone, env=env, check=True)
+    return clone, env
+
+
+def _run_example(tmp_path: Path) -> tuple[str, str]:
+    """Run the worked example as a reader would; its shell's stdout and stderr."""
+    text = DOC.read_text(encoding="utf-8")
+    ports = {"5000": str(free_port()), "8000": str(free_port()), "8080": str(free_port())}
+    for written, free in ports.items():
+        text = re.sub(rf"(?<![0-9]){written}(?![0-9])", free, text)
+    clone, env = _clone(tmp_path)
+    state = tmp_path / "exports.sh"
+    state.write_text("", encoding="utf-8")
+    stdout, stderr = [], []
+    with ExitStack() as running:
+        for number, step in enumerate(_segments(doc_blocks(text))):
+            if isinstance(step, Block):
+                command = step.body.replace(
+                    "modelreg up", f"modelreg up --port {ports['5000']} --api-port {ports['8000']}"
+                )
+                log = tmp_path / f"background-{number}.log"
+                running.enter_context(_background(command, clone, env, log))
+                try:
+                    _wait_ok(step.url, 180)
+                except AssertionError:
+                    pytest.fail(log.read_text()[-3000:])
+                continue
+            # One bash per run of blocks; the exports carry over as in the reader's shell.
+            bodies = "\n".join(b.body for b in step)
+            script = f"set -euo pipefail\nsource {state}\n{bodies}\nexport -p > {state}\n"
+            (tmp_path / f"step-{number}.sh").write_text(script, encoding="utf-8")
+            done = subprocess.run(
+                ["bash", str(tmp_path / f"step-{number}.sh")],
+                cwd=clone,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            stdout.append(done.stdout)
+            stderr.append(done.stderr)
+            shown = f"--- stdout\n{done.stdout[-6000:]}\n--- stderr\n{done.stderr[-6000:]}"
+            assert done.returncode == 0, shown
+    return "".join(stdout), "".join(stderr)
+
+
+def test_the_worked_example_runs_as_written(tmp_path: Path) -> None:
+    out, err = _run_example(tmp_path)
+    shown = f"--- stdout\n{out[-8000:]}\n--- stderr\n{err[-4000:]}"
+
+    assert "adopted 3 version(s)" in out, shown
+    # The first loop: both variants answered, each with its own version.
+    seen = {
+        variant: int(count)
+        for count, version, variant in re.findall(
+            r"^\s*(\d+) x-model-version: (\d) x-variant: (\w+)$", out, re.M
+        )
+        if (variant, version) in {("control", "1"), ("treatment", "2")}
+    }
+    assert set(seen) == {"control", "treatment"}, shown
+    assert sum(seen.values()) == 200, shown
+    assert 5 <= seen["treatment"] <= 45, shown  # 10% of 200 users, with room for chance
+    # Feedback: the first recorded, the other 199 answered 200.
+    assert '{"request_id":"req-1","result":"recorded"}' in out, shown
+    assert re.search(r"^\s*199 200$", out, re.M), shown
+    # Status shows the running experiment with both arms.
+    assert re.search(r"fraud-detection: experiment [0-9a-f]{32} running", out), shown
+    assert "control v1 (90%), treatment v2 (10%)" in out, shown
+    assert re.search(r"decision: \w+", out), shown
+    # After the ramp about half of the users are treated, the first loop's included;
+    # after the stop, control.
+    ramped = {
+        variant: int(count)
+        for count, variant in re.findall(r"^\s*(\d+) x-variant: (\w+)$", out, re.M)
+    }
+    assert ramped.get("treatment", 0) >= max(seen["treatment"], 70), shown
+    assert re.search(r"^x-variant: control\s*$", out, re.M | re.I), shown
+    assert re.search(r"experiment [0-9a-f]{32} concluded", out), shown
+    # The history tells the story in order.
+    history = out[out.rindex("Production: v1") :]
+    actions = re.findall(r"\b(ab_start|ab_ramp|ab_stop|ab_conclude)\b", history)
+    assert actions == ["ab_start", "ab_ramp", "ab_stop", "ab_conclude"], shown
+    assert "Traceback" not in err, shown
