@@ -16,6 +16,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 
 from modelreg.errors import (
     AuthenticationError,
+    ConflictError,
     ModelNotReadyError,
     ModelregError,
     PayloadError,
@@ -432,6 +433,7 @@ def test_predictions_json_refuses_unknown_objects() -> None:
         (ModelNotReadyError("m", "loading"), "TEMPORARILY_UNAVAILABLE"),
         (AuthenticationError("send a token"), "UNAUTHENTICATED"),
         (PermissionDeniedError("bob", "reload", "wrong token"), "PERMISSION_DENIED"),
+        (ConflictError("already has feedback"), "RESOURCE_CONFLICT"),
         (ModelregError("x"), "INTERNAL_ERROR"),
         (ValueError("x"), "INTERNAL_ERROR"),
     ],

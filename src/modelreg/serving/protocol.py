@@ -51,6 +51,7 @@ import pandas as pd
 
 from modelreg.errors import (
     AuthenticationError,
+    ConflictError,
     InvalidInputError,
     ModelNotReadyError,
     ModelregError,
@@ -95,6 +96,7 @@ ERROR_CODES: Mapping[type[ModelregError], str] = {
     PayloadError: "BAD_REQUEST",
     InvalidInputError: "INVALID_PARAMETER_VALUE",
     NotFoundError: "RESOURCE_DOES_NOT_EXIST",
+    ConflictError: "RESOURCE_CONFLICT",  # /feedback: a different outcome for a request id
     AuthenticationError: "UNAUTHENTICATED",
     PermissionDeniedError: "PERMISSION_DENIED",
     ModelNotReadyError: "TEMPORARILY_UNAVAILABLE",
