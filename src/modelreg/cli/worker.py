@@ -1,4 +1,4 @@
-"""``modelreg worker``: the background workers (sync, webhook delivery) in a process of their own.
+"""``modelreg worker``: the background workers (sync, webhooks, experiment guardrails) alone.
 
 The command only parses options; the workers, their health and the signal
 handling live in :mod:`modelreg.workers`, the same code the API service runs
@@ -29,11 +29,12 @@ def worker(
         str, typer.Option(help="Address for --metrics-port (0.0.0.0 for every interface).")
     ] = "127.0.0.1",
 ) -> None:
-    """Run the periodic sync and webhook delivery until SIGTERM or Ctrl-C (then exit 0).
+    """Run the sync, webhook delivery and experiment guardrails until SIGTERM (then exit 0).
 
     Run the API with MODELREG_API_RUNS_WORKERS=false next to one or more of
     these, to scale API replicas and workers separately. Intervals come from
-    MODELREG_SYNC_INTERVAL_SECONDS and MODELREG_WEBHOOK_INTERVAL_SECONDS.
+    MODELREG_SYNC_INTERVAL_SECONDS, MODELREG_WEBHOOK_INTERVAL_SECONDS and
+    MODELREG_EXPERIMENT_INTERVAL_SECONDS.
     """
     import asyncio
 
@@ -47,7 +48,8 @@ def worker(
         where = f"; /health and /metrics on {url}" if url else ""
         err.print(
             f"modelreg worker: sync every {settings.sync_interval_seconds:g} s, webhook "
-            f"delivery every {settings.webhook_interval_seconds:g} s{where}",
+            f"delivery every {settings.webhook_interval_seconds:g} s, experiment guardrails "
+            f"every {settings.experiment_interval_seconds:g} s{where}",
             markup=False,
         )
 
