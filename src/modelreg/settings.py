@@ -168,6 +168,25 @@ class Settings(BaseSettings):
         description="Secret of the MLflow registry webhook whose deliveries trigger a sync.",
         repr=False,
     )
+    dashboard_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        repr=False,
+        description="Key that signs the dashboard's session cookies (at least 32 characters). "
+        "Unset: a random key is generated once and kept in <home>/dashboard-secret (mode "
+        "0600); set it when several API replicas serve the dashboard.",
+    )
+    dashboard_secure_cookie: bool = Field(
+        default=False,
+        description="Mark the dashboard's session cookie Secure (sent over HTTPS only); "
+        "set true whenever the dashboard is reached through HTTPS.",
+    )
+    dashboard_session_hours: float = Field(
+        default=8.0,
+        gt=0,
+        le=24 * 30,
+        description="How long a dashboard log-in lasts before the user logs in again.",
+    )
 
     serving: ServingSettings = Field(
         default_factory=ServingSettings,

@@ -251,3 +251,62 @@ class ExperimentView(View):
     verdict: dict[str, Any] | None
     report: dict[str, Any] | None = None
     events: list[EventView] = []
+
+
+class RequestView(View):
+    """One open promotion request: which version, who asked, when, why, who approved so far."""
+
+    name: str
+    version: int
+    semver: str | None
+    stage: Stage | None
+    requester: str
+    requested_at: datetime | None
+    comment: str
+    approvers: list[str]
+
+
+class RequestPage(View):
+    """One page of open requests, oldest first, and how many are open in all."""
+
+    requests: list[RequestView]
+    total: int
+    offset: int
+    limit: int
+
+
+class VersionPage(View):
+    """One page of a model's versions, newest first, with their run metrics and params."""
+
+    versions: list[VersionView]
+    total: int
+    offset: int
+    limit: int
+
+
+class EventPage(View):
+    """One page of ledger events, newest first, and how many match the filter in all."""
+
+    events: list[EventView]
+    total: int
+    offset: int
+    limit: int
+
+
+class ModelCounts(View):
+    """How many versions of one model are in each stage, and how many await approval."""
+
+    stages: dict[Stage, int]
+    open_requests: int
+
+
+class ReplicaView(View):
+    """What one serving replica last reported for one variant of an experiment."""
+
+    experiment_id: str
+    replica: str
+    variant: str
+    version: int
+    requests: int
+    errors: int
+    updated_at: datetime

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, Field
@@ -26,6 +26,7 @@ from modelreg.api.events import events_router
 from modelreg.api.experiments import experiments_router
 from modelreg.api.governance import governance_router
 from modelreg.api.identity import Actor, Identifier
+from modelreg.dashboard.app import create_dashboard
 from modelreg.errors import ModelregError
 from modelreg.http_status import status_for
 from modelreg.registry import Registry
@@ -212,4 +213,12 @@ def create_app(  # noqa: C901
     app.include_router(governance_router(reg))
     app.include_router(events_router(reg))
     app.include_router(experiments_router(reg))
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """The dashboard (the API itself lives under /api/v1, its docs at /docs)."""
+        return RedirectResponse("/ui/", status_code=307)
+
+    # The dashboard's pages, sessions and error pages (HTML) are its own sub-app.
+    app.mount("/ui", create_dashboard(reg))
     return app

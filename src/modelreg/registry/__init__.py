@@ -35,6 +35,7 @@ from modelreg.experiments.definition import (
 )
 from modelreg.ledger import Ledger
 from modelreg.ledger.deliveries import ReceivedDeliveries
+from modelreg.ledger.overview import EventFilter
 from modelreg.mlflow_gateway import MlflowGateway
 from modelreg.policy import Permission, PolicyFile, Role
 from modelreg.registry.access import SYSTEM, Access, Caller, Credentials
@@ -53,13 +54,18 @@ from modelreg.views import (
     DecisionView,
     DeliveryView,
     Drift,
+    EventPage,
     EventView,
     ExperimentView,
     HistoryView,
     LineageView,
+    ModelCounts,
     ModelView,
     PolicyView,
+    ReplicaView,
+    RequestPage,
     VerifyResult,
+    VersionPage,
     VersionView,
 )
 from modelreg.webhooks import Subscriber
@@ -73,6 +79,7 @@ __all__ = [
     "SYSTEM",
     "Caller",
     "Credentials",
+    "EventFilter",
     "Progress",
     "Registry",
     "Skipped",
@@ -364,6 +371,43 @@ class Registry:
     def versions(self, name: str) -> list[VersionView]:
         """Every version of a model, oldest first."""
         return self.reads.versions(name)
+
+    def versions_page(self, name: str, *, limit: int = 25, offset: int = 0) -> VersionPage:
+        """One page of a model's versions, newest first, with run metrics and params.
+
+        Raises ModelNotFoundError, or InvalidInputError for a limit outside
+        1..500 or a negative offset.
+        """
+        return self.reads.versions_page(name, limit=limit, offset=offset)
+
+    def audit(
+        self, where: EventFilter | None = None, *, limit: int = 50, offset: int = 0
+    ) -> EventPage:
+        """Ledger events across models matching ``where``, newest first, one page.
+
+        ``where`` filters by model, version, actor, action and time (inclusive);
+        the page says how many events match in all. Raises InvalidInputError for
+        a limit outside 1..500 or a negative offset.
+        """
+        return self.reads.audit(where or EventFilter(), limit=limit, offset=offset)
+
+    def open_requests(
+        self, model: str | None = None, *, limit: int = 50, offset: int = 0
+    ) -> RequestPage:
+        """Open promotion requests of ``model`` (or every model), oldest first, one page."""
+        return self.reads.open_requests(model, limit=limit, offset=offset)
+
+    def model_counts(self) -> dict[str, ModelCounts]:
+        """Per model: how many versions are in each stage and how many await approval."""
+        return self.reads.model_counts()
+
+    def replica_reports(self, experiment_ids: Sequence[str]) -> list[ReplicaView]:
+        """What each serving replica last reported per variant of these experiments.
+
+        The ledger knows only the replicas that flushed experiment counts; a
+        replica serving a model without an experiment reports nothing here.
+        """
+        return self.reads.replica_reports(experiment_ids)
 
     def show(self, name: str, ref: str | int) -> VersionView:
         """One version with its semver, stage, digest, lineage status, params and metrics."""

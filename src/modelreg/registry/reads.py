@@ -17,8 +17,9 @@ from modelreg.domain import (
     check_model_name,
     parse_version_number,
 )
-from modelreg.errors import VersionNotFoundError
+from modelreg.errors import InvalidInputError, VersionNotFoundError
 from modelreg.ledger import Ledger, VersionRecord
+from modelreg.ledger.overview import EventFilter, Overview
 from modelreg.lifecycle import ModelState
 from modelreg.mlflow_gateway import (
     PRODUCTION_ALIAS,
@@ -34,11 +35,17 @@ from modelreg.registry.ledger_check import LedgerCheck
 from modelreg.registry.projection import alias_holders
 from modelreg.search import Query
 from modelreg.views import (
+    EventPage,
     EventView,
     HistoryView,
     LineageSource,
     LineageView,
+    ModelCounts,
     ModelView,
+    ReplicaView,
+    RequestPage,
+    RequestView,
+    VersionPage,
     VersionView,
 )
 
@@ -46,6 +53,7 @@ log = logging.getLogger("modelreg.registry")
 
 _WHOLE_MODEL = 200  # more versions than this of one model: read all its rows at once
 _FEW = 50  # up to this many versions are fetched one by one rather than listed
+MAX_PAGE = 500  # rows per page of the paged reads (audit events, open requests)
 
 
 class Reads:
@@ -58,6 +66,7 @@ class Reads:
         self.ledger = ledger
         self.access = access
         self.ledger_check = ledger_check
+        self.overview = Overview(ledger)
         # (model, alias) -> the version MLflow and the ledger last agreed on, and the
         # version a bypass was last logged for (alias_version is polled every second).
         self._confirmed: dict[tuple[str, str], int] = {}
@@ -120,6 +129,16 @@ class Reads:
         self.ledger_check.ensure()
         self.gateway.model(name)
         return self._views(self.gateway.versions(name), with_run=False)
+
+    def versions_page(self, name: str, *, limit: int, offset: int) -> VersionPage:
+        """One page of a model's versions, newest first, with run metrics (one run read each)."""
+        _check_page(limit, offset)
+        check_model_name(name)
+        self.ledger_check.ensure()
+        self.gateway.model(name)
+        infos = sorted(self.gateway.versions(name), key=lambda i: i.version, reverse=True)
+        views = self._views(infos[offset : offset + limit], with_run=True) if infos else []
+        return VersionPage(versions=views, total=len(infos), offset=offset, limit=limit)
 
     def show(self, name: str, ref: str | int) -> VersionView:
         """One version with its semver, stage, digest, lineage status, params and metrics."""
@@ -267,6 +286,75 @@ class Reads:
             source=origin,
         )
 
+    # -- overviews across models (paged) ------------------------------------------
+
+    def audit(self, where: EventFilter, *, limit: int, offset: int) -> EventPage:
+        """Ledger events matching ``where``, newest first, one page of at most ``limit``.
+
+        Raises InvalidInputError for a limit outside 1..MAX_PAGE, a negative
+        offset, or an invalid model name in the filter.
+        """
+        _check_page(limit, offset)
+        if where.model is not None:
+            check_model_name(where.model)
+        self.ledger_check.ensure()
+        events, total = self.overview.events(where, limit=limit, offset=offset)
+        return EventPage(
+            events=[EventView.of(e) for e in events], total=total, offset=offset, limit=limit
+        )
+
+    def open_requests(self, model: str | None, *, limit: int, offset: int) -> RequestPage:
+        """Open promotion requests (of one model or all), oldest first, one page."""
+        _check_page(limit, offset)
+        if model is not None:
+            check_model_name(model)
+        self.ledger_check.ensure()
+        found, total = self.overview.open_requests(model, limit=limit, offset=offset)
+        semvers: dict[tuple[str, int], str] = {}
+        for name in {r.model for r in found}:
+            wanted = [r.version for r in found if r.model == name]
+            records = self.ledger.version_records_of(name, wanted)
+            semvers.update({(r.model, r.version): str(r.semver) for r in records})
+        views = [
+            RequestView(
+                name=r.model,
+                version=r.version,
+                semver=semvers.get((r.model, r.version)),
+                stage=r.stage,
+                requester=r.requester,
+                requested_at=r.requested_at,
+                comment=r.comment,
+                approvers=list(r.approvers),
+            )
+            for r in found
+        ]
+        return RequestPage(requests=views, total=total, offset=offset, limit=limit)
+
+    def model_counts(self) -> dict[str, ModelCounts]:
+        """Per model: versions in each stage and open requests (two GROUP BY queries)."""
+        self.ledger_check.ensure()
+        stages = self.overview.stage_counts()
+        requests = self.overview.request_counts()
+        return {
+            name: ModelCounts(stages=stages.get(name, {}), open_requests=requests.get(name, 0))
+            for name in stages.keys() | requests.keys()
+        }
+
+    def replica_reports(self, experiment_ids: Sequence[str]) -> list[ReplicaView]:
+        """What each serving replica last reported for these experiments, newest first."""
+        return [
+            ReplicaView(
+                experiment_id=r.experiment_id,
+                replica=r.replica,
+                variant=r.variant,
+                version=r.version,
+                requests=r.requests,
+                errors=r.errors,
+                updated_at=r.updated_at,
+            )
+            for r in self.overview.replica_reports(experiment_ids)
+        ]
+
     def alias_version(self, name: str, alias: str) -> int:
         """The version ``alias`` points at now: one cheap MLflow call, what model servers poll.
 
@@ -302,6 +390,13 @@ class Reads:
         if expected is None:
             raise VersionNotFoundError(name, f"@{alias}")
         return expected
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError(f"page size must be 1 to {MAX_PAGE}; got {limit}")
+    if offset < 0:
+        raise InvalidInputError(f"page offset must be 0 or more; got {offset}")
 
 
 def version_view(

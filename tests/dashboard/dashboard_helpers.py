@@ -1,0 +1,44 @@
+"""A browser-like TestClient for the dashboard: logs in through the form, posts with the token."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from fastapi.testclient import TestClient
+
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a dashboard page carries in its forms."""
+    found = _TOKEN.search(html)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+class Browser:
+    """A TestClient that logs in through the dashboard's form and remembers the form token."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+        self.token = ""
+
+    def log_in(self, name: str) -> Browser:
+        """Log in as ``name`` (the embedded default: no password) and keep the new token."""
+        form = self.client.get("/ui/login")
+        assert form.status_code == 200, form.text
+        done = self.client.post(
+            "/ui/login",
+            data={"csrf_token": csrf_of(form.text), "username": name, "next": "/ui/approvals"},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303, done.text
+        assert done.headers["location"] == "/ui/approvals"
+        self.token = csrf_of(self.client.get("/ui/approvals").text)
+        return self
+
+    def post(self, path: str, **fields: str) -> httpx.Response:
+        """POST a dashboard form with the session's token (unless a csrf_token is given)."""
+        data = {"csrf_token": self.token, **fields}
+        return self.client.post(path, data=data, follow_redirects=False)
