@@ -20,6 +20,8 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,21 +56,28 @@ class Session:
 def session_secret(settings: Settings) -> str:
     """The signing key: the configured one, else the one kept under the home (made once).
 
-    The file is created exclusively with mode 0600, so two processes starting
-    at once agree on one key. Raises InvalidInputError for a kept key that is
-    too short (someone edited the file).
+    A new key is written to a private temporary file (mode 0600) and linked
+    into place, which fails if another process got there first: every process
+    ends up with the same, complete key. Raises InvalidInputError for a kept
+    key that is too short (someone edited the file).
     """
     if settings.dashboard_secret:
         return settings.dashboard_secret
     path = settings.home / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return _read_secret(path)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{SECRET_FILE}-")
+    try:
         secret = secrets.token_urlsafe(48)
-        handle.write(secret)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(secret)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_secret(path)
+    finally:
+        os.unlink(temporary)
     return secret
 
 
@@ -86,9 +95,20 @@ class Sessions:
     """Reads and writes the session cookie, and checks that a POST is the dashboard's own."""
 
     def __init__(self, settings: Settings) -> None:
-        self._signer = URLSafeTimedSerializer(session_secret(settings), salt=_SALT)
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._made: URLSafeTimedSerializer | None = None
         self._max_age = int(settings.dashboard_session_hours * 3600)
         self._secure = settings.dashboard_secure_cookie
+
+    @property
+    def _signer(self) -> URLSafeTimedSerializer:
+        # Made on the first dashboard request, not when the API app is built: an API
+        # that never serves a page writes nothing under the home.
+        with self._lock:
+            if self._made is None:
+                self._made = URLSafeTimedSerializer(session_secret(self._settings), salt=_SALT)
+            return self._made
 
     def read(self, request: Request) -> Session | None:
         """The request's session, or None when the cookie is missing, forged or expired."""
