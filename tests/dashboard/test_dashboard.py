@@ -24,7 +24,7 @@ from modelreg.api.app import create_app
 from modelreg.dashboard.session import COOKIE, SECRET_FILE
 from modelreg.domain import Action, Stage
 from modelreg.experiments.definition import VariantCounts
-from modelreg.registry import Registry
+from modelreg.registry import EventFilter, Registry
 
 pytestmark = pytest.mark.integration
 on_sqlite = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -294,3 +294,32 @@ def test_log_in_sessions_and_cookie(governed: Registry, browser: Login) -> None:
     logged_out = again.post("/ui/logout")
     assert logged_out.status_code == 303
     assert again.client.get("/ui/", follow_redirects=False).status_code == 303
+
+
+@on_sqlite
+def test_experiment_forms_ramp_stop_and_conclude(
+    governed: Registry, register_auc: RegisterAuc, browser: Login, model_name: str
+) -> None:
+    control = register_auc(0.9)
+    treatment = register_auc(0.91, seed=1)
+    governed.promote(model_name, control, Stage.PRODUCTION, actor="ann")
+    governed.ab_start(model_name, [treatment], traffic=0.1, actor="connie")
+    connie = browser("connie")
+    base = f"/ui/models/{model_name}/experiment"
+    assert connie.post(f"{base}/ramp", traffic="1.5").status_code == 400  # the facade's range
+    ramped = connie.post(f"{base}/ramp", traffic="0.5", reason="no errors at 10%")
+    assert ramped.status_code == 303, ramped.text
+    assert governed.ab_status(model_name).traffic == pytest.approx(0.5)
+    assert "Traffic changed." in connie.client.get(ramped.headers["location"]).text
+    assert connie.post(f"{base}/stop", reason="enough").status_code == 303
+    assert governed.ab_status(model_name).state == "stopped"
+    page = connie.client.get(base).text
+    assert "/experiment/ramp" not in page and "/experiment/conclude" in page
+    # Promoting the winner needs the approver role; connie is a contributor.
+    assert connie.post(f"{base}/conclude", promote="yes").status_code == 403
+    assert connie.post(f"{base}/conclude", reason="inconclusive").status_code == 303
+    assert governed.ab_status(model_name).state == "concluded"
+    decisions = [e.action for e in governed.audit(EventFilter(model=model_name)).events]
+    assert {Action.AB_RAMP, Action.AB_STOP, Action.AB_CONCLUDE} <= set(decisions)
+    listed = connie.client.get(f"/ui/experiments?model={model_name}&state=concluded")
+    assert "inconclusive" in listed.text
