@@ -22,6 +22,7 @@ is sent to the log-in page.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -42,6 +43,7 @@ from modelreg.http_status import status_for
 from modelreg.registry import Registry
 
 _MAX_FIELDS = 20
+log = logging.getLogger("modelreg.dashboard")
 
 
 class Dashboard:
@@ -176,6 +178,12 @@ def _install_error_pages(app: FastAPI, dashboard: Dashboard) -> None:
             for e in exc.errors()
         ]
         return dashboard.error_page(request, 400, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after sending this page, so the server log keeps the trace.
+        log.error("dashboard error on %s %s: %r", request.method, request.url.path, exc)
+        return dashboard.error_page(request, 500, "an internal error; the server log has details")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
