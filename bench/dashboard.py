@@ -1,0 +1,318 @@
+"""Dashboard page time: each page's server time against the JSON API route reading the same data.
+
+Run from the repository root::
+
+    .venv/bin/python bench/dashboard.py                  # 1,000 versions, 100,000 ledger events
+    .venv/bin/python bench/dashboard.py --versions 200 --events 5000 --repeat 5 --no-write-docs
+
+It starts its own MLflow server (SQLite, local artifacts) and SQLite ledger in
+a temporary directory and seeds one model the way ``bench/registry.py`` does
+(its ``seed``: version 1 through MLflow's REST API and ``Registry.sync``, the
+rest bulk-inserted into MLflow's SQL store and the ledger's transaction API),
+then appends request/reject pairs through ``Ledger.locked`` until the ledger
+holds ``--events`` events, leaves a few requests open, and starts an A/B
+experiment with replica counts. Pages are requested in-process through
+Starlette's TestClient on the API app (``create_app``), logged in through the
+dashboard's form as the starter policy's admin: the time is the server's
+(routing, facade, MLflow REST calls, ledger queries, Jinja2), not a browser's.
+Each page and its baseline run interleaved: ``WARMUPS`` warm-ups, then
+``--repeat`` timed runs (fewer once one has used ``--budget-seconds``). It
+prints p50/p95 per page, the baseline's, their ratio, and PASS/MISS against
+the issue's target (p95 under 300 ms); with ``--write-docs`` (the default) it
+replaces the "Dashboard pages" section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+# bench/registry.py: the stack, the bulk seeding, the machine line and the docs writer.
+import registry as seeding
+from modelreg import policy
+from modelreg.api.app import create_app
+from modelreg.domain import Action, NewEvent
+from modelreg.experiments.definition import VariantCounts
+from modelreg.registry import Registry
+
+SECTION = "## Dashboard pages"
+ACTOR = "bench"  # the starter policy's admin
+WARMUPS = 3
+TARGET_MS = 300.0  # issue 11: every page under 300 ms p95
+OPEN_REQUESTS = 5  # versions left with an open request (the approval queue's content)
+EVENT_BATCH = 2000  # events per ledger transaction while seeding
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Case:
+    """One page and the JSON API route that reads the same data (the baseline)."""
+
+    page: str
+    path: str
+    baseline: str
+    samples: list[float] = field(default_factory=list)  # milliseconds
+    base_samples: list[float] = field(default_factory=list)
+
+    @staticmethod
+    def p(values: Sequence[float], q: float) -> float:
+        """The ``q`` quantile (0..1) of ``values`` in milliseconds (nearest rank)."""
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    @property
+    def ratio(self) -> float:
+        """Page p50 / baseline p50."""
+        return statistics.median(self.samples) / statistics.median(self.base_samples)
+
+
+def seed_events(registry: Registry, name: str, versions: int, events: int) -> int:
+    """Append request/reject pairs until the ledger holds ``events`` events; returns the count.
+
+    Through the ledger's transaction API, so the state projection (open requests)
+    stays consistent; the last ``OPEN_REQUESTS`` versions keep an open request.
+    """
+    have = len(registry.ledger.events(name))
+    version = 4
+    while have < events - OPEN_REQUESTS:
+        with registry.ledger.locked(name) as txn:
+            for _ in range(min(EVENT_BATCH, events - OPEN_REQUESTS - have) // 2):
+                asked = txn.append(
+                    NewEvent(
+                        model=name,
+                        version=version,
+                        action=Action.REQUEST,
+                        actor="connie",
+                        reason="ready",
+                    )
+                )
+                details = {"request": asked.id, "role": "approver"}
+                txn.append(
+                    NewEvent(
+                        model=name,
+                        version=version,
+                        action=Action.REJECT,
+                        actor="carol",
+                        reason="stale data",
+                        details=details,
+                    )
+                )
+                have += 2
+                version = 4 + (version - 3) % (versions - OPEN_REQUESTS - 4)
+        if (events - OPEN_REQUESTS - have) < 2:
+            break
+    for number in range(versions - OPEN_REQUESTS + 1, versions + 1):
+        with registry.ledger.locked(name) as txn:
+            txn.append(
+                NewEvent(
+                    model=name,
+                    version=number,
+                    action=Action.REQUEST,
+                    actor="connie",
+                    reason="ready",
+                )
+            )
+    return len(registry.ledger.events(name))
+
+
+def cases(name: str, versions: int) -> list[Case]:
+    """Every dashboard page with its baseline."""
+    model = f"/api/v1/models/{name}"
+    middle = versions // 2
+    return [
+        Case("Models", "/ui/", "/api/v1/models"),
+        Case("Model", f"/ui/models/{name}", f"{model}/versions"),
+        Case("Version", f"/ui/models/{name}/versions/{middle}", f"{model}/versions/{middle}"),
+        Case(
+            "Version (its gates)",
+            f"/ui/models/{name}/versions/{middle}",
+            f"{model}/versions/{middle}/validate",
+        ),
+        Case("Approvals", "/ui/approvals", f"{model}/versions/{versions}"),
+        Case("Experiments", "/ui/experiments", "/api/v1/experiments"),
+        Case("Experiment", f"/ui/models/{name}/experiment", f"{model}/experiment"),
+        Case("Serving", "/ui/serving", f"{model}/experiment"),
+        Case("Audit log", "/ui/audit", "/api/v1/experiments"),
+        Case("Audit log, one model", f"/ui/audit?model={name}", "/api/v1/experiments"),
+    ]
+
+
+def _timed(client: TestClient, path: str) -> float:
+    start = time.perf_counter()
+    response = client.get(path)
+    elapsed = (time.perf_counter() - start) * 1000
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {path}: {response.status_code} {response.text[:300]}")
+    return elapsed
+
+
+def measure(client: TestClient, found: list[Case], repeat: int, budget: float) -> None:
+    """Warm up, then time each page and its baseline interleaved."""
+    for case in found:
+        for _ in range(WARMUPS):
+            _timed(client, case.path)
+            _timed(client, case.baseline)
+        start = time.monotonic()
+        for i in range(repeat):
+            case.samples.append(_timed(client, case.path))
+            case.base_samples.append(_timed(client, case.baseline))
+            if i >= 2 and time.monotonic() - start > budget:
+                break
+        print(
+            f"  {case.page:<22} p50 {Case.p(case.samples, 0.5):7.1f} ms "
+            f"p95 {Case.p(case.samples, 0.95):7.1f} ms  ({len(case.samples)} runs)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def log_in(client: TestClient) -> None:
+    """Log in through the dashboard's form, as a browser does."""
+    form = client.get("/ui/login")
+    token = _TOKEN.search(form.text)
+    if token is None:
+        raise RuntimeError("the log-in page has no CSRF token")
+    done = client.post(
+        "/ui/login",
+        data={"csrf_token": token.group(1), "username": ACTOR},
+        follow_redirects=False,
+    )
+    if done.status_code != 303:
+        raise RuntimeError(f"log-in failed: {done.status_code} {done.text[:300]}")
+
+
+def table(found: Sequence[Case]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| page | path | p50 ms | p95 ms | baseline (JSON API) | baseline p50 ms | p95 ms "
+        "| page/baseline (p50) | p95 < 300 ms |",
+        "|---|---|---:|---:|---|---:|---:|---:|---|",
+    ]
+    for c in found:
+        p95 = Case.p(c.samples, 0.95)
+        lines.append(
+            f"| {c.page} | `{re.sub(r'bench-[0-9]+-[0-9a-f]+', '{name}', c.path)}` "
+            f"| {Case.p(c.samples, 0.5):.1f} | {p95:.1f} "
+            f"| `{re.sub(r'bench-[0-9]+-[0-9a-f]+', '{name}', c.baseline)}` "
+            f"| {Case.p(c.base_samples, 0.5):.1f} | {Case.p(c.base_samples, 0.95):.1f} "
+            f"| {c.ratio:.1f}x | {'PASS' if p95 < TARGET_MS else 'MISS'} |"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> tuple[list[Case], dict[str, float], int]:
+    """Start the stack, seed, and measure every page."""
+    stack_args = argparse.Namespace(backend_store_uri=None, ledger_uri=None, workers=args.workers)
+    phases: dict[str, float] = {}
+    with seeding.stack(stack_args, args.versions) as running, tempfile.TemporaryDirectory() as home:
+        policy.write_starter(Path(home) / "policy.toml", [ACTOR])
+        registry = Registry.connect(
+            running.tracking_uri, running.ledger_uri, actor=ACTOR, home=Path(home)
+        )
+        try:
+            registry.ledger.migrate()
+            client = MlflowClient(running.tracking_uri)
+            seeded = seeding.seed(registry, client, running, args.versions)
+            phases.update(seeded.phases)
+            name = seeded.name
+            start = time.perf_counter()
+            started = registry.ab_start(name, [3], traffic=0.1, actor="connie")
+            registry.record_variant_counts(
+                "replica-a",
+                [
+                    VariantCounts(started.id, "control", 2, 900, 3, 0, (900,), 0, 0.0, 0.0),
+                    VariantCounts(started.id, "treatment", 3, 100, 1, 0, (100,), 0, 0.0, 0.0),
+                ],
+            )
+            total = seed_events(registry, name, args.versions, args.events)
+            phases[f"append request/reject events up to {args.events:,}"] = (
+                time.perf_counter() - start
+            )
+            print(f"== {total:,} ledger events; measuring", file=sys.stderr, flush=True)
+            http = TestClient(create_app(registry.settings, registry))
+            log_in(http)
+            found = cases(name, args.versions)
+            measure(http, found, args.repeat, args.budget_seconds)
+        finally:
+            registry.close()
+    return found, phases, total
+
+
+def section(
+    args: argparse.Namespace, found: Sequence[Case], phases: dict[str, float], total: int
+) -> str:
+    """The docs section."""
+    missed = [c.page for c in found if Case.p(c.samples, 0.95) >= TARGET_MS]
+    verdict = "every page is under 300 ms p95" if not missed else f"missed by: {', '.join(missed)}"
+    seeding_lines = "\n".join(f"- {label}: {seconds:.1f} s" for label, seconds in phases.items())
+    return f"""{SECTION}
+
+`bench/dashboard.py` times every dashboard page in-process (Starlette's
+TestClient on the API app, logged in through the form as the policy's admin)
+against the JSON API route reading the same data, interleaved: {WARMUPS} warm-ups,
+then up to {args.repeat} runs (fewer after {args.budget_seconds:.0f} s). One model with
+{args.versions:,} versions (MLflow on SQLite, local artifacts, {args.workers} worker(s)),
+{total:,} ledger events (SQLite), {OPEN_REQUESTS} open requests, a running experiment with one
+replica's counts. Target (issue 11): p95 under {TARGET_MS:.0f} ms for every page: {verdict}.
+
+Machine: {seeding.machine()}.
+
+{table(found)}
+
+Reading it: "Version" is compared with the plain version read and "Version (its
+gates)" with the validate route, because the page runs `validate` (which
+re-hashes the artifacts against the manifest) and the lineage read; "Model"
+reads the version page's MLflow runs (one per listed version, 25 a page) and the
+timeline's newest events; "Audit log" pages the ledger with a count of the
+filtered events. Approvals, Serving and the audit pages have no JSON twin; their
+baselines are cheap routes (a version read, the experiment report, the
+experiments list) so that the ratio shows the page's own cost.
+
+Seeding (set-up, not a result):
+
+{seeding_lines}
+
+```sh
+.venv/bin/python bench/dashboard.py  # about {int(sum(phases.values()) // 60) + 2} minutes here
+.venv/bin/python bench/dashboard.py --versions 200 --events 5000 --repeat 5 --no-write-docs
+```
+"""
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--versions", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--budget-seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=2, help="MLflow server workers")
+    parser.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
+    """Run the benchmark; print the table and update the docs."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.versions < 20:
+        raise SystemExit("--versions must be at least 20")
+    found, phases, total = run(args)
+    text = section(args, found, phases, total)
+    out(table(found))
+    if args.write_docs:
+        seeding.write_section(seeding.DOCS, SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
