@@ -58,6 +58,9 @@ def test_api_runs_an_experiment_and_refuses_bad_input_with_4xx(
         # 422: the body's shape (pydantic); 400: a well-formed body the registry refuses.
         assert answer.status_code in {400, 422}, (body, answer.text)
     assert api.post(base, json={"treatments": [99], "traffic": 0.1}).status_code == 404
+    huge = api.post(base, json={"treatments": [10**23], "traffic": 0.1})
+    assert huge.status_code == 400 and "invalid version" in huge.json()["message"]
+    assert api.post("/api/v1/models/nosuch-ab/experiment/stop").status_code == 404
     assert api.get("/api/v1/experiments", params={"model": model_name}).json() == []
 
     started = api.post(base, json={"treatments": [str(treatment)], "traffic": 0.1})

@@ -19,6 +19,7 @@ from modelreg.errors import (
     ConflictError,
     ExpiredError,
     InvalidInputError,
+    ModelNotFoundError,
     NotFoundError,
     PermissionDeniedError,
     VersionNotFoundError,
@@ -101,6 +102,16 @@ def test_bad_starts_are_refused_and_write_nothing(
         registry.ab_start(model_name, [treatment], traffic=0.1, guardrails=["error_rate>>1"])
     with pytest.raises(InvalidInputError, match="header"):
         registry.ab_start(model_name, [treatment], traffic=0.1, key_header="X User\n")
+    with pytest.raises(InvalidInputError, match="identifies the user"):
+        registry.ab_start(model_name, [treatment], traffic=0.1, key_header="Content-Length")
+    with pytest.raises(InvalidInputError, match="one bucket"):
+        registry.ab_start(model_name, [treatment], traffic=1e-300)
+    with pytest.raises(InvalidInputError, match="invalid version"):
+        registry.ab_start(model_name, [2**80], traffic=0.1)
+    with pytest.raises(ModelNotFoundError):
+        registry.ab_ramp("no-such-model-ab", 0.2)
+    with pytest.raises(NotFoundError, match="no running or stopped experiment"):
+        registry.ab_stop(model_name)
     assert _actions(registry, model_name) == before
     assert registry.ab_list(model=model_name) == []
     assert registry.experiment(model_name) is None
@@ -143,6 +154,7 @@ def test_start_ramp_stop_are_events_tags_and_routes(
     assert client.get_model_version(model_name, str(treatment)).tags["ab_traffic"] == "0.5"
     with pytest.raises(InvalidInputError):
         registry.ab_ramp(model_name, 1.2)
+    assert registry.ab_ramp(model_name, 0.5).revision == ramped.revision  # no-op, no event
 
     stopped = registry.ab_stop(model_name, reason="enough")
     assert stopped.state == "stopped"
@@ -150,7 +162,7 @@ def test_start_ramp_stop_are_events_tags_and_routes(
     assert route is not None and route.state is ExperimentState.STOPPED
     assert route.variant_for("any-user") == "control"
     assert client.get_model_version(model_name, str(treatment)).tags["ab_traffic"] == "0"
-    with pytest.raises(ConflictError, match="cannot ramp"):
+    with pytest.raises(ConflictError, match="is stopped, not running"):
         registry.ab_ramp(model_name, 0.2)
     with pytest.raises(ConflictError, match="conclude it first"):
         registry.ab_start(model_name, [treatment], traffic=0.1)
@@ -198,6 +210,7 @@ def test_counts_from_replicas_add_up_and_feedback_joins_once(
         registry.record_feedback(Feedback(f"{view.id}-1"))
     assert registry.record_feedback(Feedback(f"{view.id}-1", label=1.0)) is FeedbackResult.RECORDED
     assert registry.record_feedback(Feedback(f"{view.id}-1", label=1.0)) is FeedbackResult.DUPLICATE
+    assert registry.record_feedback(Feedback(f"{view.id}-1", label="1")) is FeedbackResult.DUPLICATE
     with pytest.raises(ConflictError, match="already has feedback"):
         registry.record_feedback(Feedback(f"{view.id}-1", label=0.0))
 

@@ -38,7 +38,7 @@ class StartBody(_Body):
     """Body of a start: the fields of ``modelreg ab start``."""
 
     treatments: list[StrictStr | StrictInt] = Field(min_length=1, max_length=16)
-    traffic: float = Field(gt=0, le=1)
+    traffic: float = Field(gt=0, le=1, allow_inf_nan=False)
     control: StrictStr | StrictInt = "production"
     key_header: str = Field(default=DEFAULT_KEY_HEADER, max_length=64)
     shadow: bool = False
@@ -50,7 +50,7 @@ class StartBody(_Body):
 class RampBody(_Body):
     """Body of a ramp."""
 
-    traffic: float = Field(gt=0, le=1)
+    traffic: float = Field(gt=0, le=1, allow_inf_nan=False)
     reason: _Reason = ""
 
 

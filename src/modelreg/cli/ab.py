@@ -58,7 +58,7 @@ def _report(report: dict[str, Any]) -> None:
     variants = Table("variant", "version", "requests", "errors", "p99 ms", "feedback", "metrics")
     for v in report.get("variants", []):
         metrics = ", ".join(
-            f"{name}={_fmt(m.get('value'))} (n={m.get('n')})"
+            f"{name}={_fmt(m.get('value'), 3)} (n={m.get('n')})"
             for name, m in (v.get("metrics") or {}).items()
         )
         variants.add_row(
@@ -71,23 +71,27 @@ def _report(report: dict[str, Any]) -> None:
             metrics or "-",
         )
     out.print(variants)
-    comparisons = Table(
-        "treatment", "metric", "effect", "CI", "p", "significant", "method", "still needed"
-    )
+    comparisons = Table("treatment", "metric", "effect [CI]", "p", "significant", "still needed")
+    methods: dict[str, str] = {}
     for c in report.get("comparisons", []):
-        ci = f"[{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}]"
+        effect = (
+            f"{_fmt(c.get('effect'), 3)} [{_fmt(c.get('ci_low'), 3)}, {_fmt(c.get('ci_high'), 3)}]"
+        )
+        significant = bool(c.get("significant"))
         comparisons.add_row(
             str(c.get("treatment")),
             str(c.get("metric")),
-            _fmt(c.get("effect")),
-            ci,
-            _fmt(c.get("p_value")),
-            "yes" if c.get("significant") else "no",
-            str(c.get("method")),
-            _fmt(c.get("still_needed")),
+            effect,
+            _fmt(c.get("p_value"), 2),
+            "yes" if significant else "no",
+            "-" if significant else _fmt(c.get("still_needed")),
         )
+        if c.get("method"):
+            methods[str(c.get("metric"))] = str(c["method"])
     if report.get("comparisons"):
         out.print(comparisons)
+        for metric, method in methods.items():
+            out.print(f"  {metric}: {method}", markup=False)
     srm = report.get("srm") or {}
     if srm:
         flag = "[red]MISMATCH[/red]" if srm.get("flagged") else "ok"

@@ -383,7 +383,7 @@ class ExperimentStore:
             recorded = [row for row in live if row.feedback_at is not None]
             if recorded:
                 first = recorded[0]
-                if (first.label, first.value) == (feedback.label, feedback.value):
+                if _same(first.label, feedback.label) and _same(first.value, feedback.value):
                     return FeedbackResult.DUPLICATE
                 raise ConflictError(
                     f"request {shown!r} already has feedback (label {first.label!r}, value "
@@ -449,6 +449,16 @@ class ExperimentStore:
                 )
             )
             return expired
+
+
+def _same(recorded: Any, given: Any) -> bool:
+    """Whether two outcomes are one: numbers and numeric strings compare as numbers."""
+    if recorded is None or given is None:
+        return recorded is given
+    try:
+        return float(recorded) == float(given)
+    except (TypeError, ValueError):
+        return str(recorded) == str(given)
 
 
 def _changed(session: Session, expire: Update) -> int:

@@ -36,8 +36,9 @@ from modelreg.errors import (
     ModelregError,
     NotFoundError,
     VersionNotFoundError,
+    shorten,
 )
-from modelreg.experiments.assignment import CONTROL, Split
+from modelreg.experiments.assignment import BUCKETS, CONTROL, Split
 from modelreg.experiments.definition import (
     DEFAULT_KEY_HEADER,
     LATENCY_BOUNDS_S,
@@ -74,12 +75,57 @@ VARIANT_TAG = "modelreg.ab.variant"
 STATE_TAG = "modelreg.ab.state"
 TRAFFIC_TAG = "ab_traffic"  # the course's tag: the version's share of traffic
 _HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,63}")
+# Headers whose value is about the message or the connection, not the caller: keying on
+# them would split traffic by body size or client library, never by user.
+_NOT_KEYS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "authorization",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "cookie",
+        "expect",
+        "host",
+        "keep-alive",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "",
+    }
+)
+_SMALLEST_SHARE = 1 / BUCKETS  # one bucket: anything less routes nobody
 
 
 def _traffic(value: float) -> float:
     if not isinstance(value, int | float) or not math.isfinite(value) or not 0 < value <= 1:
         raise InvalidInputError(f"traffic must be a share in (0, 1], e.g. 0.10; got {value!r}")
+    if value < _SMALLEST_SHARE:
+        raise InvalidInputError(
+            f"traffic {value!r} is less than one bucket in {BUCKETS:,}; the smallest share "
+            f"is {_SMALLEST_SHARE:g}"
+        )
     return float(value)
+
+
+def _key_header(name: str) -> str:
+    shown = shorten(name, 64)
+    if not _HEADER.fullmatch(name):
+        raise InvalidInputError(
+            f"--key-header must be an HTTP header name such as X-User-ID; got {shown!r}"
+        )
+    if name.lower() in _NOT_KEYS:
+        raise InvalidInputError(
+            f"--key-header {shown} describes the request, not who sent it; use a header "
+            "that identifies the user, such as X-User-ID"
+        )
+    return name
 
 
 def _share(value: float) -> str:
@@ -137,10 +183,7 @@ class Experiments:
         check_model_name(name)
         share = _traffic(traffic)
         note = bounded_reason(reason)
-        if not _HEADER.fullmatch(key_header):
-            raise InvalidInputError(
-                f"--key-header must be an HTTP header name such as X-User-ID; got {key_header!r}"
-            )
+        _key_header(key_header)
         chosen = [reports.parse_metric(m) for m in metrics] or [reports.Metric.ACCURACY]
         limits = [reports.parse_guardrail(g) for g in guardrails] or list(
             reports.DEFAULT_GUARDRAILS
@@ -199,6 +242,8 @@ class Experiments:
         with self.ledger.locked(name) as txn:
             current = self._running(txn, name, "ramp")
             Split(tuple(a.variant for a in current.treatments), share)
+            if share == current.traffic:
+                return self._view(current)  # already there: nothing to record
             counted = sum(t.requests for t in self.store.totals(current.id))
             ramped = with_changes(
                 current, traffic=share, segments=(*current.segments, Segment(share, counted))
@@ -401,15 +446,27 @@ class Experiments:
         check_model_name(name)
         record = self.store.active(name)
         if record is None:
-            raise NotFoundError(f"model {name!r} has no running or stopped experiment")
+            raise self._none(name)
         return record
+
+    def _none(self, name: str) -> NotFoundError:
+        """ModelNotFoundError for an unknown model, else NotFoundError: no experiment."""
+        self.gateway.model(name)
+        return NotFoundError(
+            f"model {name!r} has no running or stopped experiment; start one with "
+            f"`modelreg ab start {name} --treatment VERSION --traffic 0.10`"
+        )
 
     def _running(self, txn: LedgerTransaction, name: str, verb: str) -> ExperimentRecord:
         check_model_name(name)
         current = self.store.active_in(txn, name)
-        if current is None or current.state is not ExperimentState.RUNNING:
-            shown = f"experiment {current.id} is {current.state}" if current else "no experiment"
-            raise ConflictError(f"cannot {verb}: model {name!r} has {shown} running")
+        if current is None:
+            raise self._none(name)
+        if current.state is not ExperimentState.RUNNING:
+            raise ConflictError(
+                f"cannot {verb}: experiment {current.id} on {name!r} is {current.state}, not "
+                f"running; record its result with `modelreg ab conclude {name}`"
+            )
         return current
 
     def _record(

@@ -85,7 +85,9 @@ class Reads:
         """
         check_model_name(name)
         if isinstance(ref, int) or "." not in str(ref):
-            number = ref if isinstance(ref, int) else parse_version_number(ref)
+            # An int from a JSON body is checked like typed text: 2**80 is bad input, not
+            # something to hand MLflow (its SQLite store answers 500 to it).
+            number = parse_version_number(str(ref))
             return self.gateway.version(name, number)
         wanted = semver.parse(str(ref))
         record = self.ledger.version_by_semver(name, wanted)
