@@ -271,12 +271,19 @@ Machine: {seeding.machine()}.
 
 Reading it: "Version" is compared with the plain version read and "Version (its
 gates)" with the validate route, because the page runs `validate` (which
-re-hashes the artifacts against the manifest) and the lineage read; "Model"
-reads the version page's MLflow runs (one per listed version, 25 a page) and the
-timeline's newest events; "Audit log" pages the ledger with a count of the
-filtered events. Approvals, Serving and the audit pages have no JSON twin; their
-baselines are cheap routes (a version read, the experiment report, the
-experiments list) so that the ratio shows the page's own cost.
+re-hashes the artifacts against the manifest, about 100 ms here) and the lineage
+read. "Model" calls `Registry.versions_page`, which lists **every** version
+from MLflow to sort and page them (`gateway.versions`: about 350 ms for 1,000
+versions in a profile, the same listing its baseline route returns whole) and
+then reads one MLflow run per listed version (25 a page, about 7 ms each);
+the page's own part (timeline, open requests, template) is small. Keeping it
+under 300 ms at this size needs the facade to page versions without listing
+them all (the ledger knows every version number) and to read the 25 runs in one
+`search_runs` call; that is a change to `registry/reads.py`, not to the
+dashboard. "Audit log" pages the ledger with a count of the filtered events.
+Approvals, Serving and the audit pages have no JSON twin; their baselines are
+cheap routes (a version read, the experiment report, the experiments list) so
+that the ratio shows the page's own cost.
 
 Seeding (set-up, not a result):
 
