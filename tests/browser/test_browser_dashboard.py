@@ -10,13 +10,13 @@ screenshot (test-artifacts/screenshots/, copied to docs/screenshots/).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 from registry_helpers import production
 
-from conftest import SCREENSHOTS
 from modelreg.domain import Action, Stage
 from modelreg.experiments.definition import VariantCounts
 from modelreg.registry import Registry
@@ -93,7 +93,12 @@ def _widest(page: Any) -> list[str]:
 
 @on_sqlite
 def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
-    governed: Registry, register_auc: RegisterAuc, server: str, chromium: Any, model_name: str
+    governed: Registry,
+    register_auc: RegisterAuc,
+    server: str,
+    chromium: Any,
+    model_name: str,
+    screenshots: Path,
 ) -> None:
     control = register_auc(0.9)
     treatment = register_auc(0.91, seed=1)
@@ -105,14 +110,13 @@ def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
     ]
     governed.record_variant_counts("replica-a", counts)
     governed.request(model_name, treatment, comment="beats v1 offline", actor="connie")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     context = chromium.new_context(viewport=LAPTOP, base_url=server)
     page = context.new_page()
     page.goto("/ui/approvals")
     assert page.url.endswith("/ui/login?next=%2Fui%2Fapprovals")
     assert _blocking_violations(page) == [], "login"
-    page.screenshot(path=SCREENSHOTS / "01-login.png", full_page=True)
+    page.screenshot(path=screenshots / "01-login.png", full_page=True)
     # Keyboard only: Tab from the top of the page reaches the name field, then the button.
     for _ in range(10):
         page.keyboard.press("Tab")
@@ -143,7 +147,7 @@ def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
         for wanted in expected:
             assert wanted in text, (path, wanted)
         assert _blocking_violations(page) == [], path
-        page.screenshot(path=SCREENSHOTS / f"{shot}.png", full_page=True)
+        page.screenshot(path=screenshots / f"{shot}.png", full_page=True)
 
     phone = chromium.new_context(viewport=PHONE, base_url=server, is_mobile=True)
     phone.add_cookies(context.cookies())
@@ -152,7 +156,7 @@ def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
         small.goto(path)
         assert _overflow(small) <= 0, (path, _widest(small))
     small.goto(f"/ui/models/{model_name}/versions/{control}")
-    small.screenshot(path=SCREENSHOTS / "10-version-phone.png", full_page=True)
+    small.screenshot(path=screenshots / "10-version-phone.png", full_page=True)
     phone.close()
     context.close()
 
@@ -168,13 +172,19 @@ def test_approve_and_reject_in_the_browser_agree_with_the_ledger_and_mlflow(
     page = _log_in(chromium, server, "carol")
     page.goto("/ui/approvals")
 
-    page.fill(f"form[action$='/versions/{approved}/approve'] textarea", "checked the eval report")
-    page.click(f"button:has-text('Approve {model_name} v{approved}')")
-    page.wait_for_url("**/ui/approvals?notice=approved")
+    # The ledger is shared with other tests' models: find this model's forms by their action.
+    forms = f"/ui/models/{model_name}/versions"
+    page.fill(f"form[action='{forms}/{approved}/approve'] textarea", "checked the eval report")
+    with page.expect_navigation() as sent:
+        page.click(f"form[action='{forms}/{approved}/approve'] button")
+    assert sent.value.status == 200, page.inner_text("main")
+    assert page.url.endswith("/ui/approvals?notice=approved")
     assert "Approval recorded." in page.inner_text("main")
-    page.fill(f"form[action$='/versions/{rejected}/reject'] textarea", "data_version is stale")
-    page.click(f"button:has-text('Reject {model_name} v{rejected}')")
-    page.wait_for_url("**/ui/approvals?notice=rejected")
+    page.fill(f"form[action='{forms}/{rejected}/reject'] textarea", "data_version is stale")
+    with page.expect_navigation() as sent:
+        page.click(f"form[action='{forms}/{rejected}/reject'] button")
+    assert sent.value.status == 200, page.inner_text("main")
+    assert page.url.endswith("/ui/approvals?notice=rejected")
     queue = page.inner_text("main")
     assert "Rejection recorded." in queue
     assert f"{model_name} v" not in queue  # both requests are decided
@@ -208,7 +218,7 @@ def test_refusals_own_version_cross_site_post_and_viewer(
     alice = _log_in(chromium, server, "alice")
     alice.goto("/ui/approvals")
     with alice.expect_navigation() as sent:
-        alice.click(f"button:has-text('Approve {model_name} v{version}')")
+        alice.click(f"form[action='{approve}'] button")
     assert sent.value.status == 403
     assert "Not allowed" in alice.inner_text("main")
     alice.context.close()
