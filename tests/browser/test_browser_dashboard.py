@@ -56,7 +56,9 @@ def _log_in(chromium: Any, server: str, name: str) -> Any:
 def _blocking_violations(page: Any) -> list[str]:
     from axe_playwright_python.sync_playwright import Axe
 
-    found = Axe().run(page).response["violations"]
+    report = Axe().run(page).response
+    assert report["passes"], "axe-core checked nothing on the page"
+    found = report["violations"]
     return [
         f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:3]}"
         for v in found
