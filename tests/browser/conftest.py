@@ -35,9 +35,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).parents[2] / "test-artifacts" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the whole session (Playwright's sync API)."""
+    """One headless Chromium per module (Playwright's sync API).
+
+    Not per session: the sync API runs an asyncio loop in the main thread until
+    its context exits, and every later test calling ``asyncio.run`` would fail
+    with "cannot be called from a running event loop".
+    """
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does as root)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
