@@ -14,24 +14,17 @@ run. Only the ports change: 5000, 8000 and 8080 become free ones.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from modelreg.stack import free_port
+from reader_shell import ROOT, background, reader_clone, wait_ok, with_free_ports
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "experiments.md"
 _BLOCK = re.compile(
     r"(?:<!-- doc-test: (?P<mark>\w+)(?: (?P<url>\S+))? -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```",
@@ -56,41 +49,6 @@ def doc_blocks(text: str) -> list[Block]:
         Block(m.group("lang"), m.group("body"), m.group("mark") or "", m.group("url") or "")
         for m in _BLOCK.finditer(example)
     ]
-
-
-def _wait_ok(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-            if response.status == 200:
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
-
-
-@contextmanager
-def _background(command: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
-    """Run ``command`` as a reader's other shell would, stopped with Ctrl-C (SIGINT) at the end."""
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 def _segments(blocks: list[Block]) -> list[Block | list[Block]]:
@@ -120,34 +78,10 @@ def test_blocks_are_found_with_their_marks() -> None:
     assert not [b for b in blocks if "[...]" in b.body or "..." in b.body]
 
 
-def _clone(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A fresh git repository standing in for a reader's clone, and the reader's environment."""
-    clone = tmp_path / "clone"
-    clone.mkdir()
-    (clone / ".venv").symlink_to(ROOT / ".venv")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELREG_", "MLFLOW_"))}
-    env |= {
-        "GIT_AUTHOR_NAME": "reader",
-        "GIT_AUTHOR_EMAIL": "reader@example.com",
-        "GIT_COMMITTER_NAME": "reader",
-        "GIT_COMMITTER_EMAIL": "reader@example.com",
-        "XDG_DATA_HOME": str(tmp_path / "xdg"),
-        "COLUMNS": "120",
-    }
-    (clone / "README.md").write_text("a clone\n", encoding="utf-8")
-    (clone / ".gitignore").write_text(".venv\n.modelreg/\nrequest.json\n", encoding="utf-8")
-    for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
-        subprocess.run(argv, cwd=clone, env=env, check=True)
-    return clone, env
-
-
 def _run_example(tmp_path: Path) -> tuple[str, str]:
     """Run the worked example as a reader would; its shell's stdout and stderr."""
-    text = DOC.read_text(encoding="utf-8")
-    ports = {"5000": str(free_port()), "8000": str(free_port()), "8080": str(free_port())}
-    for written, free in ports.items():
-        text = re.sub(rf"(?<![0-9]){written}(?![0-9])", free, text)
-    clone, env = _clone(tmp_path)
+    text, ports = with_free_ports(DOC.read_text(encoding="utf-8"))
+    clone, env = reader_clone(tmp_path, "a clone\n", columns=120)
     state = tmp_path / "exports.sh"
     state.write_text("", encoding="utf-8")
     stdout, stderr = [], []
@@ -158,9 +92,9 @@ def _run_example(tmp_path: Path) -> tuple[str, str]:
                     "modelreg up", f"modelreg up --port {ports['5000']} --api-port {ports['8000']}"
                 )
                 log = tmp_path / f"background-{number}.log"
-                running.enter_context(_background(command, clone, env, log))
+                running.enter_context(background(command, clone, env, log))
                 try:
-                    _wait_ok(step.url, 180)
+                    wait_ok(step.url, 180)
                 except AssertionError:
                     pytest.fail(log.read_text()[-3000:])
                 continue

@@ -12,24 +12,16 @@ become free ones, so the test never fights a running stack.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from modelreg.stack import free_port
+from reader_shell import ROOT, background, reader_clone, wait_ok, with_free_ports
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 _BLOCK = re.compile(
     r"(?:<!-- readme-test: (?P<mark>\w+)[^>]*-->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S
 )
@@ -52,40 +44,6 @@ def readme_blocks(text: str) -> list[Block]:
     ]
 
 
-def _wait_ok(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-            if response.status == 200:
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
-
-
-@contextmanager
-def _background(command: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield
-    finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
 def _script(blocks: list[Block]) -> str:
     lines = ["set -euo pipefail"]
     for block in blocks:
@@ -105,38 +63,19 @@ def test_blocks_are_found_with_their_marks() -> None:
 
 
 def test_the_readme_runs_as_written(tmp_path: Path) -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    ports = {"5000": str(free_port()), "8000": str(free_port()), "8080": str(free_port())}
-    for written, free in ports.items():
-        text = re.sub(rf"(?<![0-9]){written}(?![0-9])", free, text)
+    text, ports = with_free_ports((ROOT / "README.md").read_text(encoding="utf-8"))
     blocks = readme_blocks(text)
-    background = [b for b in blocks if b.mark == "background"]
+    started = [b for b in blocks if b.mark == "background"]
     tour = [b for b in blocks if not b.mark and b.lang in {"bash", "python"}]
+    clone, env = reader_clone(tmp_path, text, columns=100)
 
-    clone = tmp_path / "clone"
-    clone.mkdir()
-    (clone / ".venv").symlink_to(ROOT / ".venv")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELREG_", "MLFLOW_"))}
-    env |= {
-        "GIT_AUTHOR_NAME": "reader",
-        "GIT_AUTHOR_EMAIL": "reader@example.com",
-        "GIT_COMMITTER_NAME": "reader",
-        "GIT_COMMITTER_EMAIL": "reader@example.com",
-        "XDG_DATA_HOME": str(tmp_path / "xdg"),
-        "COLUMNS": "100",
-    }
-    (clone / "README.md").write_text(text, encoding="utf-8")
-    (clone / ".gitignore").write_text(".venv\n.modelreg/\nrequest.json\n", encoding="utf-8")
-    for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "clone"]):
-        subprocess.run(argv, cwd=clone, env=env, check=True)
-
-    (up,) = background
+    (up,) = started
     command = up.body.replace(
         "modelreg up", f"modelreg up --port {ports['5000']} --api-port {ports['8000']}"
     )
-    with _background(command, clone, env, tmp_path / "up.log"):
+    with background(command, clone, env, tmp_path / "up.log"):
         try:
-            _wait_ok(f"http://127.0.0.1:{ports['8000']}/health", 180)
+            wait_ok(f"http://127.0.0.1:{ports['8000']}/health", 180)
         except AssertionError:
             pytest.fail((tmp_path / "up.log").read_text()[-3000:])
         (tmp_path / "tour.sh").write_text(_script(tour), encoding="utf-8")
