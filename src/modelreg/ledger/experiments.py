@@ -15,7 +15,7 @@ answered 410), which are deleted after twice the retention.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -49,21 +49,11 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class ExperimentRecord:
-    """One experiment as the ledger keeps it (its route plus who, when and the verdict)."""
+class ExperimentRecord(ExperimentRoute):
+    """One experiment as the ledger keeps it: its route plus who, when, what and the verdict."""
 
-    id: str
-    model: str
-    state: ExperimentState
-    control: Arm
-    control_alias: str | None
-    treatments: tuple[Arm, ...]
-    traffic: float
-    key_header: str
-    shadow: bool
     metrics: tuple[str, ...]
     guardrails: tuple[str, ...]
-    revision: int
     started_by: str
     started_at: datetime
     stopped_at: datetime | None = None
@@ -74,25 +64,12 @@ class ExperimentRecord:
 
     @property
     def route(self) -> ExperimentRoute:
-        """What serving needs to route this experiment's requests."""
-        return ExperimentRoute(
-            id=self.id,
-            model=self.model,
-            state=self.state,
-            control=self.control,
-            control_alias=self.control_alias,
-            treatments=self.treatments,
-            traffic=self.traffic,
-            key_header=self.key_header,
-            shadow=self.shadow,
-            revision=self.revision,
-        )
+        """Only what serving needs to route this experiment's requests."""
+        return ExperimentRoute(**{f.name: getattr(self, f.name) for f in fields(ExperimentRoute)})
 
     def shares(self) -> dict[str, float]:
-        """Each variant's share of traffic while running (control gets the rest)."""
-        treated = self.traffic if self.state is ExperimentState.RUNNING and not self.shadow else 0
-        shares = {arm.variant: float(treated) for arm in self.treatments}
-        return {self.control.variant: 1 - sum(shares.values()), **shares}
+        """Each variant's share of traffic now (control gets the rest; none in shadow mode)."""
+        return self._split_at(0.0 if self.shadow else self.split.traffic)
 
     def expected_shares(self, total_requests: int) -> dict[str, float]:
         """Each variant's expected share of the ``total_requests`` counted so far.
@@ -111,14 +88,11 @@ class ExperimentRecord:
         counted = sum(n for _, n in weights)
         if counted == 0:
             return self.shares()
-        treated = sum(traffic * n for traffic, n in weights) / counted
-        shares = {arm.variant: treated for arm in self.treatments}
-        return {self.control.variant: 1 - sum(shares.values()), **shares}
+        return self._split_at(sum(traffic * n for traffic, n in weights) / counted)
 
-    @property
-    def arms(self) -> tuple[Arm, ...]:
-        """Control first, then the treatments."""
-        return (self.control, *self.treatments)
+    def _split_at(self, treated: float) -> dict[str, float]:
+        shares = {arm.variant: float(treated) for arm in self.treatments}
+        return {self.control.variant: 1 - sum(shares.values()), **shares}
 
 
 @dataclass(frozen=True)
