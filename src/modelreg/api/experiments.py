@@ -17,17 +17,26 @@ expired prediction, 403 a role too low.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from modelreg.api.identity import Actor
-from modelreg.experiments.definition import DEFAULT_KEY_HEADER, Feedback
+from modelreg.experiments.definition import (
+    DEFAULT_KEY_HEADER,
+    FEEDBACK_MAX_BYTES,
+    FeedbackBody,
+    parse_feedback,
+)
 from modelreg.registry import Registry
 
 _Reason = Annotated[str, Field(default="", max_length=2000)]
-_Finite = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+_FEEDBACK_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": FeedbackBody.model_json_schema()}},
+}
 
 
 class _Body(BaseModel):
@@ -65,20 +74,6 @@ class ConcludeBody(_Body):
 
     promote: bool = False
     reason: _Reason = ""
-
-
-class FeedbackBody(_Body):
-    """An outcome for the prediction answered with ``X-Request-ID: request_id``."""
-
-    request_id: str = Field(min_length=1, max_length=128)
-    label: _Finite | StrictInt | Annotated[str, Field(max_length=256)] | None = None
-    value: _Finite | StrictInt | None = None
-
-    def feedback(self) -> Feedback:
-        """As the domain value."""
-        label = float(self.label) if isinstance(self.label, int) else self.label
-        value = float(self.value) if self.value is not None else None
-        return Feedback(self.request_id, label, value)
 
 
 def experiments_router(reg: Registry) -> APIRouter:
@@ -137,10 +132,18 @@ def experiments_router(reg: Registry) -> APIRouter:
             name, promote=given.promote, reason=given.reason, actor=actor
         ).as_json()
 
-    @router.post("/api/v1/feedback")
-    def feedback(body: Annotated[FeedbackBody, Body()], _actor: Actor) -> dict[str, str]:
-        """Join a label or value to a logged prediction (404 unknown, 410 expired)."""
-        result = reg.record_feedback(body.feedback())
-        return {"request_id": body.request_id, "result": result.value}
+    @router.post(
+        "/api/v1/feedback",
+        max_body_size=FEEDBACK_MAX_BYTES,
+        openapi_extra={"requestBody": _FEEDBACK_BODY},
+    )
+    async def feedback(request: Request, _actor: Actor) -> dict[str, str]:
+        """Join a label or value to a logged prediction (400 bad body, 404 unknown, 410 expired).
+
+        The body is the model server's ``POST /feedback`` body, parsed by the same code.
+        """
+        given = parse_feedback(await request.body())  # 413 past FEEDBACK_MAX_BYTES
+        result = await asyncio.to_thread(reg.record_feedback, given)
+        return {"request_id": given.request_id, "result": result.value}
 
     return router

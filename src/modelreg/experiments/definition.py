@@ -16,7 +16,12 @@ import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated, Self
 
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+
+from modelreg.domain import validation_problem
+from modelreg.errors import InvalidInputError
 from modelreg.experiments.assignment import CONTROL, Split, assign
 
 DEFAULT_KEY_HEADER = "X-User-ID"
@@ -24,6 +29,12 @@ DEFAULT_KEY_HEADER = "X-User-ID"
 
 FALLBACK_KEY_HEADER = "X-Request-ID"
 """The routing key when the configured header is missing (counted as ``missing_key``)."""
+
+REQUEST_ID_CHARACTERS = r"[A-Za-z0-9._:/+=\-]"
+"""What a request id may be made of (1 to 128 of them); servers replace any other id."""
+
+FEEDBACK_MAX_BYTES = 16 * 1024
+"""Largest feedback body the HTTP endpoints take; larger ones get 413."""
 
 LATENCY_BOUNDS_S: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf,
@@ -150,3 +161,32 @@ class FeedbackResult(enum.StrEnum):
 
     RECORDED = "recorded"
     DUPLICATE = "duplicate"
+
+
+class FeedbackBody(BaseModel):
+    """The JSON body of ``POST /feedback`` (model server and API): a request id and its outcome."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_id: str = Field(min_length=1, max_length=128, pattern=rf"^{REQUEST_ID_CHARACTERS}+$")
+    label: FiniteFloat | Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    value: FiniteFloat | None = None
+
+    @model_validator(mode="after")
+    def _an_outcome(self) -> Self:
+        if self.label is None and self.value is None:
+            raise ValueError("give a label, a value or both for the request id")
+        return self
+
+
+def parse_feedback(body: bytes) -> Feedback:
+    """The :class:`Feedback` of a ``POST /feedback`` body; InvalidInputError says what is wrong."""
+    try:
+        given = FeedbackBody.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(validation_problem(error) for error in exc.errors())
+        raise InvalidInputError(
+            f"invalid feedback: {problems} "
+            '(send {"request_id": "...", "label": 1} and/or "value": 12.5)'
+        ) from None
+    return Feedback(given.request_id, given.label, given.value)

@@ -47,23 +47,25 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelreg.domain import validation_problem
 from modelreg.errors import (
     AuthenticationError,
-    InvalidInputError,
     ModelregError,
     PayloadError,
     PayloadTooLargeError,
 )
-from modelreg.experiments.definition import Feedback
+from modelreg.experiments.definition import (
+    FEEDBACK_MAX_BYTES,
+    REQUEST_ID_CHARACTERS,
+    FeedbackBody,
+    parse_feedback,
+)
 from modelreg.http_status import status_for
 from modelreg.serving import protocol
 from modelreg.serving.arms import ArmFollower
@@ -109,10 +111,8 @@ INVOCATIONS_BODY: dict[str, Any] = {
         protocol.CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
     },
 }
-_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=\-]{1,128}")
+_SANE_REQUEST_ID = re.compile(f"{REQUEST_ID_CHARACTERS}{{1,128}}".encode())
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
-FEEDBACK_MAX_BYTES = 16 * 1024
-"""Largest ``POST /feedback`` body; larger ones get 413."""
 
 
 class RequestIdMiddleware:
@@ -139,35 +139,6 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-class FeedbackBody(BaseModel):
-    """The body of ``POST /feedback``: a request id and its label and/or value."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/+=\-]+$")
-    label: FiniteFloat | Annotated[str, Field(min_length=1, max_length=1000)] | None = None
-    value: FiniteFloat | None = None
-
-    @model_validator(mode="after")
-    def _an_outcome(self) -> Self:
-        if self.label is None and self.value is None:
-            raise ValueError("give a label, a value or both for the request id")
-        return self
-
-
-def parse_feedback(body: bytes) -> Feedback:
-    """The :class:`Feedback` of a ``POST /feedback`` body; InvalidInputError says what is wrong."""
-    try:
-        given = FeedbackBody.model_validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(validation_problem(error) for error in exc.errors())
-        raise InvalidInputError(
-            f"invalid feedback: {problems} "
-            '(send {"request_id": "...", "label": 1} and/or "value": 12.5)'
-        ) from None
-    return Feedback(given.request_id, given.label, given.value)
 
 
 def resolved_cache_dir(config: ServerConfig, settings: Settings) -> Path:
