@@ -75,6 +75,10 @@ class Permission(enum.StrEnum):
             Permission.ADMINISTER: Role.ADMIN,
         }[self]
 
+    def allows(self, role: Role) -> bool:
+        """Whether ``role`` holds this permission (the one rule the facade enforces)."""
+        return role.rank >= self.minimum.rank
+
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,

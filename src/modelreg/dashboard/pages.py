@@ -64,7 +64,7 @@ class Host(Protocol):
 
 def abilities(role: Role) -> dict[str, bool]:
     """Which kinds of buttons to show a user of ``role`` (the facade still decides)."""
-    return {p.value: role.rank >= p.minimum.rank for p in Permission}
+    return {p.value: p.allows(role) for p in Permission}
 
 
 def _csv_cell(value: Any) -> str:

@@ -292,7 +292,7 @@ class Access:
         """
         who = self.actor_name(actor)
         role = self.policy().access.role_of(who)
-        if role.rank < needed.minimum.rank:
+        if not needed.allows(role):
             raise PermissionDeniedError(
                 who, action, f"that needs the {needed.minimum.value} role and you are {role.value}"
             )
