@@ -17,8 +17,8 @@ import pytest
 from mlflow import MlflowClient
 from registry_helpers import production
 
-from modelreg.domain import Action, Stage
-from modelreg.experiments.definition import VariantCounts
+from dashboard.dashboard_helpers import seed_requested_experiment
+from modelreg.domain import Action
 from modelreg.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -102,16 +102,9 @@ def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
     model_name: str,
     screenshots: Path,
 ) -> None:
-    control = register_auc(0.9)
-    treatment = register_auc(0.91, seed=1)
-    governed.promote(model_name, control, Stage.PRODUCTION, reason="baseline", actor="ann")
-    started = governed.ab_start(model_name, [treatment], traffic=0.1, actor="connie")
-    counts = [
-        VariantCounts(started.id, "control", control, 900, 3, 0, (900,), 0, 0.0, 0.0),
-        VariantCounts(started.id, "treatment", treatment, 100, 1, 0, (100,), 0, 0.0, 0.0),
-    ]
-    governed.record_variant_counts("replica-a", counts)
-    governed.request(model_name, treatment, comment="beats v1 offline", actor="connie")
+    control, treatment, experiment = seed_requested_experiment(
+        governed, register_auc, model_name, requests=1000
+    )
 
     context = chromium.new_context(viewport=LAPTOP, base_url=server)
     page = context.new_page()
@@ -137,7 +130,7 @@ def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
         "03-model": (f"/ui/models/{model_name}", ["Lifecycle timeline", "baseline"]),
         "04-version": (f"/ui/models/{model_name}/versions/{control}", ["test_auc", "Lineage"]),
         "05-approvals": ("/ui/approvals", [f"{model_name} v{treatment}", "beats v1 offline"]),
-        "06-experiments": ("/ui/experiments", [started.id]),
+        "06-experiments": ("/ui/experiments", [experiment]),
         "07-experiment": (f"/ui/models/{model_name}/experiment", ["Verdict", "treatment"]),
         "08-serving": ("/ui/serving", ["replica-a"]),
         "09-audit": (f"/ui/audit?model={model_name}", ["ab_start", "connie"]),

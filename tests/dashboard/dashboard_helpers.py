@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import httpx
 from fastapi.testclient import TestClient
+
+from modelreg.domain import Stage
+from modelreg.experiments.definition import VariantCounts
+from modelreg.registry import Registry
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -42,3 +47,27 @@ class Browser:
         """POST a dashboard form with the session's token (unless a csrf_token is given)."""
         data = {"csrf_token": self.token, **fields}
         return self.client.post(path, data=data, follow_redirects=False)
+
+
+def seed_requested_experiment(
+    registry: Registry, register_auc: Callable[..., int], name: str, *, requests: int
+) -> tuple[int, int, str]:
+    """v1 in Production, v2 in a running 10% experiment with ``requests`` counted and an open
+    promotion request: something for every page to show.
+
+    Returns (control, treatment, experiment id).
+    """
+    control = register_auc(0.9)
+    treatment = register_auc(0.91, seed=1)
+    registry.promote(name, control, Stage.PRODUCTION, reason="baseline", actor="ann")
+    started = registry.ab_start(name, [treatment], traffic=0.1, actor="connie")
+    treated = requests // 10
+    counts = [
+        VariantCounts(
+            started.id, "control", control, requests - treated, 1, 0, (requests - treated,), 0, 0, 0
+        ),
+        VariantCounts(started.id, "treatment", treatment, treated, 0, 0, (treated,), 0, 0, 0),
+    ]
+    registry.record_variant_counts("replica-a", counts)
+    registry.request(name, treatment, comment="beats v1 offline", actor="connie")
+    return control, treatment, started.id

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable
 
 import pytest
-from dashboard_helpers import Browser, csrf_of
+from dashboard_helpers import Browser, csrf_of, seed_requested_experiment
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from registry_helpers import production
@@ -23,7 +23,6 @@ from registry_helpers import production
 from modelreg.api.app import create_app
 from modelreg.dashboard.session import COOKIE, SECRET_FILE
 from modelreg.domain import Action, Stage
-from modelreg.experiments.definition import VariantCounts
 from modelreg.registry import EventFilter, Registry
 
 pytestmark = pytest.mark.integration
@@ -48,16 +47,9 @@ def _tags(registry: Registry, name: str, version: int) -> dict[str, str]:
 def test_every_page_opens_for_a_logged_in_user(
     governed: Registry, register_auc: RegisterAuc, browser: Login, model_name: str
 ) -> None:
-    control = register_auc(0.9)
-    treatment = register_auc(0.91, seed=1)
-    governed.promote(model_name, control, Stage.PRODUCTION, reason="baseline", actor="ann")
-    started = governed.ab_start(model_name, [treatment], traffic=0.1, actor="connie")
-    counts = [
-        VariantCounts(started.id, "control", control, 90, 1, 0, (90,), 0, 0.0, 0.0),
-        VariantCounts(started.id, "treatment", treatment, 10, 0, 0, (10,), 0, 0.0, 0.0),
-    ]
-    governed.record_variant_counts("replica-a", counts)
-    governed.request(model_name, treatment, comment="beats v1", actor="connie")
+    control, treatment, experiment = seed_requested_experiment(
+        governed, register_auc, model_name, requests=100
+    )
 
     anonymous = TestClient(create_app(governed.settings, governed))
     sent = anonymous.get("/ui/approvals", follow_redirects=False)
@@ -72,7 +64,7 @@ def test_every_page_opens_for_a_logged_in_user(
         f"/ui/models/{model_name}": ["Lifecycle timeline", "baseline", "Roll back"],
         f"/ui/models/{model_name}/versions/{control}": ["metric test_auc", "pass", "Lineage"],
         "/ui/approvals": [f"{model_name} v{treatment}", "beats v1", "Approve"],
-        "/ui/experiments": [started.id, "running"],
+        "/ui/experiments": [experiment, "running"],
         f"/ui/models/{model_name}/experiment": ["Verdict", "treatment", "Ramp"],
         "/ui/serving": ["replica-a", "Not tracked yet"],
         f"/ui/audit?model={model_name}&action=ab_start": ["ab_start", "connie"],
