@@ -47,7 +47,7 @@ class StartBody(_Body):
     """Body of a start: the fields of ``modelreg ab start``."""
 
     treatments: list[StrictStr | StrictInt] = Field(min_length=1, max_length=16)
-    traffic: float = Field(gt=0, le=1, allow_inf_nan=False)
+    traffic: float  # the range is the core's rule (400 with the allowed range)
     control: StrictStr | StrictInt = "production"
     key_header: str = Field(default=DEFAULT_KEY_HEADER, max_length=64)
     shadow: bool = False
@@ -59,7 +59,7 @@ class StartBody(_Body):
 class RampBody(_Body):
     """Body of a ramp."""
 
-    traffic: float = Field(gt=0, le=1, allow_inf_nan=False)
+    traffic: float  # the range is the core's rule (400 with the allowed range)
     reason: _Reason = ""
 
 
