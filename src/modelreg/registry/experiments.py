@@ -26,9 +26,8 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import modelreg.experiments.report as reports
 from modelreg.domain import Action, check_model_name
 from modelreg.errors import (
     ConflictError,
@@ -67,6 +66,9 @@ from modelreg.registry.lifecycle import bounded_reason
 from modelreg.registry.reads import Reads
 from modelreg.settings import Settings
 from modelreg.views import ArmView, EventView, ExperimentView
+
+if TYPE_CHECKING:
+    from modelreg.experiments.report import Report
 
 log = logging.getLogger("modelreg.experiments")
 
@@ -184,6 +186,8 @@ class Experiments:
         share = _traffic(traffic)
         note = bounded_reason(reason)
         _key_header(key_header)
+        from modelreg.experiments import report as reports  # scipy: only where statistics run
+
         chosen = [reports.parse_metric(m) for m in metrics] or [reports.Metric.ACCURACY]
         limits = [reports.parse_guardrail(g) for g in guardrails] or list(
             reports.DEFAULT_GUARDRAILS
@@ -522,7 +526,10 @@ class Experiments:
                     self.gateway.set_version_tags(record.model, version, previous)
             raise
 
-    def _report(self, record: ExperimentRecord, *, with_outcomes: bool = True) -> reports.Report:
+    def _report(self, record: ExperimentRecord, *, with_outcomes: bool = True) -> Report:
+        # Imported here: scipy adds half a second to every process that imports the registry.
+        from modelreg.experiments import report as reports
+
         totals = {t.variant: t for t in self.store.totals(record.id)}
         outcomes: dict[str, list[reports.Outcome]] = {}
         for logged in self.store.outcomes(record.id) if with_outcomes else ():
@@ -587,6 +594,6 @@ class Experiments:
         )
 
 
-def _evidence_line(record: ExperimentRecord, report: reports.Report) -> str:
+def _evidence_line(record: ExperimentRecord, report: Report) -> str:
     """The comment a promotion request carries: which experiment, what it showed."""
     return f"A/B experiment {record.id}: {report.decision} ({report.reason})"[:1900]
