@@ -114,8 +114,8 @@ class VariantCounts:
     cumulative). ``missing_key`` counts requests without the routing header
     (routed on the request id instead). ``predictions`` numeric predictions
     were summed into ``prediction_sum`` and ``prediction_sumsq`` (the
-    prediction distribution's first two moments). ``shadow`` is True for a
-    treatment scored on mirrored traffic.
+    prediction distribution's first two moments). A treatment scored in
+    shadow mode counts the mirrored requests it scored.
     """
 
     experiment_id: str

@@ -96,18 +96,9 @@ class ExperimentRecord(ExperimentRoute):
 
 
 @dataclass(frozen=True)
-class CountsTotal:
-    """One variant's counts summed over every replica."""
+class CountsTotal(VariantCounts):
+    """One variant's counts summed over the ``replicas`` that reported them."""
 
-    variant: str
-    version: int
-    requests: int
-    errors: int
-    missing_key: int
-    latency: tuple[int, ...]
-    predictions: int
-    prediction_sum: float
-    prediction_sumsq: float
     replicas: int
 
 
@@ -291,6 +282,7 @@ class ExperimentStore:
                 grouped.setdefault(row.variant, []).append(row)
         return [
             CountsTotal(
+                experiment_id=experiment_id,
                 variant=variant,
                 version=rows[0].version,
                 requests=sum(r.requests for r in rows),
