@@ -410,6 +410,23 @@ class Ledger:
                 found += [_record(row) for row in session.execute(query)]
         return found
 
+    def version_numbers(self, model: str, *, limit: int, offset: int) -> tuple[list[int], int]:
+        """One page of ``model``'s recorded version numbers, highest first, and how many there are.
+
+        Both queries walk the (model, version) primary key; nothing is decoded.
+        """
+        page = (
+            select(VersionRow.version)
+            .where(VersionRow.model == model)
+            .order_by(VersionRow.version.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(VersionRow).where(VersionRow.model == model)
+        with self.session() as session:
+            numbers = [int(version) for version in session.execute(page).scalars()]
+            return numbers, int(session.execute(count).scalar_one())
+
     def highest_record(self, model: str) -> VersionRecord | None:
         """Full registration facts of the version of ``model`` with the highest semver."""
         with self.session() as session:

@@ -9,7 +9,7 @@ file:), go through ``MlflowClient``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
@@ -187,19 +187,23 @@ class RegistryCalls(Connection):
         return found, body.get("next_page_token") or None
 
     def _versions_page(
-        self, text: str | None, token: str | None, name: str | None
+        self,
+        text: str | None,
+        token: str | None,
+        name: str | None,
+        order_by: list[str] | None = None,
     ) -> tuple[list[Any], str | None]:
         if self._rest is None:
             page = self._call(
                 lambda: self.client.search_model_versions(
-                    filter_string=text, max_results=_PAGE, page_token=token
+                    filter_string=text, max_results=_PAGE, order_by=order_by, page_token=token
                 ),
                 name,
             )
             return list(page), page.token or None
         body = self._rest.get(
             "model-versions/search",
-            {"filter": text, "max_results": _PAGE, "page_token": token},
+            {"filter": text, "max_results": _PAGE, "order_by": order_by, "page_token": token},
             name=name,
         )
         found = [_version_entity(v) for v in body.get("model_versions", [])]
@@ -240,6 +244,36 @@ class RegistryCalls(Connection):
 
         A name no MLflow literal can express is matched here instead of by MLflow.
         """
+        found = self._search_versions(name, filter_string)
+        models = [self.model(name)] if name is not None else self.models()
+        return sorted(_with_aliases(found, models), key=lambda v: (v.name, v.version))
+
+    def versions_numbered(self, name: str, numbers: Collection[int]) -> list[VersionInfo]:
+        """The versions of ``name`` numbered ``numbers`` that MLflow has, highest first.
+
+        For a page of versions whose numbers the caller already knows (the
+        ledger's): one ``model-versions/search`` for the range between the lowest
+        and highest number, which MLflow's SQL store answers from its
+        (name, version) key, and one ``registered-models/get`` for the aliases,
+        instead of listing every version. Numbers MLflow does not have (deleted
+        there) are left out; versions inside the range that were not asked for
+        are dropped. ModelNotFoundError when the model is gone.
+        """
+        wanted = set(numbers)
+        if not wanted:
+            return []
+        ranged = f"version_number >= {min(wanted)} and version_number <= {max(wanted)}"
+        found = [
+            v
+            for v in self._search_versions(name, ranged, order_by=["version_number DESC"])
+            if v.version in wanted
+        ]
+        return _with_aliases(found, [self.model(name)])
+
+    def _search_versions(
+        self, name: str | None, filter_string: str | None, order_by: list[str] | None = None
+    ) -> list[VersionInfo]:
+        """Every page of a version search, without aliases (MLflow's search leaves them out)."""
         literal = filter_literal(name) if name is not None else None
         clauses = [f"name = {literal}"] if literal is not None else []
         if filter_string:
@@ -248,22 +282,10 @@ class RegistryCalls(Connection):
         found: list[VersionInfo] = []
         token: str | None = None
         while True:
-            page, token = self._versions_page(text, token, name)
+            page, token = self._versions_page(text, token, name, order_by)
             found.extend(_version(mv) for mv in page if name is None or mv.name == name)
             if not token:
-                break
-        # search_model_versions leaves aliases out; take them from the models.
-        aliases: dict[tuple[str, int], list[str]] = {}
-        for model in [self.model(name)] if name is not None else self.models():
-            for alias, number in model.aliases.items():
-                aliases.setdefault((model.name, number), []).append(alias)
-        return sorted(
-            (
-                replace(v, aliases=tuple(sorted(aliases.get((v.name, v.version), ()))))
-                for v in found
-            ),
-            key=lambda v: (v.name, v.version),
-        )
+                return found
 
     def any_version_tagged(self, key: str) -> VersionInfo | None:
         """The most recently updated version (of any model) tagged ``key``, or None: one call."""
@@ -505,6 +527,17 @@ class RegistryCalls(Connection):
             self.model(name)  # ModelNotFoundError when the model itself is missing
             raise VersionNotFoundError(name, f"@{alias}") from exc
         return int(mv.version)
+
+
+def _with_aliases(versions: list[VersionInfo], models: list[ModelInfo]) -> list[VersionInfo]:
+    """``versions`` with the aliases ``models`` point at them (a version search has none)."""
+    aliases: dict[tuple[str, int], list[str]] = {}
+    for model in models:
+        for alias, number in model.aliases.items():
+            aliases.setdefault((model.name, number), []).append(alias)
+    return [
+        replace(v, aliases=tuple(sorted(aliases.get((v.name, v.version), ())))) for v in versions
+    ]
 
 
 def _model_entity(body: Mapping[str, Any]) -> SimpleNamespace:

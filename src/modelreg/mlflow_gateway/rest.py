@@ -2,9 +2,10 @@
 
 ``import mlflow`` takes about 1.4 s, more than a whole CLI read command may
 (``modelreg versions`` should answer in under a second). The registry's reads
-(models, versions, runs, aliases) are a handful of documented GET endpoints
-(MLflow REST API 2.0, unchanged in 3.17), so they are made here with httpx and
-return plain JSON; :mod:`modelreg.mlflow_gateway` turns that into its values.
+(models, versions, runs, aliases) are a handful of documented GET endpoints and
+``runs/search``, a POST (MLflow REST API 2.0, unchanged in 3.17), so they are
+made here with httpx and return plain JSON; :mod:`modelreg.mlflow_gateway`
+turns that into its values.
 
 The registry writes modelreg makes on hot paths (aliases, version tags, stages,
 descriptions, deleting a version) are made here too: ``MlflowClient`` (3.17)
@@ -114,6 +115,15 @@ class MlflowRest:
         """GET ``api/<api>/mlflow/<endpoint>`` with ``params``; the decoded JSON body."""
         query = {k: v for k, v in params.items() if v is not None}
         return self._send("GET", endpoint, {"params": query}, name, version, api, write=False)
+
+    def post(self, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A read sent as POST ``api/2.0/mlflow/<endpoint>`` with a JSON ``body``; the answer.
+
+        ``runs/search`` is POST only (MLflow REST API 2.0). Errors are translated
+        as a GET's are, not as a write's.
+        """
+        payload = {"json": {k: v for k, v in body.items() if v is not None}}
+        return self._send("POST", endpoint, payload, None, None, "2.0", write=False)
 
     def write(
         self,

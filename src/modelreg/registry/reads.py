@@ -133,14 +133,29 @@ class Reads:
         return self._views(self.gateway.versions(name), with_run=False)
 
     def versions_page(self, name: str, *, limit: int, offset: int) -> VersionPage:
-        """One page of a model's versions, newest first, with run metrics (one run read each)."""
-        _check_page(limit, offset)
+        """One page of a model's versions, newest first, with run metrics and params.
+
+        Paged by the ledger, as ``models()`` counts: ``total`` is the versions
+        modelreg has recorded, and a version registered with a plain MLflow client
+        appears once sync adopts it. MLflow is asked only for the page's versions
+        (one ranged search) and their runs (one search); a recorded version that
+        was deleted from MLflow is left out of its page (``total`` still counts it).
+        Listing every version from MLflow to slice 25 took 350 ms at 1,000 versions.
+
+        Raises ModelNotFoundError, or InvalidInputError for a limit outside
+        1..MAX_PAGE or a negative offset.
+        """
+        check_page(limit, offset)
         check_model_name(name)
         self.ledger_check.ensure()
-        self.gateway.model(name)
-        infos = sorted(self.gateway.versions(name), key=lambda i: i.version, reverse=True)
-        views = self._views(infos[offset : offset + limit], with_run=True) if infos else []
-        return VersionPage(versions=views, total=len(infos), offset=offset, limit=limit)
+        numbers, total = self.ledger.version_numbers(name, limit=limit, offset=offset)
+        if numbers:
+            infos = self.gateway.versions_numbered(name, numbers)  # ModelNotFoundError too
+        else:
+            self.gateway.model(name)
+            infos = []
+        views = self._views(infos, with_run=True)
+        return VersionPage(versions=views, total=total, offset=offset, limit=limit)
 
     def show(self, name: str, ref: str | int) -> VersionView:
         """One version with its semver, stage, digest, lineage status, params and metrics."""
@@ -149,10 +164,16 @@ class Reads:
     def _views(self, infos: Sequence[VersionInfo], *, with_run: bool) -> list[VersionView]:
         self.ledger_check.ensure()
         records, states = self._ledger_rows(infos)
+        runs: Mapping[str, RunInfo] = {}
+        if with_run and len(infos) > 1:  # one run search, not a runs/get per version
+            runs = self.gateway.runs([info.run_id for info in infos])
+        elif with_run and infos:
+            found = self.gateway.run(infos[0].run_id)
+            runs = {found.run_id: found} if found else {}
         views = []
         for info in infos:
             record = records.get((info.name, info.version))
-            run = self.gateway.run(info.run_id) if with_run else None
+            run = runs.get(info.run_id) if info.run_id else None
             views.append(version_view(info, record, states.get(info.name, {}), run))
         return views
 
@@ -296,7 +317,7 @@ class Reads:
         Raises InvalidInputError for a limit outside 1..MAX_PAGE, a negative
         offset, or an invalid model name in the filter.
         """
-        _check_page(limit, offset)
+        check_page(limit, offset)
         if where.model is not None:
             check_model_name(where.model)
         self.ledger_check.ensure()
@@ -307,7 +328,7 @@ class Reads:
 
     def open_requests(self, model: str | None, *, limit: int, offset: int) -> RequestPage:
         """Open promotion requests (of one model or all), oldest first, one page."""
-        _check_page(limit, offset)
+        check_page(limit, offset)
         if model is not None:
             check_model_name(model)
         self.ledger_check.ensure()
@@ -394,7 +415,8 @@ class Reads:
         return expected
 
 
-def _check_page(limit: int, offset: int) -> None:
+def check_page(limit: int, offset: int) -> None:
+    """Raise InvalidInputError unless 1 <= ``limit`` <= MAX_PAGE and ``offset`` >= 0."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInputError(f"page size must be 1 to {MAX_PAGE}; got {limit}")
     if offset < 0:
