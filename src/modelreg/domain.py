@@ -304,6 +304,54 @@ class ServingRecord:
 
 
 @dataclass(frozen=True)
+class ServedSlot:
+    """What one serving replica serves in one slot (a model's variant), as it reports it.
+
+    ``version`` and ``semver`` are None while nothing is loaded; ``since`` is
+    when the current version finished loading (aware UTC); ``reasons`` say
+    why the slot is degraded (empty when it serves what the registry asks).
+    """
+
+    model: str
+    variant: str
+    alias: str | None
+    version: int | None
+    semver: str | None
+    digest: str | None
+    since: datetime | None
+    reasons: tuple[str, ...] = ()
+
+
+class ReloadOutcome(enum.StrEnum):
+    """How a replica's attempt to serve a version ended."""
+
+    LOADED = "loaded"
+    REFUSED = "refused"  # download, verification, load or warm-up failed; the old one serves
+
+
+@dataclass(frozen=True)
+class ReloadEvent:
+    """One replica's load of a version of a slot, or its refusal (``reason``: the failure kind)."""
+
+    model: str
+    variant: str
+    version: int
+    outcome: ReloadOutcome
+    reason: str
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReplicaReport:
+    """What one serving replica reports each round: its slots now and its reloads since."""
+
+    replica: str
+    slots: tuple[ServedSlot, ...]
+    reloads: tuple[ReloadEvent, ...] = ()
+
+
+@dataclass(frozen=True)
 class StageChange:
     """One version's move from one stage to another, planned by the lifecycle."""
 

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
         gt=0,
         description="Logged predictions kept at most; the oldest beyond it expire first.",
     )
+    replica_history_days: float = Field(
+        default=14.0,
+        gt=0,
+        description=(
+            "How long serving replicas' reloads and refused loads are kept, and how long a "
+            "replica that stopped reporting stays listed (the shorter of this and one day)."
+        ),
+    )
     allow_new_ledger: bool = Field(
         default=False,
         description="Start an empty ledger even though MLflow holds versions another ledger "

@@ -310,3 +310,45 @@ class ReplicaView(View):
     requests: int
     errors: int
     updated_at: datetime
+
+
+class ServedSlotView(View):
+    """What one serving replica serves in one slot, as it last reported (``modelreg`` serve).
+
+    ``since`` is when the version finished loading there; ``reported_at`` when
+    the replica last reported (every few seconds while it runs); ``reasons``
+    why the slot is degraded.
+    """
+
+    replica: str
+    model: str
+    variant: str
+    alias: str | None
+    version: int | None
+    semver: str | None
+    digest: str | None
+    since: datetime | None
+    reasons: list[str]
+    reported_at: datetime
+
+
+class ReloadView(View):
+    """One replica's load of a version (``loaded``) or refusal of it (``refused``, with why)."""
+
+    replica: str
+    model: str
+    variant: str
+    version: int
+    outcome: str
+    reason: str
+    message: str
+    at: datetime
+
+
+class ReloadPage(View):
+    """One page of serving reloads, newest first, and how many there are in all."""
+
+    reloads: list[ReloadView]
+    total: int
+    offset: int
+    limit: int

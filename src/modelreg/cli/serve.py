@@ -143,7 +143,9 @@ def serve(
         try:
             listener.run(
                 sock,
-                create_app(server, registry, experiments=registry, settings=settings),
+                create_app(
+                    server, registry, experiments=registry, replicas=registry, settings=settings
+                ),
                 **options,
             )
         finally:
@@ -201,4 +203,4 @@ def worker_app(settings_json: str | None = None) -> FastAPI:
         )
     server = build_config(settings.serving.serve_config, "MODELREG_SERVE_CONFIG")
     registry = Registry(settings)
-    return create_app(server, registry, experiments=registry, settings=settings)
+    return create_app(server, registry, experiments=registry, replicas=registry, settings=settings)

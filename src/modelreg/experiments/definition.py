@@ -190,3 +190,20 @@ def parse_feedback(body: bytes) -> Feedback:
             '(send {"request_id": "...", "label": 1} and/or "value": 12.5)'
         ) from None
     return Feedback(given.request_id, given.label, given.value)
+
+
+@dataclass(frozen=True)
+class CountsSample:
+    """One replica's cumulative counts of one variant at the end of ``minute`` (epoch minutes)."""
+
+    replica: str
+    variant: str
+    minute: int
+    requests: int
+    errors: int
+    latency: tuple[int, ...]
+
+
+def epoch_minute(at: datetime) -> int:
+    """Whole minutes from the Unix epoch to ``at`` (aware)."""
+    return int(at.timestamp() // 60)

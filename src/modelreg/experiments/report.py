@@ -423,9 +423,13 @@ class _Sample:
 
 
 def _sample(data: VariantData, metric: Metric) -> _Sample:
-    outcomes = data.outcomes
     if metric is Metric.ERROR_RATE:
         return _Sample(successes=data.errors, n=data.requests)
+    return _outcome_sample(metric, data.outcomes)
+
+
+def _outcome_sample(metric: Metric, outcomes: Sequence[Outcome]) -> _Sample:
+    """What ``metric`` needs from ``outcomes`` (every metric but ``error_rate``)."""
     if metric is Metric.ACCURACY:
         judged = [
             _matches(o.prediction, o.label)
@@ -444,6 +448,34 @@ def _sample(data: VariantData, metric: Metric) -> _Sample:
     pairs = [(_as_float(o.prediction), _binary(o.label)) for o in outcomes]
     kept = [(s, y) for s, y in pairs if s is not None and math.isfinite(s) and y is not None]
     return _Sample(n=len(kept), scores=tuple(s for s, _ in kept), labels=tuple(y for _, y in kept))
+
+
+def running_values(
+    metric: Metric, outcomes: Sequence[Outcome], cuts: Sequence[int]
+) -> list[float | None]:
+    """``metric`` over ``outcomes[:cut]`` for each of the ascending ``cuts``.
+
+    ``outcomes`` are in time order, so this is the metric as it stood at
+    each cut (a cumulative curve). Rates and means add up slice by slice
+    (one pass over the outcomes); AUC is recomputed at each cut. None where
+    there is nothing to measure yet. ``error_rate`` is not an outcome metric
+    (InvalidInputError): it comes from the counts.
+    """
+    if metric is Metric.ERROR_RATE:
+        raise InvalidInputError("error_rate comes from the request counts, not from feedback")
+    if metric is Metric.AUC:
+        return [_outcome_sample(metric, outcomes[:cut]).value(metric) for cut in cuts]
+    found: list[float | None] = []
+    successes, n, total, start = 0, 0, 0.0, 0
+    for cut in cuts:
+        part = _outcome_sample(metric, outcomes[start:cut])
+        successes += part.successes
+        total += sum(part.values)
+        n += part.n
+        start = max(start, cut)
+        numerator = total if metric is Metric.VALUE else successes
+        found.append(numerator / n if n else None)
+    return found
 
 
 # --- comparisons ----------------------------------------------------------------------------

@@ -20,22 +20,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Update, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from modelreg.errors import ConflictError, ExpiredError, NotFoundError, shorten
 from modelreg.experiments.definition import (
     LATENCY_BOUNDS_S,
     Arm,
+    CountsSample,
     ExperimentRoute,
     ExperimentState,
     Feedback,
     FeedbackResult,
     PredictionRecord,
     VariantCounts,
+    epoch_minute,
 )
 from modelreg.ledger.rows import dialect_insert, insert_ignoring_duplicates, utc
 from modelreg.ledger.store import Ledger, LedgerTransaction
-from modelreg.ledger.tables import ExperimentCountsRow, ExperimentRow, PredictionRow
+from modelreg.ledger.tables import (
+    CountsSampleRow,
+    ExperimentCountsRow,
+    ExperimentRow,
+    PredictionRow,
+)
 
 _ACTIVE = (ExperimentState.RUNNING.value, ExperimentState.STOPPED.value)
 
@@ -104,12 +111,18 @@ class CountsTotal(VariantCounts):
 
 @dataclass(frozen=True)
 class LoggedOutcome:
-    """A logged prediction with the feedback joined to it."""
+    """A logged prediction with the feedback joined to it; ``at`` is the prediction's time."""
 
     variant: str
     prediction: float | str | None
     label: float | str | None
     value: float | None
+    at: datetime
+
+
+# Samples older than this are thinned to the last one of each THIN_MINUTES window.
+THIN_AFTER = timedelta(days=1)
+THIN_MINUTES = 15
 
 
 def _record(row: ExperimentRow) -> ExperimentRecord:
@@ -265,11 +278,44 @@ class ExperimentStore:
             }
             for c in counts
         ]
+        minute = epoch_minute(now)
+        samples = [
+            {
+                "experiment_id": c.experiment_id,
+                "replica": replica,
+                "variant": c.variant,
+                "minute": minute,
+                "version": c.version,
+                "requests": c.requests,
+                "errors": c.errors,
+                "latency": list(c.latency),
+            }
+            for c in counts
+        ]
         with self.ledger.session(write=True) as session:
-            insert = dialect_insert(session, ExperimentCountsRow)
-            keys = ("experiment_id", "replica", "variant")
-            changed = {name: getattr(insert.excluded, name) for name in rows[0] if name not in keys}
-            session.execute(insert.on_conflict_do_update(index_elements=keys, set_=changed), rows)
+            _upsert(session, ExperimentCountsRow, ("experiment_id", "replica", "variant"), rows)
+            keys = ("experiment_id", "replica", "variant", "minute")
+            _upsert(session, CountsSampleRow, keys, samples)
+
+    def samples(self, experiment_id: str) -> list[CountsSample]:
+        """The experiment's counts samples, oldest first (see :class:`CountsSampleRow`)."""
+        query = (
+            select(CountsSampleRow)
+            .where(CountsSampleRow.experiment_id == experiment_id)
+            .order_by(CountsSampleRow.minute)
+        )
+        with self.ledger.session() as session:
+            return [
+                CountsSample(
+                    row.replica,
+                    row.variant,
+                    row.minute,
+                    row.requests,
+                    row.errors,
+                    tuple(row.latency),
+                )
+                for row in session.scalars(query)
+            ]
 
     def totals(self, experiment_id: str) -> list[CountsTotal]:
         """Each variant's counts summed over every replica that reported them."""
@@ -369,22 +415,30 @@ class ExperimentStore:
             PredictionRow.prediction,
             PredictionRow.label,
             PredictionRow.value,
+            PredictionRow.at,
         ).where(
             PredictionRow.experiment_id == experiment_id,
             PredictionRow.feedback_at.is_not(None),
             PredictionRow.expired.is_(False),
         )
         with self.ledger.session() as session:
-            return [LoggedOutcome(*row) for row in session.execute(query)]
+            return [
+                LoggedOutcome(variant, prediction, label, value, utc(at))
+                for variant, prediction, label, value, at in session.execute(query)
+            ]
 
     def prune(self, *, retention: timedelta, max_rows: int, now: datetime | None = None) -> int:
-        """Expire predictions past ``retention`` or beyond the newest ``max_rows``.
+        """Expire predictions past ``retention`` or beyond the newest ``max_rows``; thin samples.
 
         Expired rows stay as tombstones (feedback for them is answered 410)
-        until twice the retention has passed. Returns the rows expired now.
+        until twice the retention has passed. Counts samples older than
+        :data:`THIN_AFTER` keep only the last of each :data:`THIN_MINUTES`
+        window per replica and variant (exact totals at coarser times).
+        Returns the prediction rows expired now.
         """
         now = now or datetime.now(UTC)
         with self.ledger.session(write=True) as session:
+            _thin_samples(session, epoch_minute(now - THIN_AFTER))
             expired = _changed(
                 session,
                 update(PredictionRow).where(
@@ -415,6 +469,33 @@ class ExperimentStore:
                 )
             )
             return expired
+
+
+def _upsert(
+    session: Session, table: type[Any], keys: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    """Insert ``rows``, replacing the non-key columns of rows whose ``keys`` exist."""
+    insert = dialect_insert(session, table)
+    changed = {name: getattr(insert.excluded, name) for name in rows[0] if name not in keys}
+    session.execute(insert.on_conflict_do_update(index_elements=keys, set_=changed), rows)
+
+
+def _thin_samples(session: Session, before_minute: int) -> None:
+    """Delete samples before ``before_minute`` that a later sample of their window supersedes."""
+    later = aliased(CountsSampleRow)
+    sample = CountsSampleRow
+    superseded = (
+        select(later.minute)
+        .where(
+            later.experiment_id == sample.experiment_id,
+            later.replica == sample.replica,
+            later.variant == sample.variant,
+            later.minute > sample.minute,
+            later.minute // THIN_MINUTES == sample.minute // THIN_MINUTES,
+        )
+        .exists()
+    )
+    session.execute(delete(sample).where(sample.minute < before_minute, superseded))
 
 
 def _same(recorded: Any, given: Any) -> bool:

@@ -68,7 +68,7 @@ class OpenRequest:
 
 
 @dataclass(frozen=True)
-class ReplicaReport:
+class ReplicaCounts:
     """One serving replica's latest cumulative counts for one experiment variant."""
 
     experiment_id: str
@@ -149,7 +149,7 @@ class Overview:
         with self.ledger.session() as session:
             return {str(model): int(count) for model, count in session.execute(query)}
 
-    def replica_reports(self, experiment_ids: Collection[str]) -> list[ReplicaReport]:
+    def replica_reports(self, experiment_ids: Collection[str]) -> list[ReplicaCounts]:
         """What each serving replica last reported for these experiments, newest first."""
         if not experiment_ids:
             return []
@@ -161,7 +161,7 @@ class Overview:
         )
         with self.ledger.session() as session:
             return [
-                ReplicaReport(
+                ReplicaCounts(
                     experiment_id=row.experiment_id,
                     replica=row.replica,
                     variant=row.variant,

@@ -265,3 +265,68 @@ class PredictionRow(Base):
         Index("ix_predictions_experiment", "experiment_id", "variant"),
         Index("ix_predictions_at", "at"),
     )
+
+
+class CountsSampleRow(Base):
+    """A replica's cumulative counts for one variant as of one minute (the counts' time series).
+
+    ``minute`` is minutes since the Unix epoch (UTC); a replica's flushes
+    within a minute replace the row, so it holds the last counts of that
+    minute. Being cumulative, any subset of the samples still gives exact
+    totals at their times, which is what lets pruning thin old minutes.
+    """
+
+    __tablename__ = "experiment_count_samples"
+
+    experiment_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    errors: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    latency: Mapped[list[int]] = mapped_column(JSON, nullable=False)
+
+
+class ReplicaSlotRow(Base):
+    """What one serving replica serves in one slot (model and variant), as it last reported.
+
+    Each report replaces the replica's rows; ``since`` is when the slot's
+    current version finished loading in that replica.
+    """
+
+    __tablename__ = "replica_slots"
+
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alias: Mapped[str | None] = mapped_column(String(256))
+    version: Mapped[int | None] = mapped_column(Integer)
+    semver: Mapped[str | None] = mapped_column(String(64))
+    digest: Mapped[str | None] = mapped_column(String(80))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reasons: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (Index("ix_replica_slots_reported", "reported_at"),)
+
+
+class ReplicaEventRow(Base):
+    """A serving replica's reload or refused load of a version, as it reported it."""
+
+    __tablename__ = "replica_events"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    replica: Mapped[str] = mapped_column(String(128), nullable=False)
+    model: Mapped[str] = mapped_column(String(256), nullable=False)
+    variant: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(String(64), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_replica_events_at", "at"),
+        Index("ix_replica_events_model", "model", "at"),
+    )

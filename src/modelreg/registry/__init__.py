@@ -11,6 +11,7 @@ public method is a one-line delegation:
 - :mod:`~modelreg.registry.adoption`: registering and adopting versions (semver, manifest);
 - :mod:`~modelreg.registry.governance`: gates, requests, approvals, auto-promotion;
 - :mod:`~modelreg.registry.experiments`: A/B experiments, their counts, feedback, guardrails;
+- :mod:`~modelreg.registry.serving`: what serving replicas report (slots, reloads);
 - :mod:`~modelreg.registry.artifacts`: download, hash once, verify against manifests;
 - :mod:`~modelreg.registry.drift`: doctor, repair, reactions to MLflow webhooks;
 - :mod:`~modelreg.registry.webhooks`: subscribers and the delivery log.
@@ -21,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelreg.domain import LineageRecord, ServingRecord, Stage
+from modelreg.domain import LineageRecord, ReplicaReport, ServingRecord, Stage
 from modelreg.errors import BackendError, BackendUnavailableError
 from modelreg.experiments.definition import (
     DEFAULT_KEY_HEADER,
@@ -48,6 +49,7 @@ from modelreg.registry.ledger_check import LedgerCheck
 from modelreg.registry.lifecycle import Lifecycle
 from modelreg.registry.projection import DIGEST_TAG, LEDGER_TAG, SEMVER_TAG, STAGE_TAG
 from modelreg.registry.reads import Reads
+from modelreg.registry.serving import ServingReports
 from modelreg.registry.webhooks import Webhooks
 from modelreg.settings import Settings
 from modelreg.views import (
@@ -62,13 +64,18 @@ from modelreg.views import (
     ModelCounts,
     ModelView,
     PolicyView,
+    ReloadPage,
     ReplicaView,
     RequestPage,
+    ServedSlotView,
     VerifyResult,
     VersionPage,
     VersionView,
 )
 from modelreg.webhooks import Subscriber
+
+if TYPE_CHECKING:
+    from modelreg.experiments.timeline import Timeline  # scipy: imported where a timeline is built
 
 __all__ = [
     "DELETED_KIND",
@@ -127,6 +134,7 @@ class Registry:
         self.ab = Experiments(
             settings, gateway, ledger, self.access, self.reads, self.adoption, self.governance
         )
+        self.serving = ServingReports(settings, ledger, self.access)
 
     @classmethod
     def connect(
@@ -271,9 +279,15 @@ class Registry:
         """Experiments, newest first (``modelreg ab list``)."""
         return self.ab.listed(model=model, state=state, actor=actor)
 
+    def ab_timeline(self, name: str, *, points: int = 60, actor: str | None = None) -> Timeline:
+        """The current (or last) experiment over time: per-variant series in <= ``points`` steps."""
+        return self.ab.timeline(name, points=points, actor=actor)
+
     def guard_experiments(self) -> list[ExperimentView]:
-        """The workers' round: stop experiments whose guardrails are breached; prune the log."""
-        return self.ab.guard()
+        """The workers' round: stop breaching experiments; prune the logs and replica records."""
+        stopped = self.ab.guard()
+        self.serving.prune()
+        return stopped
 
     def experiment(self, name: str) -> ExperimentRoute | None:
         """The route serving follows for ``name`` (its running or stopped experiment)."""
@@ -402,12 +416,29 @@ class Registry:
         return self.reads.model_counts()
 
     def replica_reports(self, experiment_ids: Sequence[str]) -> list[ReplicaView]:
-        """What each serving replica last reported per variant of these experiments.
-
-        The ledger knows only the replicas that flushed experiment counts; a
-        replica serving a model without an experiment reports nothing here.
-        """
+        """What each serving replica last reported per variant of these experiments."""
         return self.reads.replica_reports(experiment_ids)
+
+    def record_replica(self, report: ReplicaReport) -> None:
+        """Store a serving replica's report: the slots it serves now and its reloads since."""
+        self.serving.record(report)
+
+    def replicas(
+        self, model: str | None = None, *, actor: str | None = None
+    ) -> list[ServedSlotView]:
+        """What every serving replica serves (of ``model``), as each last reported."""
+        return self.serving.slots(model, actor=actor)
+
+    def reloads(
+        self,
+        model: str | None = None,
+        *,
+        limit: int = 25,
+        offset: int = 0,
+        actor: str | None = None,
+    ) -> ReloadPage:
+        """Serving replicas' reloads and refused loads (of ``model``), newest first, one page."""
+        return self.serving.reloads(model, limit=limit, offset=offset, actor=actor)
 
     def show(self, name: str, ref: str | int) -> VersionView:
         """One version with its semver, stage, digest, lineage status, params and metrics."""

@@ -54,6 +54,7 @@ from modelreg.ledger import Ledger, LedgerTransaction, NewEvent
 from modelreg.ledger.experiments import (
     ExperimentRecord,
     ExperimentStore,
+    LoggedOutcome,
     Segment,
     with_changes,
 )
@@ -68,7 +69,8 @@ from modelreg.settings import Settings
 from modelreg.views import ArmView, EventView, ExperimentView
 
 if TYPE_CHECKING:
-    from modelreg.experiments.report import Report
+    from modelreg.experiments.report import Metric, Outcome, Report
+    from modelreg.experiments.timeline import Timeline
 
 log = logging.getLogger("modelreg.experiments")
 
@@ -76,6 +78,7 @@ EXPERIMENT_TAG = "modelreg.ab.experiment"
 VARIANT_TAG = "modelreg.ab.variant"
 STATE_TAG = "modelreg.ab.state"
 TRAFFIC_TAG = "ab_traffic"  # the course's tag: the version's share of traffic
+MAX_TIMELINE_POINTS = 500
 _HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,63}")
 # Headers whose value is about the message or the connection, not the caller: keying on
 # them would split traffic by body size or client library, never by user.
@@ -349,15 +352,38 @@ class Experiments:
     def status(self, name: str, *, actor: str | None = None) -> ExperimentView:
         """The model's current experiment (or its last one) with the statistics report."""
         self.access.authorize(actor, Permission.READ, "read experiments")
-        check_model_name(name)
-        record = self.store.active(name) or self.store.latest(name)
-        if record is None:
-            self.gateway.model(name)  # ModelNotFoundError for an unknown model
-            raise NotFoundError(
-                f"model {name!r} has no experiment; start one with "
-                f"`modelreg ab start {name} --treatment VERSION --traffic 0.10`"
-            )
+        record = self._current(name)
         return self._view(record, report=self._report(record).to_json())
+
+    def timeline(self, name: str, *, points: int = 60, actor: str | None = None) -> Timeline:
+        """The model's current (or last) experiment over time, in at most ``points`` intervals.
+
+        Per variant and interval: requests per minute, error rate and p99
+        latency; at each interval's end, every online metric over the
+        feedback so far (:func:`modelreg.experiments.timeline.build_timeline`).
+        The span runs from the start to the conclusion, or to now. Raises
+        InvalidInputError unless 1 <= ``points`` <= 500, NotFoundError
+        without an experiment.
+        """
+        from modelreg.experiments import timeline as timelines
+
+        self.access.authorize(actor, Permission.READ, "read experiments")
+        if not 1 <= points <= MAX_TIMELINE_POINTS:
+            raise InvalidInputError(f"points must be 1 to {MAX_TIMELINE_POINTS}; got {points}")
+        record = self._current(name)
+        outcomes = [
+            timelines.TimedOutcome(o.variant, _outcome(o), o.at)
+            for o in self.store.outcomes(record.id)
+        ]
+        return timelines.build_timeline(
+            [arm.variant for arm in record.arms],
+            self.store.samples(record.id),
+            outcomes,
+            metrics=[_metric(m) for m in record.metrics],
+            start=record.started_at,
+            end=record.concluded_at or datetime.now(UTC),
+            points=points,
+        )
 
     def listed(
         self, *, model: str | None = None, state: str | None = None, actor: str | None = None
@@ -436,6 +462,18 @@ class Experiments:
         return stopped
 
     # -- internals ---------------------------------------------------------------------
+
+    def _current(self, name: str) -> ExperimentRecord:
+        """The model's running or stopped experiment, else its last one; NotFoundError if none."""
+        check_model_name(name)
+        record = self.store.active(name) or self.store.latest(name)
+        if record is None:
+            self.gateway.model(name)  # ModelNotFoundError for an unknown model
+            raise NotFoundError(
+                f"model {name!r} has no experiment; start one with "
+                f"`modelreg ab start {name} --treatment VERSION --traffic 0.10`"
+            )
+        return record
 
     def _control(self, name: str, control: str | int) -> tuple[str | None, int]:
         text = str(control).strip()
@@ -533,9 +571,7 @@ class Experiments:
         totals = {t.variant: t for t in self.store.totals(record.id)}
         outcomes: dict[str, list[reports.Outcome]] = {}
         for logged in self.store.outcomes(record.id) if with_outcomes else ():
-            outcomes.setdefault(logged.variant, []).append(
-                reports.Outcome(logged.prediction, logged.label, logged.value)
-            )
+            outcomes.setdefault(logged.variant, []).append(_outcome(logged))
         requests = sum(t.requests for t in totals.values())
         expected = record.expected_shares(requests)
         variants = []
@@ -555,7 +591,7 @@ class Experiments:
             )
         return reports.build_report(
             variants,
-            metrics=[reports.parse_metric(m) for m in record.metrics],
+            metrics=[_metric(m) for m in record.metrics],
             guardrails=[reports.parse_guardrail(g) for g in record.guardrails],
         )
 
@@ -592,6 +628,18 @@ class Experiments:
             report=report,
             events=list(events),
         )
+
+
+def _outcome(logged: LoggedOutcome) -> Outcome:
+    from modelreg.experiments.report import Outcome
+
+    return Outcome(logged.prediction, logged.label, logged.value)
+
+
+def _metric(text: str) -> Metric:
+    from modelreg.experiments.report import parse_metric
+
+    return parse_metric(text)
 
 
 def _evidence_line(record: ExperimentRecord, report: Report) -> str:

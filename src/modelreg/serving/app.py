@@ -74,6 +74,7 @@ from modelreg.serving.dataplane import DataPlane, InferenceRequest, InferenceRes
 from modelreg.serving.loader import ModelLoader
 from modelreg.serving.metrics import CONTENT_TYPE, ServingMetrics, exposition
 from modelreg.serving.recording import ExperimentRecorder, replica_id
+from modelreg.serving.reporting import ReplicaReporter, ReplicaSink
 from modelreg.serving.router import ExperimentRouter, Router
 from modelreg.serving.slots import ModelSlot, SlotSet
 from modelreg.serving.source import ExperimentSource, ModelSource
@@ -234,6 +235,7 @@ def build_plane(
     source: ModelSource,
     experiments: ExperimentSource | None,
     *,
+    replicas: ReplicaSink | None = None,
     cache_dir: Path,
     metrics: ServingMetrics,
     executor: Executor,
@@ -244,9 +246,24 @@ def build_plane(
     With ``experiments`` an arm follower keeps each model's experiment arms
     and an :class:`ExperimentRouter` in line with its experiment, and an
     :class:`ExperimentRecorder` keeps and flushes counts and predictions.
+    With ``replicas`` a :class:`ReplicaReporter` reports the slots and their
+    reloads every ``config.flush_interval`` seconds.
     """
     loader = ModelLoader(source, cache_dir)
-    make_slot = partial(ModelSlot, source=source, loader=loader, metrics=metrics, executor=executor)
+    replica = replica_id()
+    reporter = None
+    if replicas is not None:
+        reporter = ReplicaReporter(
+            replicas, metrics, replica=replica, interval=config.flush_interval
+        )
+    make_slot = partial(
+        ModelSlot,
+        source=source,
+        loader=loader,
+        metrics=metrics,
+        executor=executor,
+        on_reload=reporter.reloaded if reporter is not None else None,
+    )
     slots = SlotSet([make_slot(model) for model in config.models])
     recorder: ExperimentRecorder | None = None
     if experiments is not None:
@@ -262,7 +279,7 @@ def build_plane(
         recorder = ExperimentRecorder(
             experiments,
             metrics,
-            replica=replica_id(),
+            replica=replica,
             flush_interval=config.flush_interval,
             sample_rate=config.prediction_sample_rate,
             buffer=config.prediction_buffer,
@@ -275,6 +292,7 @@ def build_plane(
         reload_token=config.reload_token,
         router=router,
         recorder=recorder,
+        reporter=reporter,
         shadow_queue=config.shadow_queue,
         shadow_concurrency=config.shadow_concurrency,
     )
@@ -285,6 +303,7 @@ def create_app(
     source: ModelSource,
     *,
     experiments: ExperimentSource | None = None,
+    replicas: ReplicaSink | None = None,
     settings: Settings | None = None,
     metrics_registry: CollectorRegistry | None = None,
     router: Router | None = None,
@@ -295,7 +314,10 @@ def create_app(
     experiments: routing by each model's experiment, arm slots, per-variant
     counts and the prediction log flushed every ``config.flush_interval``
     seconds, and ``POST /feedback``; without it every request goes to the
-    default variant and ``/feedback`` answers 404. ``settings`` (default:
+    default variant and ``/feedback`` answers 404. ``replicas`` (the
+    registry, in ``modelreg serve``) receives this replica's report every
+    ``config.flush_interval`` seconds: what each slot serves since when, and
+    its reloads and refused loads (the dashboard's Serving page). ``settings`` (default:
     from the environment) give the home of the default model cache. Metrics
     go to ``metrics_registry`` (a fresh one by default); ``router`` overrides
     the variant choice (default: the experiment router, or the default
@@ -313,6 +335,7 @@ def create_app(
         config,
         source,
         experiments,
+        replicas=replicas,
         cache_dir=resolved_cache_dir(config, settings),
         metrics=metrics,
         executor=executor,

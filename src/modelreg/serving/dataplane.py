@@ -39,6 +39,7 @@ from modelreg.serving import protocol
 from modelreg.serving.loader import LoadedModel
 from modelreg.serving.metrics import NO_VERSION, UNKNOWN_MODEL, ServingMetrics
 from modelreg.serving.recording import ExperimentRecorder, first_output
+from modelreg.serving.reporting import ReplicaReporter
 from modelreg.serving.router import DEFAULT_DECISION, DefaultRouter, Router
 from modelreg.serving.shadow import ShadowJob, ShadowQueue
 from modelreg.serving.slots import ModelSlot, Serving, SlotSet
@@ -113,6 +114,7 @@ class DataPlane:
     bounds every body read. ``reload_token`` None disables :meth:`reload`.
     ``recorder`` (None: no experiment source) keeps experiment counts and the
     prediction log; ``shadow`` scores mirrored requests of shadow experiments.
+    ``reporter`` (None: nobody to report to) reports the slots and reloads.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class DataPlane:
         reload_token: str | None = None,
         router: Router | None = None,
         recorder: ExperimentRecorder | None = None,
+        reporter: ReplicaReporter | None = None,
         shadow_queue: int = 256,
         shadow_concurrency: int = 2,
     ) -> None:
@@ -134,6 +137,8 @@ class DataPlane:
         self.status_for = status_for
         self.max_body_bytes = max_body_bytes
         self.recorder = recorder
+        self.reporter = reporter
+        self._reporting: asyncio.Task[None] | None = None
         self.shadow = ShadowQueue(
             self._score_shadow,
             self._shadow_dropped,
@@ -341,6 +346,8 @@ class DataPlane:
         await self.slots.start()
         if self.recorder is not None:
             self._flusher = asyncio.create_task(self.recorder.run())
+        if self.reporter is not None:
+            self._reporting = asyncio.create_task(self.reporter.run(self.slots.served))
 
     async def stop(self) -> None:
         """Stop the watchers, finish queued requests and flush experiment counts once more."""
@@ -352,3 +359,9 @@ class DataPlane:
             self._flusher = None
         if self.recorder is not None:
             await self.recorder.flush()
+        if self._reporting is not None:
+            self._reporting.cancel()
+            await asyncio.gather(self._reporting, return_exceptions=True)
+            self._reporting = None
+        if self.reporter is not None:
+            await self.reporter.report(())  # gone: no slots, and the last reloads

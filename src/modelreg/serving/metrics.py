@@ -129,6 +129,11 @@ class ServingMetrics:
             ["what"],
             registry=registry,
         )
+        self.report_failures = Counter(
+            "modelreg_serving_replica_report_failures",
+            "Failed writes of this replica's report (slots and reloads; retried next round).",
+            registry=registry,
+        )
         self.experiment_degraded = Gauge(
             "modelreg_serving_experiment_degraded",
             "1 while a model's experiment routes some variant to control (its arm cannot load).",

@@ -19,13 +19,14 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from modelreg.domain import ReloadEvent, ReloadOutcome, ServedSlot
 from modelreg.errors import (
     BackendError,
     IntegrityError,
@@ -160,8 +161,10 @@ class ModelSlot:
         *,
         variant: str = DEFAULT_VARIANT,
         executor: Executor | None = None,
+        on_reload: Callable[[ReloadEvent], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_reload = on_reload
         self.source = source
         self.loader = loader
         self.metrics = metrics
@@ -248,6 +251,20 @@ class ModelSlot:
             "reasons": reasons,
         }
 
+    def served(self, variant: str) -> ServedSlot:
+        """What this slot serves, reported as ``variant`` (control is the default slot)."""
+        model = self.current.model if self.current else None
+        return ServedSlot(
+            model=self.name,
+            variant=variant,
+            alias=self.config.alias,
+            version=model.version if model else None,
+            semver=model.semver if model else None,
+            digest=model.digest if model else None,
+            since=model.loaded_at if model else None,
+            reasons=tuple(self.reasons()),
+        )
+
     # -- checking and reloading ----------------------------------------------------------
 
     async def check(self, *, force: bool = False) -> CheckResult:
@@ -322,6 +339,7 @@ class ModelSlot:
         self._failure = None
         self.metrics.serving(self.name, self.variant, version, loaded.semver, loaded.digest)
         self.metrics.reloads.labels(self.name, self.variant, "success").inc()
+        self._reported(version, ReloadOutcome.LOADED, "", f"serving {loaded.semver}")
         if old is None:
             log.info("%s: serving v%d (%s)", self.config.reference, version, loaded.semver)
             _settle_heap()
@@ -351,6 +369,7 @@ class ModelSlot:
         self._record_error(message, version)
         self.metrics.reloads.labels(self.name, self.variant, "failure").inc()
         self.metrics.load_failures.labels(self.name, self.variant, reason).inc()
+        self._reported(version, ReloadOutcome.REFUSED, reason, message)
         serving = f"v{self.current.model.version}" if self.current else "nothing"
         log_error = log.error if reason == "integrity" else log.warning
         log_error(
@@ -363,6 +382,13 @@ class ModelSlot:
             backoff,
             exc_info=not isinstance(error, ModelregError),
         )
+
+    def _reported(self, version: int, outcome: ReloadOutcome, reason: str, message: str) -> None:
+        if self.on_reload is not None:
+            event = ReloadEvent(
+                self.name, self.variant, version, outcome, reason, message, datetime.now(UTC)
+            )
+            self.on_reload(event)
 
     def _record_error(self, message: str, version: int | None) -> None:
         self.last_error = SlotError(message, datetime.now(UTC), version)
@@ -480,6 +506,10 @@ class SlotSet:
             self._arms[name] = dict(arms)
         kept = {id(slot) for slot in arms.values()}
         return [s for v, s in old.items() if s.variant == v and id(s) not in kept]
+
+    def served(self) -> list[ServedSlot]:
+        """What every variant is served by now: configured slots, arms, and control."""
+        return [slot.served(variant) for (_name, variant), slot in self._lookup.items()]
 
     def arm(self, name: str, variant: str) -> ModelSlot | None:
         """The experiment arm slot of ``variant`` of ``name`` (not the default slot), or None."""

@@ -1,0 +1,99 @@
+"""What serving replicas report: the version each slot serves, since when, and reloads.
+
+Model servers started by ``modelreg serve`` report every few seconds
+(:class:`~modelreg.domain.ReplicaReport`, through :meth:`ServingReports.record`,
+which a replica reaches as the :class:`~modelreg.serving.source.ReplicaSink`
+protocol); the dashboard's Serving page and ``GET /api/v1/serving`` read
+them. The record is kept in the ledger (:mod:`modelreg.ledger.replicas`):
+slots as last reported, reloads and refused loads for
+``MODELREG_REPLICA_HISTORY_DAYS``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from modelreg.domain import ReplicaReport, check_model_name
+from modelreg.ledger import Ledger
+from modelreg.ledger.replicas import ReplicaStore
+from modelreg.policy import Permission
+from modelreg.registry.access import Access
+from modelreg.registry.reads import check_page
+from modelreg.settings import Settings
+from modelreg.views import ReloadPage, ReloadView, ServedSlotView
+
+SILENT_AFTER = timedelta(days=1)
+"""A replica that has not reported for this long (or the history setting, if shorter) is
+forgotten: its process is gone."""
+
+
+class ServingReports:
+    """Serving replicas' reports, written by replicas and read by people."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, access: Access) -> None:
+        self.settings = settings
+        self.access = access
+        self.store = ReplicaStore(ledger)
+
+    def record(self, report: ReplicaReport) -> None:
+        """Store one replica's report (its slots replace the ones it reported before)."""
+        self.store.put(report)
+
+    def slots(self, model: str | None = None, *, actor: str | None = None) -> list[ServedSlotView]:
+        """Every reported slot (of ``model``), by model, variant and replica."""
+        self.access.authorize(actor, Permission.READ, "read serving replicas")
+        if model is not None:
+            check_model_name(model)
+        return [
+            ServedSlotView(
+                replica=s.replica,
+                model=s.model,
+                variant=s.variant,
+                alias=s.alias,
+                version=s.version,
+                semver=s.semver,
+                digest=s.digest,
+                since=s.since,
+                reasons=list(s.reasons),
+                reported_at=s.reported_at,
+            )
+            for s in self.store.slots(model)
+        ]
+
+    def reloads(
+        self,
+        model: str | None = None,
+        *,
+        limit: int = 25,
+        offset: int = 0,
+        actor: str | None = None,
+    ) -> ReloadPage:
+        """Reloads and refused loads (of ``model``), newest first, one page."""
+        self.access.authorize(actor, Permission.READ, "read serving replicas")
+        check_page(limit, offset)
+        if model is not None:
+            check_model_name(model)
+        found, total = self.store.reloads(model, limit=limit, offset=offset)
+        return ReloadPage(
+            reloads=[
+                ReloadView(
+                    replica=r.replica,
+                    model=r.model,
+                    variant=r.variant,
+                    version=r.version,
+                    outcome=r.outcome.value,
+                    reason=r.reason,
+                    message=r.message,
+                    at=r.at,
+                )
+                for r in found
+            ],
+            total=total,
+            offset=offset,
+            limit=limit,
+        )
+
+    def prune(self) -> None:
+        """Forget silent replicas and reloads past the history (the workers' round)."""
+        history = timedelta(days=self.settings.replica_history_days)
+        self.store.prune(silent=min(SILENT_AFTER, history), history=history)

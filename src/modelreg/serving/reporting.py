@@ -1,0 +1,86 @@
+"""A replica's report to the registry: what each slot serves, since when, and its reloads.
+
+Every ``interval`` seconds :class:`ReplicaReporter` sends a
+:class:`~modelreg.domain.ReplicaReport` through a :class:`ReplicaSink` (the
+registry in ``modelreg serve``): one :class:`~modelreg.domain.ServedSlot`
+per slot (configured models and experiment arms) and the reloads and
+refused loads since the last report, which slots hand to :meth:`reloaded`
+as they happen. The report doubles as a heartbeat: the dashboard shows how
+long ago each replica reported. A failed write is counted and retried next
+round with the newer slots and every reload not yet written (the oldest are
+dropped beyond ``buffer``). On shutdown a last report with no slots says
+the replica is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from modelreg.domain import ReloadEvent, ReplicaReport, ServedSlot
+from modelreg.serving.metrics import ServingMetrics
+
+log = logging.getLogger("modelreg.serving")
+
+
+class ReplicaSink(Protocol):
+    """Where a replica's reports go; :class:`modelreg.Registry` is one (it blocks: threads)."""
+
+    def record_replica(self, report: ReplicaReport) -> None:
+        """Store the report; BackendError when the ledger cannot be reached."""
+        ...
+
+
+class ReplicaReporter:
+    """Collects this replica's reloads and reports them with its slots every ``interval`` s."""
+
+    def __init__(
+        self,
+        sink: ReplicaSink,
+        metrics: ServingMetrics,
+        *,
+        replica: str,
+        interval: float = 2.0,
+        buffer: int = 1000,
+    ) -> None:
+        self.sink = sink
+        self.metrics = metrics
+        self.replica = replica
+        self.interval = interval
+        self._reloads: deque[ReloadEvent] = deque(maxlen=buffer)
+        self._lock = asyncio.Lock()
+
+    def reloaded(self, event: ReloadEvent) -> None:
+        """Keep a slot's reload or refused load for the next report (no I/O)."""
+        self._reloads.append(event)
+
+    async def report(self, slots: Sequence[ServedSlot]) -> bool:
+        """Send ``slots`` and the pending reloads now; True when it was written."""
+        async with self._lock:
+            reloads = tuple(self._reloads)
+            self._reloads.clear()
+            try:
+                await asyncio.to_thread(
+                    self.sink.record_replica, ReplicaReport(self.replica, tuple(slots), reloads)
+                )
+            except BaseException as exc:
+                # Newer reloads queued meanwhile go after the ones put back.
+                newer = list(self._reloads)
+                self._reloads.clear()
+                self._reloads.extend([*reloads, *newer])
+                if not isinstance(exc, Exception):
+                    raise
+                self.metrics.report_failures.inc()
+                message = getattr(exc, "message", None) or str(exc)
+                log.warning("reporting this replica failed (retried next round): %s", message)
+                return False
+            return True
+
+    async def run(self, snapshot: Callable[[], Sequence[ServedSlot]]) -> None:
+        """Report ``snapshot()`` every ``interval`` seconds, from now until cancelled."""
+        while True:
+            await self.report(snapshot())
+            await asyncio.sleep(self.interval)
