@@ -131,8 +131,11 @@ def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
         "04-version": (f"/ui/models/{model_name}/versions/{control}", ["test_auc", "Lineage"]),
         "05-approvals": ("/ui/approvals", [f"{model_name} v{treatment}", "beats v1 offline"]),
         "06-experiments": ("/ui/experiments", [experiment]),
-        "07-experiment": (f"/ui/models/{model_name}/experiment", ["Verdict", "treatment"]),
-        "08-serving": ("/ui/serving", ["replica-a"]),
+        "07-experiment": (
+            f"/ui/models/{model_name}/experiment",
+            ["Verdict", "treatment", "Requests per minute"],
+        ),
+        "08-serving": ("/ui/serving", ["replica-a", "Serving since", "refused"]),
         "09-audit": (f"/ui/audit?model={model_name}", ["ab_start", "connie"]),
     }
     for shot, (path, expected) in pages.items():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from fastapi.testclient import TestClient
 
-from modelreg.domain import Stage
+from modelreg.domain import ReloadEvent, ReloadOutcome, ReplicaReport, ServedSlot, Stage
 from modelreg.experiments.definition import VariantCounts
 from modelreg.registry import Registry
 
@@ -69,5 +70,34 @@ def seed_requested_experiment(
         VariantCounts(started.id, "treatment", treatment, treated, 0, 0, (treated,), 0, 0, 0),
     ]
     registry.record_variant_counts("replica-a", counts)
+    now = datetime.now(UTC)
+    loaded = now - timedelta(minutes=5)
+    served = ServedSlot(name, "default", "production", control, "1.0.0", "sha256:c", loaded)
+    report = ReplicaReport(
+        "replica-a",
+        (
+            served,
+            ServedSlot(name, "control", "production", control, "1.0.0", "sha256:c", loaded),
+            ServedSlot(name, "treatment", None, treatment, "1.1.0", "sha256:t", now),
+        ),
+        (
+            ReloadEvent(
+                name, "default", control, ReloadOutcome.LOADED, "", "serving 1.0.0", loaded
+            ),
+            ReloadEvent(
+                name,
+                "treatment",
+                treatment,
+                ReloadOutcome.REFUSED,
+                "integrity",
+                "artifact digest mismatch",
+                now - timedelta(minutes=1),
+            ),
+            ReloadEvent(
+                name, "treatment", treatment, ReloadOutcome.LOADED, "", "serving 1.1.0", now
+            ),
+        ),
+    )
+    registry.record_replica(report)
     registry.request(name, treatment, comment="beats v1 offline", actor="connie")
     return control, treatment, started.id

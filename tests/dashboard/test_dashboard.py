@@ -65,8 +65,11 @@ def test_every_page_opens_for_a_logged_in_user(
         f"/ui/models/{model_name}/versions/{control}": ["metric test_auc", "pass", "Lineage"],
         "/ui/approvals": [f"{model_name} v{treatment}", "beats v1", "Approve"],
         "/ui/experiments": [experiment, "running"],
-        f"/ui/models/{model_name}/experiment": ["Verdict", "treatment", "Ramp"],
-        "/ui/serving": ["replica-a", "Not tracked yet"],
+        f"/ui/models/{model_name}/experiment": [
+            *("Verdict", "treatment", "Ramp", "Over time", "Requests per minute", "p99 latency"),
+        ],
+        "/ui/serving": ["replica-a", "Serving since", "refused", "artifact digest mismatch"],
+        f"/ui/serving?model={model_name}": ["replica-a", f"v{treatment}"],
         f"/ui/audit?model={model_name}&action=ab_start": ["ab_start", "connie"],
     }
     for path, expected in pages.items():

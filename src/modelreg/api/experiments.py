@@ -4,10 +4,13 @@
 ``GET  /api/v1/experiments``                   list (``?model=``, ``?state=``)
 ``POST /api/v1/models/{name}/experiment``      start (body: :class:`StartBody`)
 ``GET  /api/v1/models/{name}/experiment``      status with the statistics report
+``GET  /api/v1/models/{name}/experiment/timeline``  over time (``?points=60``)
 ``POST /api/v1/models/{name}/experiment/ramp``      ramp (body: ``{"traffic": 0.5}``)
 ``POST /api/v1/models/{name}/experiment/stop``      stop
 ``POST /api/v1/models/{name}/experiment/conclude``  conclude (``{"promote": true}``)
 ``POST /api/v1/feedback``                      join an outcome to a logged prediction
+``GET  /api/v1/serving/replicas``              what each serving replica serves (``?model=``)
+``GET  /api/v1/serving/reloads``               replicas' reloads and refused loads (paged)
 =============================================  =====================================
 
 Statuses come from the one error table: 400 bad input, 404 unknown model,
@@ -109,6 +112,32 @@ def experiments_router(reg: Registry) -> APIRouter:
     def status(name: str, actor: Actor) -> dict[str, Any]:
         """The model's experiment with its statistics report."""
         return reg.ab_status(name, actor=actor).as_json()
+
+    @router.get("/api/v1/models/{name}/experiment/timeline")
+    def timeline(
+        name: str,
+        actor: Actor,
+        points: Annotated[int, Query(ge=1, le=500)] = 60,
+    ) -> dict[str, Any]:
+        """The experiment over time: per variant and interval, traffic, errors, p99, metrics."""
+        return reg.ab_timeline(name, points=points, actor=actor).to_json()
+
+    @router.get("/api/v1/serving/replicas")
+    def replicas(
+        actor: Actor, model: Annotated[str | None, Query(max_length=256)] = None
+    ) -> list[dict[str, Any]]:
+        """What every serving replica serves (of ``model``), as each last reported."""
+        return [s.as_json() for s in reg.replicas(model, actor=actor)]
+
+    @router.get("/api/v1/serving/reloads")
+    def reloads(
+        actor: Actor,
+        model: Annotated[str | None, Query(max_length=256)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        """Serving replicas' reloads and refused loads, newest first, one page."""
+        return reg.reloads(model, limit=limit, offset=offset, actor=actor).as_json()
 
     @router.post("/api/v1/models/{name}/experiment/ramp")
     def ramp(name: str, body: Annotated[RampBody, Body()], actor: Actor) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 from urllib.parse import urlencode
 
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Query, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response, StreamingResponse
 
+from modelreg.dashboard.charts import LineChart, line_chart
 from modelreg.dashboard.render import (
     MAX_PAGE_NUMBER,
     PER_PAGE,
@@ -34,9 +36,12 @@ from modelreg.views import EventView, ExperimentView
 if TYPE_CHECKING:
     from jinja2 import Environment
 
+    from modelreg.experiments.timeline import Timeline, VariantSeries
+
 PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE_NUMBER)]
 Text = Annotated[str, Query(max_length=256)]
 _EXPORT_PAGE = 500
+SILENT_SECONDS = 60  # a replica reports every few seconds; this long without a report is news
 _EXPORT_MAX = 100_000
 _CSV_FIELDS = (
     *("id", "at", "model", "version", "semver", "action", "actor"),
@@ -182,11 +187,24 @@ class Pages:
         variants = report.get("variants", [])
         most = max([int(v.get("requests") or 0) for v in variants] + [1])
         slowest = max([float(v.get("p99_latency_ms") or 0) for v in variants] + [1.0])
-        return {"x": view, "report": report, "most": most, "slowest": slowest}
+        timeline = self.reg.ab_timeline(name, actor=user)
+        return {
+            "x": view,
+            "report": report,
+            "most": most,
+            "slowest": slowest,
+            "charts": timeline_charts(timeline),
+            "interval": timeline.minutes,
+        }
 
-    def serving(self, user: str) -> dict[str, Any]:
-        """What the ledger knows of serving: replicas reporting counts per experiment."""
-        experiments = self.reg.ab_list(actor=user)[:50]
+    def serving(self, user: str, model: str, page: int) -> dict[str, Any]:
+        """What serving replicas report: slots, reloads (paged), and experiment counts."""
+        slots = self.reg.replicas(model or None, actor=user)
+        reloads = self.reg.reloads(
+            model or None, limit=PER_PAGE, offset=(page - 1) * PER_PAGE, actor=user
+        )
+        pager = Pager(page, reloads.total, query=(("model", model),)).check()
+        experiments = self.reg.ab_list(model=model or None, actor=user)[:50]
         reports = self.reg.replica_reports([e.id for e in experiments])
         by_experiment: dict[str, list[Any]] = {}
         for report in reports:
@@ -194,9 +212,15 @@ class Pages:
         shown: list[tuple[ExperimentView, list[Any]]] = [
             (e, by_experiment[e.id]) for e in experiments if e.id in by_experiment
         ]
+        now = datetime.now(UTC)
         return {
+            "slots": slots,
+            "silent_after": SILENT_SECONDS,
+            "ages": [(now - s.reported_at).total_seconds() for s in slots],
+            "reloads": reloads.reloads,
+            "pager": pager,
+            "model": model,
             "experiments": shown,
-            "silent": [e for e in experiments if e.id not in by_experiment],
         }
 
     def audit_filter(
@@ -300,9 +324,10 @@ class Pages:
             )
 
         @app.get("/serving")
-        def serving(request: Request) -> Response:
+        def serving(request: Request, model: Text = "", page: PageNumber = 1) -> Response:
             user = dashboard.user(request)
-            return render(request, "serving.html", {"_user": user, **self.serving(user)})
+            values = self.serving(user, model, page)
+            return render(request, "serving.html", {"_user": user, **values})
 
         @app.get("/audit")
         def audit(
@@ -428,3 +453,25 @@ def _json_lines(events: Iterator[EventView]) -> Iterator[str]:
     for i, event in enumerate(events):
         yield ("," if i else "") + json.dumps(event.as_json(), sort_keys=True)
     yield "]\n"
+
+
+_Pick = Callable[["VariantSeries"], Sequence[float | None]]
+
+
+def timeline_charts(timeline: Timeline) -> list[LineChart]:
+    """The Experiment page's charts: traffic, error rate, p99 latency, then each online metric."""
+    ends = timeline.ends
+    variants = timeline.variants
+
+    def chart(title: str, pick: _Pick, unit: str = "") -> LineChart:
+        return line_chart(title, ends, {s.variant: pick(s) for s in variants}, unit=unit)
+
+    charts = [
+        chart("Requests per minute", lambda s: s.requests_per_minute),
+        chart("Error rate", lambda s: s.error_rate),
+        chart("p99 latency", lambda s: s.p99_latency_ms, unit=" ms"),
+    ]
+    for name in dict.fromkeys(name for s in variants for name in s.metrics):
+        series = {s.variant: s.metrics.get(name, ()) for s in variants}
+        charts.append(line_chart(f"{name} (all feedback so far)", ends, series))
+    return charts

@@ -312,7 +312,7 @@ class ExperimentStore:
                     row.minute,
                     row.requests,
                     row.errors,
-                    tuple(row.latency),
+                    _sum_latency([row.latency]),  # the bucket count of today's bounds
                 )
                 for row in session.scalars(query)
             ]
