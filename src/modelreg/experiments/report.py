@@ -470,7 +470,9 @@ def running_values(
     for cut in cuts:
         part = _outcome_sample(metric, outcomes[start:cut])
         successes += part.successes
-        total += sum(part.values)
+        # Added one by one as the report's sum() adds them, so the last point is its value to
+        # the bit; adding each slice's own sum would round differently.
+        total = sum(part.values, total)
         n += part.n
         start = max(start, cut)
         numerator = total if metric is Metric.VALUE else successes
