@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 from registry_helpers import production
 
-from dashboard.dashboard_helpers import seed_requested_experiment
+from dashboard.dashboard_helpers import backfill_history, seed_requested_experiment
 from modelreg.domain import Action
 from modelreg.registry import Registry
 
@@ -105,6 +105,7 @@ def test_every_page_by_keyboard_axe_and_phone_with_screenshots(
     control, treatment, experiment = seed_requested_experiment(
         governed, register_auc, model_name, requests=1000
     )
+    backfill_history(governed, experiment, control, treatment)
 
     context = chromium.new_context(viewport=LAPTOP, base_url=server)
     page = context.new_page()

@@ -10,7 +10,13 @@ import httpx
 from fastapi.testclient import TestClient
 
 from modelreg.domain import ReloadEvent, ReloadOutcome, ReplicaReport, ServedSlot, Stage
-from modelreg.experiments.definition import VariantCounts
+from modelreg.experiments.definition import (
+    LATENCY_BOUNDS_S,
+    Feedback,
+    PredictionRecord,
+    VariantCounts,
+)
+from modelreg.ledger.tables import ExperimentRow
 from modelreg.registry import Registry
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -101,3 +107,69 @@ def seed_requested_experiment(
     registry.record_replica(report)
     registry.request(name, treatment, comment="beats v1 offline", actor="connie")
     return control, treatment, started.id
+
+
+def backfill_history(
+    registry: Registry, experiment_id: str, control: int, treatment: int, *, minutes: int = 30
+) -> None:
+    """Give a just-started experiment ``minutes`` of history, as if it had run that long.
+
+    Moves its start back, writes one counts sample a minute (treatment a bit
+    slower, control erring now and then) and logs predictions with feedback
+    over the span (treatment right 85% of the time, control 60%), so the
+    Experiment page's charts have lines to draw. Test seeding only: it
+    writes the ledger's experiment row directly.
+    """
+    store = registry.ab.store
+    record = store.get(experiment_id)
+    assert record is not None
+    now = datetime.now(UTC)
+    start = now - timedelta(minutes=minutes)
+    with registry.ledger.session(write=True) as session:
+        row = session.get(ExperimentRow, experiment_id)
+        assert row is not None
+        row.started_at = start
+    width = len(LATENCY_BOUNDS_S)
+    records, feedback = [], []
+    for minute in range(minutes + 1):
+        at = start + timedelta(minutes=minute)
+        treated, total = 12 * minute, 120 * minute
+        fast, slow = [0] * width, [0] * width
+        fast[3], slow[5] = total - treated, treated
+        counts = [
+            VariantCounts(
+                experiment_id,
+                "control",
+                control,
+                total - treated,
+                minute // 3,
+                0,
+                tuple(fast),
+                0,
+                0,
+                0,
+            ),
+            VariantCounts(
+                experiment_id, "treatment", treatment, treated, 0, 0, tuple(slow), 0, 0, 0
+            ),
+        ]
+        store.put_counts("replica-a", counts, now=at)
+        for i in range(10):
+            variant, version = ("treatment", treatment) if i % 2 else ("control", control)
+            request_id = f"history-{minute}-{i}"
+            records.append(
+                PredictionRecord(
+                    request_id,
+                    record.model,
+                    experiment_id,
+                    variant,
+                    version,
+                    1.0,
+                    at,
+                )
+            )
+            right = (minute * 10 + i) % 20 < (17 if variant == "treatment" else 12)
+            feedback.append(Feedback(request_id, 1.0 if right else 0.0, None))
+    registry.log_predictions(records)
+    for given in feedback:
+        registry.record_feedback(given)

@@ -473,5 +473,6 @@ def timeline_charts(timeline: Timeline) -> list[LineChart]:
     ]
     for name in dict.fromkeys(name for s in variants for name in s.metrics):
         series = {s.variant: s.metrics.get(name, ()) for s in variants}
-        charts.append(line_chart(f"{name} (all feedback so far)", ends, series))
+        top = None if name == "value" else 1.0  # the other online metrics are shares
+        charts.append(line_chart(f"{name} (all feedback so far)", ends, series, y_max=top))
     return charts

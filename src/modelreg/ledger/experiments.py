@@ -256,11 +256,17 @@ class ExperimentStore:
 
     # -- counts --------------------------------------------------------------------------
 
-    def put_counts(self, replica: str, counts: Sequence[VariantCounts]) -> None:
-        """Replace ``replica``'s cumulative counts, one row per experiment and variant."""
+    def put_counts(
+        self, replica: str, counts: Sequence[VariantCounts], *, now: datetime | None = None
+    ) -> None:
+        """Replace ``replica``'s cumulative counts, one row per experiment and variant.
+
+        They are also the sample of the minute of ``now`` (default: the
+        current time; an earlier one back-fills the time series).
+        """
         if not counts:
             return
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         rows = [
             {
                 "experiment_id": c.experiment_id,
