@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,57 @@ def test_cli_ab_commands_print_json_and_exit_by_the_error_table(
     assert run("conclude", model_name, "--promote")[0] == 4
     assert run("conclude", model_name)[0] == 0
     assert run("status", "no-such-model-xyz")[0] == 3
+
+
+@on_sqlite
+def test_api_serves_the_timeline_and_what_replicas_report(
+    api: TestClient, registry: Registry, quick_versions: Versions, model_name: str
+) -> None:
+    from modelreg.domain import ReloadEvent, ReloadOutcome, ReplicaReport, ServedSlot
+    from modelreg.experiments.definition import LATENCY_BOUNDS_S, VariantCounts
+
+    control, treatment = _two(registry, quick_versions, model_name)
+    base = f"/api/v1/models/{model_name}/experiment"
+    assert api.get(f"{base}/timeline").status_code == 404  # no experiment yet
+    started = api.post(base, json={"treatments": [treatment], "traffic": 0.5}).json()
+    latency = [0] * len(LATENCY_BOUNDS_S)
+    latency[2] = 40
+    registry.record_variant_counts(
+        "r1",
+        [
+            VariantCounts(started["id"], "control", control, 40, 2, 0, tuple(latency), 0, 0, 0),
+            VariantCounts(started["id"], "treatment", treatment, 40, 0, 0, tuple(latency), 0, 0, 0),
+        ],
+    )
+    timeline = api.get(f"{base}/timeline", params={"points": 5})
+    assert timeline.status_code == 200, timeline.text
+    body = timeline.json()
+    assert body["interval_minutes"] >= 1 and 1 <= len(body["ends"]) <= 5
+    series = {v["variant"]: v for v in body["variants"]}
+    assert set(series) == {"control", "treatment"}
+    # Every request so far falls in the intervals: their per-minute rates add back up.
+    total = sum(series["control"]["requests_per_minute"]) * body["interval_minutes"]
+    assert total == 40
+    assert max(r for r in series["control"]["error_rate"] if r is not None) == 2 / 40
+    for points in (0, 501, "many"):
+        assert api.get(f"{base}/timeline", params={"points": points}).status_code == 422
+
+    assert api.get("/api/v1/serving/replicas").json() == []
+    now = datetime.now(UTC)
+    slot = ServedSlot(model_name, "default", "production", control, "1.0.0", "sha256:x", now)
+    refused = ReloadEvent(
+        model_name, "default", treatment, ReloadOutcome.REFUSED, "integrity", "bad digest", now
+    )
+    registry.record_replica(ReplicaReport("host/1", (slot,), (refused,)))
+    replicas = api.get("/api/v1/serving/replicas", params={"model": model_name}).json()
+    assert [(r["replica"], r["variant"], r["version"]) for r in replicas] == [
+        ("host/1", "default", control)
+    ]
+    assert api.get("/api/v1/serving/replicas", params={"model": "other"}).json() == []
+    reloads = api.get("/api/v1/serving/reloads", params={"limit": 1}).json()
+    assert reloads["total"] == 1
+    assert reloads["reloads"][0]["outcome"] == "refused"
+    assert reloads["reloads"][0]["reason"] == "integrity"
+    for params in ({"limit": 0}, {"offset": -1}, {"limit": 501}):
+        assert api.get("/api/v1/serving/reloads", params=params).status_code == 422
+    assert api.get("/api/v1/serving/replicas", params={"model": "a/b"}).status_code == 400
