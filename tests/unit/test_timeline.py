@@ -125,7 +125,7 @@ def test_requests_errors_and_p99_come_from_differences_of_the_cumulative_samples
     assert series.p99_latency_ms[1] == pytest.approx(2.5 + 2.5 * 0.99)
     assert series.p99_latency_ms[3] == pytest.approx(25 + 25 * 0.99)
 
-    # Two-minute intervals: (M0-1, M0+1], (M0+1, M0+3], (M0+3, M0+5].
+    # Two-minute intervals: up to M0+1, (M0+1, M0+3], (M0+3, M0+5].
     [coarse] = _timeline(samples, minutes=5, points=3).variants
     assert coarse.requests_per_minute == (30.0, 30.0, 0.0)
     assert coarse.error_rate == (0.1, 0.0, None)
@@ -155,6 +155,14 @@ def test_a_restarted_replica_reports_under_a_new_id_and_its_counts_add_up() -> N
     ]
     [series] = _timeline(samples, minutes=4).variants
     assert series.requests_per_minute == (10.0, 0.0, 30.0, 10.0, 20.0)
+
+
+def test_counts_stamped_before_the_start_count_in_the_first_interval() -> None:
+    # A replica whose clock runs behind stamped its first flush before the start.
+    samples = [_sample("a", -2, 7, errors=7), _sample("a", 1, 10, errors=7)]
+    [series] = _timeline(samples, minutes=2).variants
+    assert series.requests_per_minute == (7.0, 3.0, 0.0)
+    assert series.error_rate == (1.0, 0.0, None)
 
 
 def test_latency_of_several_replicas_is_summed_before_the_quantile() -> None:
@@ -269,7 +277,8 @@ def _replica_samples(draw: st.DrawFn) -> list[CountsSample]:
     """Cumulative (never decreasing) samples of a few replicas at distinct minutes of the span."""
     found = []
     for replica in draw(st.lists(st.sampled_from("abcd"), unique=True, max_size=4)):
-        minutes = sorted(draw(st.sets(st.integers(0, 90), min_size=1, max_size=8)))
+        # Minutes before the start too: a replica's clock may run behind the registry's.
+        minutes = sorted(draw(st.sets(st.integers(-5, 90), min_size=1, max_size=8)))
         requests = errors = 0
         latency = [0] * BUCKETS
         for minute in minutes:

@@ -103,16 +103,19 @@ def build_timeline(
 
     Intervals are whole minutes, at least one each, at most ``points`` of
     them (``points`` >= 1), the last ending with ``end``'s minute.
-    Samples of other variants and outcomes outside the span are ignored;
+    Samples and outcomes of other variants, and those after ``end``, are
+    ignored; earlier ones count in the first interval (as in the report);
     ``error_rate`` among ``metrics`` is skipped (it is charted from counts).
     """
     first = epoch_minute(start)
     last = max(first, epoch_minute(end))
     span = last - first + 1
     step = max(1, math.ceil(span / max(1, points)))
-    # Interval k covers minutes (boundaries[k-1], boundaries[k]]; boundaries[0] is before start.
+    # Interval k covers minutes (boundaries[k-1], boundaries[k]]. The first one also holds
+    # anything earlier (boundaries[0] is before every epoch minute): a replica whose clock
+    # runs behind the one that stamped the start may stamp its first counts before it.
     boundaries = list(range(last, first - 1, -step))[::-1]
-    boundaries.insert(0, boundaries[0] - step)
+    boundaries.insert(0, -1)
     # Each interval ends with the end of its last minute.
     ends = tuple(datetime.fromtimestamp((b + 1) * 60, UTC) for b in boundaries[1:])
     series = []
