@@ -62,22 +62,31 @@ class ReplicaReporter:
         async with self._lock:
             reloads = tuple(self._reloads)
             self._reloads.clear()
-            try:
-                await asyncio.to_thread(
-                    self.sink.record_replica, ReplicaReport(self.replica, tuple(slots), reloads)
-                )
-            except BaseException as exc:
+            report = ReplicaReport(self.replica, tuple(slots), reloads)
+            write = asyncio.ensure_future(asyncio.to_thread(self.sink.record_replica, report))
+            # A thread cannot be stopped: when cancelled, wait for its write before letting
+            # go of the lock, else the next report (the last one, at shutdown, with no slots)
+            # could commit first and this one bring the replica's slots back.
+            cancelled = False
+            while not write.done():
+                try:
+                    await asyncio.wait([write])
+                except asyncio.CancelledError:
+                    cancelled = True
+            error = write.exception()
+            if error is not None:
                 # Newer reloads queued meanwhile go after the ones put back.
                 newer = list(self._reloads)
                 self._reloads.clear()
                 self._reloads.extend([*reloads, *newer])
-                if not isinstance(exc, Exception):
-                    raise
+                if not isinstance(error, Exception):
+                    raise error
                 self.metrics.report_failures.inc()
-                message = getattr(exc, "message", None) or str(exc)
+                message = getattr(error, "message", None) or str(error)
                 log.warning("reporting this replica failed (retried next round): %s", message)
-                return False
-            return True
+            if cancelled:
+                raise asyncio.CancelledError
+            return error is None
 
     async def run(self, snapshot: Callable[[], Sequence[ServedSlot]]) -> None:
         """Report ``snapshot()`` every ``interval`` seconds, from now until cancelled."""
