@@ -115,7 +115,10 @@ def test_a_server_reports_its_slot_reloads_refusals_and_its_end(
         assert metrics.get_sample_value("modelreg_serving_replica_report_failures_total") == 0
     # The server is gone: its last report took its slots away.
     assert registry.replicas(name) == []
-    assert registry.reloads(name).total == 3
+    # v3 is retried after a back-off while the server runs: refused again each time.
+    history = [(r.version, r.outcome) for r in reversed(registry.reloads(name, limit=100).reloads)]
+    assert history[:2] == [(1, "loaded"), (2, "loaded")]
+    assert set(history[2:]) == {(3, "refused")}
 
 
 # --- failure paths, with an in-memory sink ------------------------------------------------
