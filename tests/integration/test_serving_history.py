@@ -366,3 +366,18 @@ def test_ab_timeline_charts_a_real_experiment(
             assert series.metrics[metric][-1] == pytest.approx(found["value"]), metric
     assert by_variant["control"].metrics["accuracy"][-1] == pytest.approx(2 / 3)
     assert timeline.to_json()["variants"][1]["metrics"]["value"][-1] == 5.0
+
+
+def test_the_workers_round_forgets_silent_replicas_and_old_reloads(registry: Registry) -> None:
+    model = f"served-{uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    silent = now - timedelta(days=2)
+    ancient = now - timedelta(days=registry.settings.replica_history_days + 1)
+    stored = registry.serving.store
+    stored.put(
+        ReplicaReport("host/silent", (_slot(model, 1),), (_reload(model, 1, ancient),)), now=silent
+    )
+    stored.put(ReplicaReport("host/alive", (_slot(model, 2),), (_reload(model, 2, silent),)))
+    registry.guard_experiments()
+    assert [s.replica for s in registry.replicas(model)] == ["host/alive"]
+    assert [r.version for r in registry.reloads(model).reloads] == [2]  # within the history
