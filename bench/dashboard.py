@@ -32,17 +32,22 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
+from sqlalchemy import insert
 
 # bench/registry.py: the stack, the bulk seeding, the machine line and the docs writer.
 import registry as seeding
 from modelreg import policy
 from modelreg.api.app import create_app
-from modelreg.domain import Action, NewEvent
-from modelreg.experiments.definition import VariantCounts
+from modelreg.domain import Action, NewEvent, ReplicaReport, ServedSlot
+from modelreg.experiments.definition import LATENCY_BOUNDS_S, VariantCounts, epoch_minute
+from modelreg.ledger.experiments import THIN_MINUTES
+from modelreg.ledger.tables import CountsSampleRow, ExperimentRow, PredictionRow, ReplicaEventRow
 from modelreg.registry import Registry
 
 SECTION = "## Dashboard pages"
@@ -125,6 +130,128 @@ def seed_events(registry: Registry, name: str, versions: int, events: int) -> in
     return len(registry.ledger.events(name))
 
 
+def seed_history(registry: Registry, name: str, experiment_id: str, args: Any) -> None:
+    """Give the experiment ``args.days`` days of history, as a long-running one has.
+
+    Bulk-inserted into the ledger's tables (seeding, not what is measured):
+    the experiment's start moved back; per replica and variant one cumulative
+    counts sample a minute for the last day and one per 15 minutes before (the
+    steady state after the workers' thinning); ``args.outcomes`` logged
+    predictions with feedback spread over the span (treatment right 85% of
+    the time, control 80%); every replica's slots as reported, and
+    ``args.reloads`` reloads and refused loads across the replicas.
+    """
+    now = datetime.now(UTC)
+    start = now - timedelta(days=args.days)
+    first, last = epoch_minute(start), epoch_minute(now)
+    minutes = [m for m in range(first, last + 1) if last - m < 1440 or m % THIN_MINUTES == 0]
+    width = len(LATENCY_BOUNDS_S)
+    samples = []
+    for replica in range(args.replicas):
+        for variant, version, share, bucket in (("control", 2, 0.9, 3), ("treatment", 3, 0.1, 4)):
+            for m in minutes:
+                requests = int((m - first + 1) * 100 * share)
+                latency = [0] * width
+                latency[bucket] = requests
+                samples.append(
+                    {
+                        "experiment_id": experiment_id,
+                        "replica": f"replica-{replica}",
+                        "variant": variant,
+                        "minute": m,
+                        "version": version,
+                        "requests": requests,
+                        "errors": requests // 500,
+                        "latency": latency,
+                    }
+                )
+    span = (now - start).total_seconds()
+    predictions = []
+    for i in range(args.outcomes):
+        variant, version, rate = ("treatment", 3, 85) if i % 2 else ("control", 2, 80)
+        at = start + timedelta(seconds=span * i / args.outcomes)
+        predictions.append(
+            {
+                "request_id": f"bench-{i}",
+                "model": name,
+                "experiment_id": experiment_id,
+                "variant": variant,
+                "version": version,
+                "prediction": 1.0,
+                "at": at,
+                "label": 1.0 if i % 100 < rate else 0.0,
+                "value": None,
+                "feedback_at": at,
+                "expired": False,
+            }
+        )
+    reloads = [
+        {
+            "replica": f"replica-{i % args.replicas}",
+            "model": name,
+            "variant": "treatment" if i % 3 else "default",
+            "version": 3 if i % 3 else 2,
+            "outcome": "refused" if i % 10 == 0 else "loaded",
+            "reason": "integrity" if i % 10 == 0 else "",
+            "message": "artifact digest mismatch" if i % 10 == 0 else "serving 1.0.0",
+            "at": start + timedelta(seconds=span * i / max(1, args.reloads)),
+        }
+        for i in range(args.reloads)
+    ]
+    with registry.ledger.session(write=True) as session:
+        row = session.get(ExperimentRow, experiment_id)
+        if row is None:
+            raise SystemExit(f"experiment {experiment_id} vanished while seeding")
+        row.started_at = start
+        for table, rows in (
+            (CountsSampleRow, samples),
+            (PredictionRow, predictions),
+            (ReplicaEventRow, reloads),
+        ):
+            for at in range(0, len(rows), 5000):
+                session.execute(insert(table), rows[at : at + 5000])
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx(
+            "registry.ab_overview(name)",
+            globals(),
+            {"registry": registry, "name": name},
+            sort="cumulative",
+        )
+    final = [s for s in samples if s["minute"] == last]
+    for replica in range(args.replicas):
+        mine = [s for s in final if s["replica"] == f"replica-{replica}"]
+        registry.ab.store.put_counts(
+            f"replica-{replica}",
+            [
+                VariantCounts(
+                    experiment_id,
+                    str(s["variant"]),
+                    int(s["version"]),
+                    int(s["requests"]),
+                    int(s["errors"]),
+                    0,
+                    tuple(s["latency"]),
+                    0,
+                    0.0,
+                    0.0,
+                )
+                for s in mine
+            ],
+            now=now,
+        )
+        slots = tuple(
+            ServedSlot(name, variant, alias, version, semver, "sha256:bench", start)
+            for variant, alias, version, semver in (
+                ("default", "production", 2, "1.0.0"),
+                ("control", "production", 2, "1.0.0"),
+                ("treatment", None, 3, "1.1.0"),
+            )
+        )
+        registry.record_replica(ReplicaReport(f"replica-{replica}", slots))
+
+
 def cases(name: str, versions: int) -> list[Case]:
     """Every dashboard page with its baseline."""
     model = f"/api/v1/models/{name}"
@@ -141,7 +268,13 @@ def cases(name: str, versions: int) -> list[Case]:
         Case("Approvals", "/ui/approvals", f"{model}/versions/{versions}"),
         Case("Experiments", "/ui/experiments", "/api/v1/experiments"),
         Case("Experiment", f"/ui/models/{name}/experiment", f"{model}/experiment"),
-        Case("Serving", "/ui/serving", f"{model}/experiment"),
+        Case(
+            "Experiment (its timeline)",
+            f"/ui/models/{name}/experiment",
+            f"{model}/experiment/timeline",
+        ),
+        Case("Serving", "/ui/serving", "/api/v1/serving/replicas"),
+        Case("Serving, one model", f"/ui/serving?model={name}", "/api/v1/serving/reloads"),
         Case("Audit log", "/ui/audit", "/api/v1/experiments"),
         Case("Audit log, one model", f"/ui/audit?model={name}", "/api/v1/experiments"),
     ]
@@ -227,13 +360,12 @@ def run(args: argparse.Namespace) -> tuple[list[Case], dict[str, float], int]:
             name = seeded.name
             start = time.perf_counter()
             started = registry.ab_start(name, [3], traffic=0.1, actor="connie")
-            registry.record_variant_counts(
-                "replica-a",
-                [
-                    VariantCounts(started.id, "control", 2, 900, 3, 0, (900,), 0, 0.0, 0.0),
-                    VariantCounts(started.id, "treatment", 3, 100, 1, 0, (100,), 0, 0.0, 0.0),
-                ],
-            )
+            seed_history(registry, name, started.id, args)
+            phases[
+                f"a {args.days}-day experiment: {args.replicas} replicas' counts samples, "
+                f"{args.outcomes:,} predictions with feedback, {args.reloads:,} reloads"
+            ] = time.perf_counter() - start
+            start = time.perf_counter()
             total = seed_events(registry, name, args.versions, args.events)
             phases[f"append request/reject events up to {args.events:,}"] = (
                 time.perf_counter() - start
@@ -310,6 +442,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--budget-seconds", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=2, help="MLflow server workers")
+    parser.add_argument("--days", type=int, default=7, help="the experiment's age")
+    parser.add_argument("--replicas", type=int, default=4, help="serving replicas reporting")
+    parser.add_argument("--outcomes", type=int, default=50_000, help="predictions with feedback")
+    parser.add_argument("--reloads", type=int, default=5_000, help="replicas' reloads recorded")
+    parser.add_argument("--profile", action="store_true", help="profile the experiment reads once")
     parser.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=True)
     return parser.parse_args(argv)
 

@@ -163,7 +163,8 @@ def test_api_serves_the_timeline_and_what_replicas_report(
     for points in (0, 501, "many"):
         assert api.get(f"{base}/timeline", params={"points": points}).status_code == 422
 
-    assert api.get("/api/v1/serving/replicas").json() == []
+    # The ledger may be shared with other tests: ask about this model only.
+    assert api.get("/api/v1/serving/replicas", params={"model": model_name}).json() == []
     now = datetime.now(UTC)
     slot = ServedSlot(model_name, "default", "production", control, "1.0.0", "sha256:x", now)
     refused = ReloadEvent(
@@ -175,7 +176,7 @@ def test_api_serves_the_timeline_and_what_replicas_report(
         ("host/1", "default", control)
     ]
     assert api.get("/api/v1/serving/replicas", params={"model": "other"}).json() == []
-    reloads = api.get("/api/v1/serving/reloads", params={"limit": 1}).json()
+    reloads = api.get("/api/v1/serving/reloads", params={"limit": 1, "model": model_name}).json()
     assert reloads["total"] == 1
     assert reloads["reloads"][0]["outcome"] == "refused"
     assert reloads["reloads"][0]["reason"] == "integrity"

@@ -182,12 +182,11 @@ class Pages:
 
     def experiment(self, user: str, name: str) -> dict[str, Any]:
         """One experiment with its report: traffic, latency, errors, metrics, verdict."""
-        view = self.reg.ab_status(name, actor=user)
+        view, timeline = self.reg.ab_overview(name, actor=user)
         report = view.report or {}
         variants = report.get("variants", [])
         most = max([int(v.get("requests") or 0) for v in variants] + [1])
         slowest = max([float(v.get("p99_latency_ms") or 0) for v in variants] + [1.0])
-        timeline = self.reg.ab_timeline(name, actor=user)
         return {
             "x": view,
             "report": report,

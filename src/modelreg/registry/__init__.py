@@ -283,6 +283,12 @@ class Registry:
         """The current (or last) experiment over time: per-variant series in <= ``points`` steps."""
         return self.ab.timeline(name, points=points, actor=actor)
 
+    def ab_overview(
+        self, name: str, *, points: int = 60, actor: str | None = None
+    ) -> tuple[ExperimentView, Timeline]:
+        """``ab_status`` and ``ab_timeline`` at once, reading the prediction log once."""
+        return self.ab.overview(name, points=points, actor=actor)
+
     def guard_experiments(self) -> list[ExperimentView]:
         """The workers' round: stop breaching experiments; prune the logs and replica records."""
         stopped = self.ab.guard()

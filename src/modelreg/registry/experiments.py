@@ -54,7 +54,6 @@ from modelreg.ledger import Ledger, LedgerTransaction, NewEvent
 from modelreg.ledger.experiments import (
     ExperimentRecord,
     ExperimentStore,
-    LoggedOutcome,
     Segment,
     with_changes,
 )
@@ -69,8 +68,8 @@ from modelreg.settings import Settings
 from modelreg.views import ArmView, EventView, ExperimentView
 
 if TYPE_CHECKING:
-    from modelreg.experiments.report import Metric, Outcome, Report
-    from modelreg.experiments.timeline import Timeline
+    from modelreg.experiments.report import Metric, Report
+    from modelreg.experiments.timeline import TimedOutcome, Timeline
 
 log = logging.getLogger("modelreg.experiments")
 
@@ -314,7 +313,7 @@ class Experiments:
         who, _ = self.access.authorize(actor, needed, what)
         note = bounded_reason(reason)
         current = self._active(name)
-        report = self._report(current)
+        report = self._report(current, self._outcomes(current))
         extra: dict[str, Any] = {
             "decision": str(report.decision),
             "winner": report.winner,
@@ -353,7 +352,8 @@ class Experiments:
         """The model's current experiment (or its last one) with the statistics report."""
         self.access.authorize(actor, Permission.READ, "read experiments")
         record = self._current(name)
-        return self._view(record, report=self._report(record).to_json())
+        report = self._report(record, self._outcomes(record))
+        return self._view(record, report=report.to_json())
 
     def timeline(self, name: str, *, points: int = 60, actor: str | None = None) -> Timeline:
         """The model's current (or last) experiment over time, in at most ``points`` intervals.
@@ -365,25 +365,21 @@ class Experiments:
         InvalidInputError unless 1 <= ``points`` <= 500, NotFoundError
         without an experiment.
         """
-        from modelreg.experiments import timeline as timelines
-
         self.access.authorize(actor, Permission.READ, "read experiments")
-        if not 1 <= points <= MAX_TIMELINE_POINTS:
-            raise InvalidInputError(f"points must be 1 to {MAX_TIMELINE_POINTS}; got {points}")
+        _check_points(points)
         record = self._current(name)
-        outcomes = [
-            timelines.TimedOutcome(o.variant, _outcome(o), o.at)
-            for o in self.store.outcomes(record.id)
-        ]
-        return timelines.build_timeline(
-            [arm.variant for arm in record.arms],
-            self.store.samples(record.id),
-            outcomes,
-            metrics=[_metric(m) for m in record.metrics],
-            start=record.started_at,
-            end=record.concluded_at or datetime.now(UTC),
-            points=points,
-        )
+        return self._timeline(record, self._outcomes(record), points)
+
+    def overview(
+        self, name: str, *, points: int = 60, actor: str | None = None
+    ) -> tuple[ExperimentView, Timeline]:
+        """:meth:`status` and :meth:`timeline` together, reading the prediction log once."""
+        self.access.authorize(actor, Permission.READ, "read experiments")
+        _check_points(points)
+        record = self._current(name)
+        outcomes = self._outcomes(record)
+        view = self._view(record, report=self._report(record, outcomes).to_json())
+        return view, self._timeline(record, outcomes, points)
 
     def listed(
         self, *, model: str | None = None, state: str | None = None, actor: str | None = None
@@ -434,7 +430,7 @@ class Experiments:
         for record in self.store.listed(state=ExperimentState.RUNNING):
             try:
                 # Guardrails read counts only: skip loading the prediction log every round.
-                report = self._report(record, with_outcomes=False)
+                report = self._report(record, ())
                 if report.breaches:
                     breaches = [
                         f"{b.treatment} {b.guardrail} (observed {b.observed:.4g})"
@@ -564,14 +560,25 @@ class Experiments:
                     self.gateway.set_version_tags(record.model, version, previous)
             raise
 
-    def _report(self, record: ExperimentRecord, *, with_outcomes: bool = True) -> Report:
+    def _outcomes(self, record: ExperimentRecord) -> list[TimedOutcome]:
+        """The record's predictions that have feedback, as the report and timeline take them."""
         # Imported here: scipy adds half a second to every process that imports the registry.
+        from modelreg.experiments.report import Outcome
+        from modelreg.experiments.timeline import TimedOutcome
+
+        return [
+            TimedOutcome(o.variant, Outcome(o.prediction, o.label, o.value), o.at)
+            for o in self.store.outcomes(record.id)
+        ]
+
+    def _report(self, record: ExperimentRecord, timed: Sequence[TimedOutcome]) -> Report:
+        """The report over the counts and ``timed`` (the record's outcomes, or none)."""
         from modelreg.experiments import report as reports
 
         totals = {t.variant: t for t in self.store.totals(record.id)}
         outcomes: dict[str, list[reports.Outcome]] = {}
-        for logged in self.store.outcomes(record.id) if with_outcomes else ():
-            outcomes.setdefault(logged.variant, []).append(_outcome(logged))
+        for o in timed:
+            outcomes.setdefault(o.variant, []).append(o.outcome)
         requests = sum(t.requests for t in totals.values())
         expected = record.expected_shares(requests)
         variants = []
@@ -593,6 +600,21 @@ class Experiments:
             variants,
             metrics=[_metric(m) for m in record.metrics],
             guardrails=[reports.parse_guardrail(g) for g in record.guardrails],
+        )
+
+    def _timeline(
+        self, record: ExperimentRecord, outcomes: Sequence[TimedOutcome], points: int
+    ) -> Timeline:
+        from modelreg.experiments import timeline as timelines
+
+        return timelines.build_timeline(
+            [arm.variant for arm in record.arms],
+            self.store.samples(record.id),
+            outcomes,
+            metrics=[_metric(m) for m in record.metrics],
+            start=record.started_at,
+            end=record.concluded_at or datetime.now(UTC),
+            points=points,
         )
 
     def _view(
@@ -630,10 +652,9 @@ class Experiments:
         )
 
 
-def _outcome(logged: LoggedOutcome) -> Outcome:
-    from modelreg.experiments.report import Outcome
-
-    return Outcome(logged.prediction, logged.label, logged.value)
+def _check_points(points: int) -> None:
+    if not 1 <= points <= MAX_TIMELINE_POINTS:
+        raise InvalidInputError(f"points must be 1 to {MAX_TIMELINE_POINTS}; got {points}")
 
 
 def _metric(text: str) -> Metric:
