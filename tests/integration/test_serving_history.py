@@ -35,10 +35,11 @@ from modelreg.experiments.definition import (
     epoch_minute,
 )
 from modelreg.ledger import Ledger, store
-from modelreg.ledger.experiments import THIN_AFTER, THIN_MINUTES, ExperimentStore
+from modelreg.ledger.experiments import THIN_AFTER, THIN_MINUTES, ExperimentStore, LoggedOutcome
 from modelreg.ledger.replicas import MESSAGE_CHARS, ReplicaStore
 from modelreg.ledger.tables import CountsSampleRow
 from modelreg.registry import Registry
+from modelreg.registry.experiments import OutcomeCache
 from modelreg.registry.reads import MAX_PAGE
 
 pytestmark = pytest.mark.integration
@@ -160,6 +161,117 @@ def test_prune_keeps_the_last_sample_of_each_window_of_old_minutes_only(ledger: 
     assert all(before[(s.replica, s.variant, s.minute)] == s for s in experiments.samples("exp-1"))
     experiments.prune(retention=timedelta(days=7), max_rows=1000, now=NOW)
     assert _kept(experiments, "exp-1") == expected  # thinning again changes nothing
+
+
+def test_a_variant_counted_under_two_versions_in_one_flush_is_added_up(ledger: Ledger) -> None:
+    # Control follows the production alias: moved mid-experiment, a replica has counted
+    # control under the old and the new version, and flushes both at once.
+    experiments = ExperimentStore(ledger)
+    old = VariantCounts("exp-1", "control", 1, 10, 1, 0, (10, *[0] * (BUCKETS - 1)), 2, 1.0, 1.0)
+    new = VariantCounts("exp-1", "control", 2, 5, 0, 1, (0, 5, *[0] * (BUCKETS - 2)), 1, 2.0, 4.0)
+    experiments.put_counts("host/a", [old, new, _counts("exp-1", "t", 3)])
+    totals = {t.variant: t for t in experiments.totals("exp-1")}
+    control = totals["control"]
+    assert (control.version, control.requests, control.errors, control.missing_key) == (2, 15, 1, 1)
+    assert control.latency[:2] == (10, 5)
+    assert (control.predictions, control.prediction_sum, control.prediction_sumsq) == (3, 3.0, 5.0)
+    assert totals["t"].requests == 3
+    assert sorted((s.variant, s.requests) for s in experiments.samples("exp-1")) == [
+        ("control", 15),
+        ("t", 3),
+    ]
+
+
+def test_samples_as_of_are_each_series_latest_at_or_before_each_minute(ledger: Ledger) -> None:
+    experiments = ExperimentStore(ledger)
+    start = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+    m0 = epoch_minute(start)
+    for minute in (0, 2, 3, 7, 9):
+        at = start + timedelta(minutes=minute)
+        experiments.put_counts("host/a", [_counts("exp-1", "control", 10 * minute)], now=at)
+    for minute in (1, 8):
+        at = start + timedelta(minutes=minute)
+        experiments.put_counts("host/b", [_counts("exp-1", "control", 100 + minute)], now=at)
+    experiments.put_counts("host/a", [_counts("exp-1", "t", 5)], now=start)
+
+    found = experiments.samples("exp-1", as_of=[-1, m0 + 2, m0 + 5, m0 + 20])
+    assert {(s.replica, s.variant, s.minute - m0) for s in found} == {
+        ("host/a", "control", 2),
+        ("host/a", "control", 3),
+        ("host/a", "control", 9),
+        ("host/b", "control", 1),
+        ("host/b", "control", 8),
+        ("host/a", "t", 0),
+    }
+    whole = {(s.replica, s.variant, s.minute): s for s in experiments.samples("exp-1")}
+    assert all(whole[(s.replica, s.variant, s.minute)] == s for s in found)
+    assert experiments.samples("exp-1", as_of=[]) == []
+    assert experiments.samples("exp-1", as_of=[m0 - 1]) == []
+
+
+class _CountingStore(ExperimentStore):
+    """A real store that remembers how its outcomes were read."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger)
+        self.reads: list[str] = []
+
+    def outcomes(
+        self, experiment_id: str, *, after: datetime | None = None, until: datetime | None = None
+    ) -> list[LoggedOutcome]:
+        found = super().outcomes(experiment_id, after=after, until=until)
+        self.reads.append(f"{'since' if after else 'all'}:{len(found)}")
+        return found
+
+
+def test_the_outcome_cache_reads_only_new_feedback_and_always_equals_a_full_read(
+    ledger: Ledger,
+) -> None:
+    experiments = _CountingStore(ledger)
+    cache = OutcomeCache(experiments, size=1)
+    old = datetime.now(UTC) - timedelta(days=3)
+    experiments.log_predictions(
+        [
+            PredictionRecord(f"r{i}", "churn", "exp-1", "control", 1, float(i % 2), old)
+            for i in range(10)
+        ]
+    )
+
+    def feed(*numbers: int) -> None:
+        for i in numbers:
+            experiments.record_feedback(Feedback(f"r{i}", 1.0, None))
+
+    def full() -> list[tuple[object, ...]]:
+        return sorted(
+            (o.variant, o.prediction, o.label, o.value, o.at)
+            for o in ExperimentStore(ledger).outcomes("exp-1")
+        )
+
+    def cached() -> list[tuple[object, ...]]:
+        return sorted((o.variant, *o.outcome, o.at) for o in cache.outcomes("exp-1"))
+
+    assert cached() == [] and experiments.reads == ["all:0"]
+    feed(0, 1, 2)
+    assert cached() == full()
+    assert experiments.reads[-1] == "all:3"  # no newest feedback cached yet: all of them
+    feed(3, 4)
+    experiments.reads.clear()
+    assert len(cached()) == 5
+    assert experiments.reads == ["since:2"]  # only what came since
+    experiments.reads.clear()
+    assert len(cached()) == 5 and experiments.reads == []  # nothing new: nothing read
+    assert cached() == full()
+
+    # Pruning expires fed-back predictions: the count no longer adds up, all is read again.
+    assert experiments.prune(retention=timedelta(days=1), max_rows=1000) == 10
+    experiments.reads.clear()
+    assert cached() == [] and experiments.reads == ["all:0"]
+
+    # Another experiment evicts the first (size 1); reading it again reads it whole.
+    cache.outcomes("exp-2")
+    experiments.reads.clear()
+    cache.outcomes("exp-1")
+    assert experiments.reads == ["all:0"]
 
 
 # --- replica reports ----------------------------------------------------------------------

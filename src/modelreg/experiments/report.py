@@ -25,7 +25,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelreg.errors import InvalidInputError, shorten
 from modelreg.experiments import statistics
@@ -123,8 +123,7 @@ def parse_guardrail(text: str) -> Guardrail:
     return Guardrail(metric, limit)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """One prediction joined with its feedback: ``label`` (ground truth) and/or ``value``."""
 
     prediction: float | str | None

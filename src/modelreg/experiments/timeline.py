@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelreg.experiments import statistics
 from modelreg.experiments.definition import LATENCY_BOUNDS_S, CountsSample, epoch_minute
@@ -37,8 +37,7 @@ DEFAULT_POINTS = 60
 """Intervals a timeline is cut into at most (a chart's points)."""
 
 
-@dataclass(frozen=True)
-class TimedOutcome:
+class TimedOutcome(NamedTuple):
     """A prediction with its feedback (:class:`Outcome`), the variant that made it, and when."""
 
     variant: str
@@ -89,6 +88,25 @@ class Timeline:
         }
 
 
+def interval_boundaries(start: datetime, end: datetime, points: int) -> tuple[int, list[int]]:
+    """The interval length in minutes and the boundaries (epoch minutes) of the intervals.
+
+    Interval k covers minutes (boundaries[k-1], boundaries[k]]; the last
+    boundary is ``end``'s minute. The first interval also holds anything
+    earlier (boundaries[0] is -1, before every epoch minute): a replica whose
+    clock runs behind the one that stamped the start may stamp its first
+    counts before it. Only the samples latest at or before each boundary
+    matter (:meth:`modelreg.ledger.experiments.ExperimentStore.samples`).
+    """
+    first = epoch_minute(start)
+    last = max(first, epoch_minute(end))
+    span = last - first + 1
+    step = max(1, math.ceil(span / max(1, points)))
+    boundaries = list(range(last, first - 1, -step))[::-1]
+    boundaries.insert(0, -1)
+    return step, boundaries
+
+
 def build_timeline(
     variants: Sequence[str],
     samples: Sequence[CountsSample],
@@ -107,15 +125,7 @@ def build_timeline(
     ignored; earlier ones count in the first interval (as in the report);
     ``error_rate`` among ``metrics`` is skipped (it is charted from counts).
     """
-    first = epoch_minute(start)
-    last = max(first, epoch_minute(end))
-    span = last - first + 1
-    step = max(1, math.ceil(span / max(1, points)))
-    # Interval k covers minutes (boundaries[k-1], boundaries[k]]. The first one also holds
-    # anything earlier (boundaries[0] is before every epoch minute): a replica whose clock
-    # runs behind the one that stamped the start may stamp its first counts before it.
-    boundaries = list(range(last, first - 1, -step))[::-1]
-    boundaries.insert(0, -1)
+    step, boundaries = interval_boundaries(start, end, points)
     # Each interval ends with the end of its last minute.
     ends = tuple(datetime.fromtimestamp((b + 1) * 60, UTC) for b in boundaries[1:])
     series = []

@@ -14,14 +14,16 @@ answered 410), which are deleted after twice the retention.
 
 from __future__ import annotations
 
+import bisect
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Text, Update, delete, func, select, type_coerce, update
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from modelreg.errors import ConflictError, ExpiredError, NotFoundError, shorten
 from modelreg.experiments.definition import (
@@ -103,6 +105,13 @@ class ExperimentRecord(ExperimentRoute):
         return {self.control.variant: 1 - sum(shares.values()), **shares}
 
 
+class OutcomeMark(NamedTuple):
+    """How many live predictions of an experiment have feedback, and the newest one's time."""
+
+    rows: int
+    newest: datetime | None
+
+
 @dataclass(frozen=True)
 class CountsTotal(VariantCounts):
     """One variant's counts summed over the ``replicas`` that reported them."""
@@ -110,8 +119,7 @@ class CountsTotal(VariantCounts):
     replicas: int
 
 
-@dataclass(frozen=True)
-class LoggedOutcome:
+class LoggedOutcome(NamedTuple):
     """A logged prediction with the feedback joined to it; ``at`` is the prediction's time."""
 
     variant: str
@@ -263,11 +271,15 @@ class ExperimentStore:
         """Replace ``replica``'s cumulative counts, one row per experiment and variant.
 
         They are also the sample of the minute of ``now`` (default: the
-        current time; an earlier one back-fills the time series).
+        current time; an earlier one back-fills the time series). A replica
+        counts per version, so a variant whose version changed mid-experiment
+        (control following a moved alias) comes twice: its counts are added
+        up under the newer version (the later one in ``counts``).
         """
         if not counts:
             return
         now = now or datetime.now(UTC)
+        counts = _per_variant(counts)
         rows = [
             {
                 "experiment_id": c.experiment_id,
@@ -304,24 +316,34 @@ class ExperimentStore:
             keys = ("experiment_id", "replica", "variant", "minute")
             _upsert(session, CountsSampleRow, keys, samples)
 
-    def samples(self, experiment_id: str) -> list[CountsSample]:
-        """The experiment's counts samples, oldest first (see :class:`CountsSampleRow`)."""
+    def samples(self, experiment_id: str, as_of: Sequence[int] | None = None) -> list[CountsSample]:
+        """The experiment's counts samples, oldest first (see :class:`CountsSampleRow`).
+
+        With ``as_of`` (epoch minutes), only each replica's and variant's
+        latest sample at or before each of those minutes: all a timeline
+        needs, the samples being cumulative. They are found from the keys
+        alone, then read whole, so a week-long experiment's thousands of
+        samples are not all decoded.
+        """
         sample = CountsSampleRow
+        mine = sample.experiment_id == experiment_id
         # Plain rows, not ORM objects: a week-long experiment has thousands of samples.
-        query = (
-            select(
-                sample.replica,
-                sample.variant,
-                sample.minute,
-                sample.requests,
-                sample.errors,
-                sample.latency,
-            )
-            .where(sample.experiment_id == experiment_id)
-            .order_by(sample.minute)
+        columns = (
+            sample.replica,
+            sample.variant,
+            sample.minute,
+            sample.requests,
+            sample.errors,
+            sample.latency,
         )
         with self.ledger.session() as session:
-            return [
+            query = select(*columns).where(mine).order_by(sample.minute)
+            if as_of is not None:
+                keys = select(sample.replica, sample.variant, sample.minute).where(mine)
+                wanted = _latest_as_of(session.execute(keys), as_of)
+                minutes = sorted({minute for _, _, minute in wanted})
+                query = query.where(sample.minute.in_(minutes))
+            rows = [
                 CountsSample(
                     replica,
                     variant,
@@ -332,6 +354,9 @@ class ExperimentStore:
                 )
                 for replica, variant, minute, requests, errors, latency in session.execute(query)
             ]
+        if as_of is None:
+            return rows
+        return [row for row in rows if (row.replica, row.variant, row.minute) in wanted]
 
     def totals(self, experiment_id: str) -> list[CountsTotal]:
         """Each variant's counts summed over every replica that reported them."""
@@ -424,21 +449,44 @@ class ExperimentStore:
                 row.feedback_at = now
             return FeedbackResult.RECORDED
 
-    def outcomes(self, experiment_id: str) -> list[LoggedOutcome]:
-        """Every logged prediction of the experiment that has feedback joined to it."""
+    def outcome_mark(self, experiment_id: str) -> OutcomeMark:
+        """How many live predictions of the experiment have feedback, and the newest feedback."""
+        query = select(func.count(), func.max(PredictionRow.feedback_at)).where(
+            *_with_feedback(experiment_id)
+        )
+        with self.ledger.session() as session:
+            count, newest = session.execute(query).one()
+        return OutcomeMark(int(count), utc(newest) if newest is not None else None)
+
+    def outcomes(
+        self,
+        experiment_id: str,
+        *,
+        after: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[LoggedOutcome]:
+        """The experiment's live predictions with feedback joined, in the order they were logged.
+
+        ``after`` and ``until`` (aware UTC) narrow them to the feedback
+        recorded in (``after``, ``until``].
+        """
         # The JSON columns as their text, decoded by _json_value: SQLAlchemy's JSON
         # processing was most of the cost of reading an experiment's tens of thousands.
-        query = select(
-            PredictionRow.variant,
-            type_coerce(PredictionRow.prediction, Text),
-            type_coerce(PredictionRow.label, Text),
-            PredictionRow.value,
-            PredictionRow.at,
-        ).where(
-            PredictionRow.experiment_id == experiment_id,
-            PredictionRow.feedback_at.is_not(None),
-            PredictionRow.expired.is_(False),
+        query = (
+            select(
+                PredictionRow.variant,
+                type_coerce(PredictionRow.prediction, Text),
+                type_coerce(PredictionRow.label, Text),
+                PredictionRow.value,
+                PredictionRow.at,
+            )
+            .where(*_with_feedback(experiment_id))
+            .order_by(PredictionRow.id)
         )
+        if after is not None:
+            query = query.where(PredictionRow.feedback_at > after)
+        if until is not None:
+            query = query.where(PredictionRow.feedback_at <= until)
         with self.ledger.session() as session:
             return [
                 LoggedOutcome(variant, _json_value(prediction), _json_value(label), value, utc(at))
@@ -487,6 +535,56 @@ class ExperimentStore:
                 )
             )
             return expired
+
+
+def _per_variant(counts: Sequence[VariantCounts]) -> list[VariantCounts]:
+    """``counts`` with one entry per experiment and variant: sums, the last entry's version."""
+    merged: dict[tuple[str, str], VariantCounts] = {}
+    for c in counts:
+        key = (c.experiment_id, c.variant)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = c
+            continue
+        merged[key] = VariantCounts(
+            c.experiment_id,
+            c.variant,
+            c.version,
+            seen.requests + c.requests,
+            seen.errors + c.errors,
+            seen.missing_key + c.missing_key,
+            _sum_latency([seen.latency, c.latency]),
+            seen.predictions + c.predictions,
+            seen.prediction_sum + c.prediction_sum,
+            seen.prediction_sumsq + c.prediction_sumsq,
+        )
+    return list(merged.values())
+
+
+def _with_feedback(experiment_id: str) -> tuple[ColumnElement[bool], ...]:
+    """The experiment's live (not expired) predictions that have feedback."""
+    return (
+        PredictionRow.experiment_id == experiment_id,
+        PredictionRow.feedback_at.is_not(None),
+        PredictionRow.expired.is_(False),
+    )
+
+
+def _latest_as_of(
+    keys: Iterable[tuple[str, str, int]], as_of: Sequence[int]
+) -> set[tuple[str, str, int]]:
+    """Of samples' ``(replica, variant, minute)`` keys, each series' latest at or before each."""
+    series: dict[tuple[str, str], list[int]] = {}
+    for replica, variant, minute in keys:
+        series.setdefault((replica, variant), []).append(minute)
+    wanted = set()
+    for (replica, variant), minutes in series.items():
+        minutes.sort()
+        for boundary in as_of:
+            at = bisect.bisect_right(minutes, boundary)
+            if at:
+                wanted.add((replica, variant, minutes[at - 1]))
+    return wanted
 
 
 def _json_value(text: str | None) -> Any:

@@ -264,6 +264,8 @@ class PredictionRow(Base):
         ),
         Index("ix_predictions_experiment", "experiment_id", "variant"),
         Index("ix_predictions_at", "at"),
+        # What a report has not read yet: the feedback after the newest it has.
+        Index("ix_predictions_feedback", "experiment_id", "feedback_at"),
     )
 
 

@@ -23,7 +23,9 @@ import contextlib
 import logging
 import math
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,7 @@ from modelreg.ledger import Ledger, LedgerTransaction, NewEvent
 from modelreg.ledger.experiments import (
     ExperimentRecord,
     ExperimentStore,
+    OutcomeMark,
     Segment,
     with_changes,
 )
@@ -157,6 +160,7 @@ class Experiments:
         self.adoption = adoption
         self.governance = governance
         self.store = ExperimentStore(ledger)
+        self.outcome_cache = OutcomeCache(self.store)
 
     # -- decisions -------------------------------------------------------------------
 
@@ -562,14 +566,7 @@ class Experiments:
 
     def _outcomes(self, record: ExperimentRecord) -> list[TimedOutcome]:
         """The record's predictions that have feedback, as the report and timeline take them."""
-        # Imported here: scipy adds half a second to every process that imports the registry.
-        from modelreg.experiments.report import Outcome
-        from modelreg.experiments.timeline import TimedOutcome
-
-        return [
-            TimedOutcome(o.variant, Outcome(o.prediction, o.label, o.value), o.at)
-            for o in self.store.outcomes(record.id)
-        ]
+        return self.outcome_cache.outcomes(record.id)
 
     def _report(self, record: ExperimentRecord, timed: Sequence[TimedOutcome]) -> Report:
         """The report over the counts and ``timed`` (the record's outcomes, or none)."""
@@ -607,13 +604,15 @@ class Experiments:
     ) -> Timeline:
         from modelreg.experiments import timeline as timelines
 
+        end = record.concluded_at or datetime.now(UTC)
+        _, boundaries = timelines.interval_boundaries(record.started_at, end, points)
         return timelines.build_timeline(
             [arm.variant for arm in record.arms],
-            self.store.samples(record.id),
+            self.store.samples(record.id, as_of=boundaries),
             outcomes,
             metrics=[_metric(m) for m in record.metrics],
             start=record.started_at,
-            end=record.concluded_at or datetime.now(UTC),
+            end=end,
             points=points,
         )
 
@@ -650,6 +649,63 @@ class Experiments:
             report=report,
             events=list(events),
         )
+
+
+class OutcomeCache:
+    """The outcomes of the last few experiments read, kept in step with the ledger.
+
+    A week-long experiment has tens of thousands of predictions with
+    feedback; reading and decoding them all took most of its report's time.
+    Each read first asks the ledger how many live ones there are and the
+    newest feedback's time (one indexed query), then reads only the feedback
+    recorded since the cached newest. When the cached ones plus the new ones
+    are not the ledger's count (rows expired by pruning, or feedback that
+    committed out of order), everything is read again, so a read always
+    equals a full read, in possibly another order. Thread-safe; holds at
+    most ``size`` experiments (least recently read dropped first).
+    """
+
+    def __init__(self, store: ExperimentStore, size: int = 8) -> None:
+        self.store = store
+        self.size = size
+        self._kept: OrderedDict[str, tuple[OutcomeMark, list[TimedOutcome]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def outcomes(self, experiment_id: str) -> list[TimedOutcome]:
+        """The experiment's live predictions with feedback (a new list each call)."""
+        with self._lock:
+            mark = self.store.outcome_mark(experiment_id)
+            kept = self._kept.get(experiment_id)
+            found: list[TimedOutcome] | None = None
+            if kept is not None:
+                before, cached = kept
+                if before == mark:
+                    found = cached
+                elif before.newest is not None and mark.rows > before.rows:
+                    new = self._read(experiment_id, after=before.newest, until=mark.newest)
+                    if before.rows + len(new) == mark.rows:
+                        found = cached + new
+            if found is None:
+                found = self._read(experiment_id, after=None, until=mark.newest)
+                if len(found) != mark.rows:  # feedback recorded meanwhile: not a snapshot
+                    mark = OutcomeMark(len(found), None)
+            self._kept[experiment_id] = (mark, found)
+            self._kept.move_to_end(experiment_id)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+            return list(found)
+
+    def _read(
+        self, experiment_id: str, *, after: datetime | None, until: datetime | None
+    ) -> list[TimedOutcome]:
+        # Imported here: scipy adds half a second to every process that imports the registry.
+        from modelreg.experiments.report import Outcome
+        from modelreg.experiments.timeline import TimedOutcome
+
+        return [
+            TimedOutcome(o.variant, Outcome(o.prediction, o.label, o.value), o.at)
+            for o in self.store.outcomes(experiment_id, after=after, until=until)
+        ]
 
 
 def _check_points(points: int) -> None:

@@ -1,4 +1,4 @@
-"""Add the experiment counts' time series and what serving replicas report.
+"""Add the experiment counts' time series, what serving replicas report, a feedback index.
 
 Revision ID: 0006
 Revises: 0005
@@ -55,9 +55,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_replica_events_at", "replica_events", ["at"])
     op.create_index("ix_replica_events_model", "replica_events", ["model", "at"])
+    op.create_index("ix_predictions_feedback", "predictions", ["experiment_id", "feedback_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_predictions_feedback", "predictions")
     op.drop_index("ix_replica_events_model", "replica_events")
     op.drop_index("ix_replica_events_at", "replica_events")
     op.drop_table("replica_events")
