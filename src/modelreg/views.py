@@ -8,7 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from modelreg.domain import Action, DeliveryStatus, Event, LineageRecord, Outcome, Stage
+from modelreg.domain import (
+    Action,
+    DeliveryStatus,
+    Event,
+    LineageRecord,
+    Outcome,
+    ReloadOutcome,
+    Stage,
+)
 from modelreg.policy import GateResult, Role
 
 
@@ -339,7 +347,7 @@ class ReloadView(View):
     model: str
     variant: str
     version: int
-    outcome: str
+    outcome: ReloadOutcome
     reason: str
     message: str
     at: datetime

@@ -366,15 +366,7 @@ class Reads:
     def replica_reports(self, experiment_ids: Sequence[str]) -> list[ReplicaView]:
         """What each serving replica last reported for these experiments, newest first."""
         return [
-            ReplicaView(
-                experiment_id=r.experiment_id,
-                replica=r.replica,
-                variant=r.variant,
-                version=r.version,
-                requests=r.requests,
-                errors=r.errors,
-                updated_at=r.updated_at,
-            )
+            ReplicaView.model_validate(r, from_attributes=True)
             for r in self.overview.replica_reports(experiment_ids)
         ]
 

@@ -44,21 +44,8 @@ class ServingReports:
         self.access.authorize(actor, Permission.READ, "read serving replicas")
         if model is not None:
             check_model_name(model)
-        return [
-            ServedSlotView(
-                replica=s.replica,
-                model=s.model,
-                variant=s.variant,
-                alias=s.alias,
-                version=s.version,
-                semver=s.semver,
-                digest=s.digest,
-                since=s.since,
-                reasons=list(s.reasons),
-                reported_at=s.reported_at,
-            )
-            for s in self.store.slots(model)
-        ]
+        slots = self.store.slots(model)
+        return [ServedSlotView.model_validate(s, from_attributes=True) for s in slots]
 
     def reloads(
         self,
@@ -75,19 +62,7 @@ class ServingReports:
             check_model_name(model)
         found, total = self.store.reloads(model, limit=limit, offset=offset)
         return ReloadPage(
-            reloads=[
-                ReloadView(
-                    replica=r.replica,
-                    model=r.model,
-                    variant=r.variant,
-                    version=r.version,
-                    outcome=r.outcome.value,
-                    reason=r.reason,
-                    message=r.message,
-                    at=r.at,
-                )
-                for r in found
-            ],
+            reloads=[ReloadView.model_validate(r, from_attributes=True) for r in found],
             total=total,
             offset=offset,
             limit=limit,
