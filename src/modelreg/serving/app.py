@@ -74,10 +74,10 @@ from modelreg.serving.dataplane import DataPlane, InferenceRequest, InferenceRes
 from modelreg.serving.loader import ModelLoader
 from modelreg.serving.metrics import CONTENT_TYPE, ServingMetrics, exposition
 from modelreg.serving.recording import ExperimentRecorder, replica_id
-from modelreg.serving.reporting import ReplicaReporter, ReplicaSink
+from modelreg.serving.reporting import ReplicaReporter
 from modelreg.serving.router import ExperimentRouter, Router
 from modelreg.serving.slots import ModelSlot, SlotSet
-from modelreg.serving.source import ExperimentSource, ModelSource
+from modelreg.serving.source import ExperimentSource, ModelSource, ReplicaSink
 from modelreg.settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -18,20 +18,12 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from modelreg.domain import ReloadEvent, ReplicaReport, ServedSlot
 from modelreg.serving.metrics import ServingMetrics
+from modelreg.serving.source import ReplicaSink
 
 log = logging.getLogger("modelreg.serving")
-
-
-class ReplicaSink(Protocol):
-    """Where a replica's reports go; :class:`modelreg.Registry` is one (it blocks: threads)."""
-
-    def record_replica(self, report: ReplicaReport) -> None:
-        """Store the report; BackendError when the ledger cannot be reached."""
-        ...
 
 
 class ReplicaReporter:

@@ -1,11 +1,13 @@
-"""Where a model server gets its models: the narrow protocol serving depends on.
+"""Where a model server gets its models: the narrow protocols serving depends on.
 
 Serving never imports the registry package. It needs four reads, named
 here; :class:`modelreg.Registry` has all four and satisfies
 :class:`ModelSource` structurally, and a test can hand in anything else that
-does. Keeping the protocol this small keeps SQLAlchemy, Alembic and the
-governance policy out of a replica's imports until the process that builds
-the source (the CLI) brings them.
+does; likewise :class:`ExperimentSource` (A/B experiments) and
+:class:`ReplicaSink` (where a replica reports what it serves). Keeping the
+protocols this small keeps SQLAlchemy, Alembic and the governance policy out
+of a replica's imports until the process that builds the source (the CLI)
+brings them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from modelreg.domain import ServingRecord
+from modelreg.domain import ReplicaReport, ServingRecord
 from modelreg.experiments.definition import (
     ExperimentRoute,
     Feedback,
@@ -93,4 +95,12 @@ class ExperimentSource(Protocol):
         the log's retention, ConflictError for a different outcome than the
         one already recorded; an identical repeat is a DUPLICATE.
         """
+        ...
+
+
+class ReplicaSink(Protocol):
+    """Where a replica's reports go; :class:`modelreg.Registry` is one (it blocks: threads)."""
+
+    def record_replica(self, report: ReplicaReport) -> None:
+        """Store the report; BackendError when the ledger cannot be reached."""
         ...
