@@ -117,7 +117,7 @@ def experiments_router(reg: Registry) -> APIRouter:
     def timeline(
         name: str,
         actor: Actor,
-        points: Annotated[int, Query(ge=1, le=500)] = 60,
+        points: int = 60,  # the range is the core's rule (400 with the allowed range)
     ) -> dict[str, Any]:
         """The experiment over time: per variant and interval, traffic, errors, p99, metrics."""
         return reg.ab_timeline(name, points=points, actor=actor).to_json()
@@ -133,8 +133,8 @@ def experiments_router(reg: Registry) -> APIRouter:
     def reloads(
         actor: Actor,
         model: Annotated[str | None, Query(max_length=256)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: int = 50,  # paging ranges are the core's rule (400 with the allowed range)
+        offset: int = 0,
     ) -> dict[str, Any]:
         """Serving replicas' reloads and refused loads, newest first, one page."""
         return reg.reloads(model, limit=limit, offset=offset, actor=actor).as_json()
