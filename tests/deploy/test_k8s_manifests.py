@@ -119,6 +119,20 @@ def resolve_port(container: Doc, port: int | str) -> int | None:
     return next((number for number, name in ports.items() if name == port), None)
 
 
+def http_paths(deployment: Doc) -> list[tuple[str, str]]:
+    """(what, path) for every HTTP probe and the scrape path of a Deployment's pods."""
+    used = [
+        (kind, probe["httpGet"]["path"])
+        for container in pod_spec(deployment)["containers"]
+        for kind, probe in probes(container)
+        if "httpGet" in probe
+    ]
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    if "prometheus.io/path" in annotations:
+        used.append(("prometheus.io/path", annotations["prometheus.io/path"]))
+    return used
+
+
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     """Whether a label selector's matchLabels select ``labels``."""
     return all(labels.get(key) == value for key, value in selector.items())
@@ -192,14 +206,19 @@ def api_routes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def worker_paths() -> set[str]:
-    """Paths the worker's metrics port answers 200 on, asked over HTTP (no registry needed)."""
+def worker_paths(docs: list[Doc]) -> set[str]:
+    """The worker's paths in the manifests that its metrics server answers 200 on.
+
+    The worker's server has no route table; it is asked over HTTP (without a
+    registry, which only its /health needs).
+    """
+    asked = {path for _kind, path in http_paths(of_kind(docs, "Deployment")["modelreg-worker"])}
     server = _OpsServer(("127.0.0.1", 0), cast(Registry, None), [])
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
-        return {path for path in ("/metrics",) if httpx.get(base + path).status_code == 200}
+        return {path for path in asked if httpx.get(base + path).status_code == 200}
     finally:
         server.shutdown()
         server.server_close()
@@ -296,17 +315,12 @@ def port_problems(docs: list[Doc]) -> list[str]:
 def path_problems(docs: list[Doc], paths: dict[str, set[str]]) -> list[str]:
     """Probe and scrape paths that are no GET route of the app the container runs."""
     problems: list[str] = []
-    for deployment, container in containers(docs):
-        component = deployment["spec"]["template"]["metadata"]["labels"][
-            "app.kubernetes.io/component"
-        ]
-        used = [(kind, p["httpGet"]["path"]) for kind, p in probes(container) if "httpGet" in p]
-        annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
-        if "prometheus.io/path" in annotations:
-            used.append(("prometheus.io/path", annotations["prometheus.io/path"]))
+    for name, deployment in of_kind(docs, "Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        component = labels["app.kubernetes.io/component"]
         problems += [
-            f"{deployment['metadata']['name']}: {kind} {path} is no GET route of the {component}"
-            for kind, path in used
+            f"{name}: {kind} {path} is no GET route of the {component}"
+            for kind, path in http_paths(deployment)
             if path not in paths[component]
         ]
     return problems
