@@ -87,7 +87,8 @@ def test_api_refusals_are_4xx_and_write_nothing(
     low = api.post(f"{base}/request", headers=as_("connie"))
     assert low.status_code == 409
     assert "observed 0.8" in low.json()["message"]
-    assert api.post(f"{base}/reject", json={"comment": ""}, headers=as_("bob")).status_code == 409
+    # A rejection without a reason is bad input (400), refused before anything is read.
+    assert api.post(f"{base}/reject", json={"comment": ""}, headers=as_("bob")).status_code == 400
     assert api.post(f"{base}/reject", content=b"{", headers=as_("bob")).status_code == 422
     long = api.post(f"{base}/approve", json={"comment": "x" * 3000}, headers=as_("bob"))
     assert long.status_code == 422

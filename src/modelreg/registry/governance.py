@@ -349,7 +349,7 @@ class Governance:
         """Reject a version's open request with a comment; nothing but the ledger changes."""
         note = _comment(comment)
         if not note:
-            raise ApprovalError("a rejection needs a comment saying why (--comment TEXT)")
+            raise InvalidInputError("a rejection needs a comment saying why it was rejected")
         rules = self._rules(name)
         who, role = self._approver(rules, actor, "reject")
         candidate = self._candidate(name, ref, hash_artifacts=False)
