@@ -22,38 +22,32 @@ import importlib.metadata
 import importlib.util
 import json
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from fnmatch import fnmatch
 from pathlib import Path
 from types import ModuleType
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
-import httpx
 import jsonschema
 import pytest
 import typer
 import typer.main
 import yaml
+from deploy_code import api_routes, serving_routes, settings_env_names, worker_answers
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from prometheus_client import CollectorRegistry
-from pydantic_settings import BaseSettings
-from starlette.routing import BaseRoute, Mount, Route
 from uvicorn.main import main as uvicorn_command
 
-from modelreg.api.app import create_app as create_api_app
 from modelreg.cli.app import app as cli_app
-from modelreg.registry import Registry
-from modelreg.serving.app import create_app as create_serving_app
 from modelreg.serving.config import ServerConfig, load_config
 from modelreg.serving.metrics import ServingMetrics
 from modelreg.settings import Settings
 from modelreg.stack import MLFLOW_SERVER_ENV, api_server_argv, mlflow_server_argv
-from modelreg.workers import LoopCollector, LoopHealth, _OpsServer
+from modelreg.workers import LoopCollector, LoopHealth
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
@@ -239,34 +233,6 @@ def dashboard() -> Doc:
 # -- what the code defines -----------------------------------------------------------------
 
 
-def settings_env_names(model: type[BaseSettings] = Settings) -> set[str]:
-    """Every environment variable the settings read: prefix + field name, groups recursively."""
-    prefix = str(model.model_config.get("env_prefix") or "")
-    names: set[str] = set()
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
-            names |= settings_env_names(annotation)
-        else:
-            names.add(f"{prefix}{name}".upper())
-    return names
-
-
-def route_paths(routes: list[BaseRoute], prefix: str = "") -> set[str]:
-    """GET paths of every route, mounted sub-apps included."""
-    found: set[str] = set()
-    for route in routes:
-        if isinstance(route, Mount):
-            found |= route_paths(route.routes, prefix + route.path)
-        elif isinstance(route, Route) and "GET" in (route.methods or ()):
-            found.add(prefix + route.path)
-    return found
-
-
-class _NoSource:
-    """Stands in for the registry: building the serving app reads nothing from it."""
-
-
 @pytest.fixture(scope="module")
 def serving_config(compose: Doc, tmp_path_factory: pytest.TempPathFactory) -> ServerConfig:
     """The replicas' serving.toml, read by modelreg's own parser."""
@@ -280,42 +246,16 @@ def routes(
 ) -> dict[str, set[str]]:
     """GET paths each program answers: the API, a serving replica, the worker, MLflow."""
     home = tmp_path_factory.mktemp("compose-home")
-    serving = create_serving_app(
-        serving_config, cast(Any, _NoSource()), settings=Settings(home=home)
-    )
-    settings = Settings(
-        home=home,
-        api_runs_workers=False,
-        tracking_uri="http://127.0.0.1:9",
-        ledger_uri=f"sqlite:///{home / 'ledger.db'}",
-    )
-    registry = Registry(settings)
-    try:
-        api = route_paths(create_api_app(settings, registry).routes)
-        # The worker's metrics server has no route table: ask it. Its /health asks the
-        # registry (MLflow is unreachable here: 503), so a route is anything but 404.
-        server = _OpsServer(("127.0.0.1", 0), registry, [])
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{server.server_port}", trust_env=False
-            ) as client:
-                worker = {p for p in ("/health", "/metrics") if client.get(p).status_code != 404}
-                assert client.get("/nope").status_code == 404  # the probe can tell
-        finally:
-            server.shutdown()
-            server.server_close()
-    finally:
-        registry.close()
+    answers = worker_answers(("/health", "/metrics", "/nope"), home)
+    assert answers.pop("/nope") == 404  # the probe can tell
     from mlflow.server import app as mlflow_app  # Flask: heavy, only here
 
-    mlflow = {rule.rule for rule in mlflow_app.url_map.iter_rules()}
+    get = {"GET"}
     return {
-        "api": api,
-        "serving": route_paths(serving.routes),
-        "worker": worker,
-        "mlflow": mlflow,
+        "api": {p for p, m in api_routes(home).items() if m & get},
+        "serving": {p for p, m in serving_routes(serving_config, home).items() if m & get},
+        "worker": {path for path, status in answers.items() if status != 404},
+        "mlflow": {rule.rule for rule in mlflow_app.url_map.iter_rules()},
     }
 
 

@@ -15,30 +15,28 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
-import threading
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from typing import Any
 
 import click
-import httpx
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import typer
 import typer.main
 import yaml
-from pydantic_settings import BaseSettings
-from starlette.routing import BaseRoute, Mount, Route
+from deploy_code import (
+    api_routes,
+    serving_routes,
+    settings_env_names,
+    worker_answers,
+)
 from uvicorn.main import main as uvicorn_command
 
-from modelreg.api.app import create_app as create_api_app
 from modelreg.cli.app import app as cli_app
-from modelreg.registry import Registry
-from modelreg.serving.app import create_app as create_serving_app
 from modelreg.serving.config import ServerConfig, load_config
 from modelreg.settings import Settings
 from modelreg.stack import api_server_argv
-from modelreg.workers import _OpsServer
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 #: The oldest Kubernetes the manifests claim (native preStop ``sleep``: 1.30) and the newest schema.
@@ -141,35 +139,6 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 # -- what the code defines -----------------------------------------------------------------
 
 
-def settings_env_names(model: type[BaseSettings] = Settings) -> set[str]:
-    """Every environment variable the settings read: prefix + field name, groups recursively."""
-    prefix = str(model.model_config.get("env_prefix") or "")
-    names: set[str] = set()
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
-            names |= settings_env_names(annotation)  # a group reads its own variables
-        else:
-            names.add(f"{prefix}{name}".upper())
-    return names
-
-
-def route_paths(routes: list[BaseRoute], prefix: str = "") -> dict[str, set[str]]:
-    """path -> HTTP methods of every route, mounted sub-apps included."""
-    found: dict[str, set[str]] = {}
-    for route in routes:
-        if isinstance(route, Mount):
-            for path, methods in route_paths(route.routes, prefix + route.path).items():
-                found.setdefault(path, set()).update(methods)
-        elif isinstance(route, Route):
-            found.setdefault(prefix + route.path, set()).update(route.methods or ())
-    return found
-
-
-class _NoSource:
-    """Stands in for the registry: building the serving app reads nothing from it."""
-
-
 @pytest.fixture(scope="module")
 def serving_config(docs: list[Doc], tmp_path_factory: pytest.TempPathFactory) -> ServerConfig:
     """The serving TOML of the ConfigMap, read by modelreg's own config parser."""
@@ -179,60 +148,36 @@ def serving_config(docs: list[Doc], tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def serving_routes(
+def serving_paths(
     serving_config: ServerConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, set[str]]:
     """Routes of the model server `modelreg serve` runs (built, never started)."""
-    settings = Settings(home=tmp_path_factory.mktemp("serving-home"))
-    app = create_serving_app(serving_config, cast(Any, _NoSource()), settings=settings)
-    return route_paths(app.routes)
+    return serving_routes(serving_config, tmp_path_factory.mktemp("serving-home"))
 
 
 @pytest.fixture(scope="module")
-def api_routes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+def api_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     """Routes of the API service and its dashboard (built, never started)."""
-    home = tmp_path_factory.mktemp("api-home")
-    settings = Settings(
-        home=home,
-        api_runs_workers=False,
-        tracking_uri="http://127.0.0.1:9",
-        ledger_uri=f"sqlite:///{home / 'ledger.db'}",
-    )
-    registry = Registry(settings)
-    try:
-        return route_paths(create_api_app(settings, registry).routes)
-    finally:
-        registry.close()
+    return api_routes(tmp_path_factory.mktemp("api-home"))
 
 
 @pytest.fixture(scope="module")
-def worker_paths(docs: list[Doc]) -> set[str]:
-    """The worker's paths in the manifests that its metrics server answers 200 on.
-
-    The worker's server has no route table; it is asked over HTTP (without a
-    registry, which only its /health needs).
-    """
+def worker_paths(docs: list[Doc], tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The worker's paths in the manifests that its metrics server answers 200 on."""
     asked = {path for _kind, path in http_paths(of_kind(docs, "Deployment")["modelreg-worker"])}
-    server = _OpsServer(("127.0.0.1", 0), cast(Registry, None), [])
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        return {path for path in asked if httpx.get(base + path).status_code == 200}
-    finally:
-        server.shutdown()
-        server.server_close()
+    answers = worker_answers(asked, tmp_path_factory.mktemp("worker-home"))
+    return {path for path, status in answers.items() if status == 200}
 
 
 def routes_by_component(
-    serving_routes: dict[str, set[str]],
-    api_routes: dict[str, set[str]],
+    serving_paths: dict[str, set[str]],
+    api_paths: dict[str, set[str]],
     worker_paths: set[str],
 ) -> dict[str, set[str]]:
     """GET paths each component's container answers."""
     return {
-        "serving": {p for p, methods in serving_routes.items() if "GET" in methods},
-        "api": {p for p, methods in api_routes.items() if "GET" in methods},
+        "serving": {p for p, methods in serving_paths.items() if "GET" in methods},
+        "api": {p for p, methods in api_paths.items() if "GET" in methods},
         "worker": worker_paths,
     }
 
@@ -424,11 +369,11 @@ def test_ports_agree(docs: list[Doc]) -> None:
 
 def test_probe_and_scrape_paths_are_real_routes(
     docs: list[Doc],
-    serving_routes: dict[str, set[str]],
-    api_routes: dict[str, set[str]],
+    serving_paths: dict[str, set[str]],
+    api_paths: dict[str, set[str]],
     worker_paths: set[str],
 ) -> None:
-    paths = routes_by_component(serving_routes, api_routes, worker_paths)
+    paths = routes_by_component(serving_paths, api_paths, worker_paths)
     assert path_problems(docs, paths) == []
     serving = pod_spec(of_kind(docs, "Deployment")["modelreg-serving"])["containers"][0]
     assert serving["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
