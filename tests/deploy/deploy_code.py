@@ -12,11 +12,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
+import click
 import httpx
+import typer
+import typer.main
 from pydantic_settings import BaseSettings
 from starlette.routing import BaseRoute, Mount, Route
+from uvicorn.main import main as uvicorn_command
 
 from modelreg.api.app import create_app as create_api_app
+from modelreg.cli.app import app as cli_app
 from modelreg.registry import Registry
 from modelreg.serving.app import create_app as create_serving_app
 from modelreg.serving.config import ServerConfig
@@ -101,3 +106,30 @@ def worker_answers(paths: Iterable[str], home: Path) -> dict[str, int]:
         server.shutdown()
         server.server_close()
         registry.close()
+
+
+def command_problems(argv: list[str]) -> list[str]:
+    """Why ``argv`` is not a command line modelreg, uvicorn or ``mlflow server`` accepts.
+
+    Parses and converts every option as a real run would, without running it.
+    """
+    try:
+        if argv[0] == "modelreg":
+            group: Any = typer.main.get_command(cli_app)  # Typer's own click Group
+            parent = group.make_context("modelreg", [], resilient_parsing=True)
+            command = group.get_command(parent, argv[1])
+            if command is None:
+                return [f"modelreg has no command {argv[1]!r}"]
+            command.make_context(argv[1], argv[2:], parent=parent)
+        elif argv[:3] == ["python", "-m", "uvicorn"]:
+            uvicorn_command.make_context("uvicorn", argv[3:])
+        elif argv[:4] == ["python", "-m", "mlflow", "server"]:
+            import mlflow.cli  # heavy, only here
+
+            mlflow_group: Any = mlflow.cli.cli
+            mlflow_group.commands["server"].make_context("server", argv[4:])
+        else:
+            return [f"unknown program {argv[:4]}"]
+    except (click.ClickException, typer.TyperException) as exc:  # uvicorn's click, Typer's
+        return [f"{' '.join(argv)}: {exc}"]
+    return []

@@ -29,20 +29,21 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
 import jsonschema
 import pytest
-import typer
-import typer.main
 import yaml
-from deploy_code import api_routes, serving_routes, settings_env_names, worker_answers
+from deploy_code import (
+    api_routes,
+    serving_routes,
+    settings_env_names,
+    worker_answers,
+)
+from deploy_code import command_problems as code_command_problems
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 from prometheus_client import CollectorRegistry
-from uvicorn.main import main as uvicorn_command
 
-from modelreg.cli.app import app as cli_app
 from modelreg.serving.config import ServerConfig, load_config
 from modelreg.serving.metrics import ServingMetrics
 from modelreg.settings import Settings
@@ -328,29 +329,10 @@ def env_problems(doc: Doc, known: set[str]) -> list[str]:
 
 
 def command_problems(argv: list[str]) -> list[str]:
-    """Why ``argv`` is not a command line modelreg, uvicorn or mlflow accepts."""
-    try:
-        if argv[0] == "modelreg":
-            group: Any = typer.main.get_command(cli_app)
-            parent = group.make_context("modelreg", [], resilient_parsing=True)
-            command = group.get_command(parent, argv[1])
-            if command is None:
-                return [f"modelreg has no command {argv[1]!r}"]
-            command.make_context(argv[1], argv[2:], parent=parent)
-        elif argv[:3] == ["python", "-m", "uvicorn"]:
-            uvicorn_command.make_context("uvicorn", argv[3:])
-        elif argv[:4] == ["python", "-m", "mlflow", "server"]:
-            import mlflow.cli  # heavy, only here
-
-            mlflow_group: Any = mlflow.cli.cli
-            mlflow_group.commands["server"].make_context("server", argv[4:])
-        elif argv[:2] == ["python", "/opt/s3-init/create_bucket.py"]:
-            return []
-        else:
-            return [f"unknown program {argv[:4]}"]
-    except (click.ClickException, typer.TyperException) as exc:
-        return [f"{' '.join(argv)}: {exc}"]
-    return []
+    """Why ``argv`` is not a command line of this deployment (the code's, or the S3 init's)."""
+    if argv[:2] == ["python", "/opt/s3-init/create_bucket.py"]:
+        return []
+    return code_command_problems(argv)
 
 
 def port_problems(doc: Doc) -> list[str]:

@@ -19,21 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import click
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import typer
-import typer.main
 import yaml
 from deploy_code import (
     api_routes,
+    command_problems,
     serving_routes,
     settings_env_names,
     worker_answers,
 )
-from uvicorn.main import main as uvicorn_command
 
-from modelreg.cli.app import app as cli_app
 from modelreg.serving.config import ServerConfig, load_config
 from modelreg.settings import Settings
 from modelreg.stack import api_server_argv
@@ -269,26 +265,6 @@ def path_problems(docs: list[Doc], paths: dict[str, set[str]]) -> list[str]:
             if path not in paths[component]
         ]
     return problems
-
-
-def command_problems(argv: list[str]) -> list[str]:
-    """Why ``argv`` is not a command line the modelreg CLI (or uvicorn) accepts."""
-    try:
-        if argv[0] == "modelreg":
-            group: Any = typer.main.get_command(cli_app)  # Typer's own click Group
-            parent = group.make_context("modelreg", [], resilient_parsing=True)
-            command = group.get_command(parent, argv[1])
-            if command is None:
-                return [f"modelreg has no command {argv[1]!r}"]
-            # Parses and converts every option as a real run would, without running it.
-            command.make_context(argv[1], argv[2:], parent=parent)
-        elif argv[:3] == ["python", "-m", "uvicorn"]:
-            uvicorn_command.make_context("uvicorn", argv[3:])
-        else:
-            return [f"unknown program {argv[:3]}"]
-    except (click.ClickException, typer.TyperException) as exc:  # uvicorn's click, Typer's
-        return [f"{' '.join(argv)}: {exc}"]
-    return []
 
 
 # -- tests -------------------------------------------------------------------------------
