@@ -324,8 +324,9 @@ class ServedSlotView(View):
     """What one serving replica serves in one slot, as it last reported (``modelreg`` serve).
 
     ``since`` is when the version finished loading there; ``reported_at`` when
-    the replica last reported (every few seconds while it runs); ``reasons``
-    why the slot is degraded.
+    the replica last reported (every few seconds while it runs);
+    ``silent_seconds`` how long ago that was, once it is longer than a replica
+    should stay quiet (None until then); ``reasons`` why the slot is degraded.
     """
 
     replica: str
@@ -338,6 +339,7 @@ class ServedSlotView(View):
     since: datetime | None
     reasons: list[str]
     reported_at: datetime
+    silent_seconds: float | None = None  # set once it has not reported for a minute
 
 
 class ReloadView(View):

@@ -407,6 +407,15 @@ def test_the_facade_reads_reports_with_the_read_permission_and_checks_paging(
         page = registry.reloads(model, limit=2, offset=1, actor=actor)
         assert (page.total, page.offset, page.limit, len(page.reloads)) == (3, 1, 2, 2)
     assert registry.replicas(f"no-{model}") == []
+    # Fresh reports are not silent; one that is two minutes old is, and says for how long.
+    assert registry.replicas(model)[0].silent_seconds is None
+    quiet = f"host/{uuid4()}"
+    registry.serving.store.put(
+        ReplicaReport(quiet, (_slot(model, 2),)), now=datetime.now(UTC) - timedelta(minutes=2)
+    )
+    silent = {s.replica: s.silent_seconds for s in registry.replicas(model)}
+    assert silent[replica] is None
+    assert silent[quiet] is not None and 120 <= silent[quiet] < 180
     for limit, offset in ((0, 0), (MAX_PAGE + 1, 0), (10, -1)):
         with pytest.raises(InvalidInputError, match="page"):
             registry.reloads(model, limit=limit, offset=offset)

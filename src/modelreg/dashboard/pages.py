@@ -10,7 +10,6 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 from urllib.parse import urlencode
 
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE_NUMBER)]
 Text = Annotated[str, Query(max_length=256)]
 _EXPORT_PAGE = 500
-SILENT_SECONDS = 60  # a replica reports every few seconds; this long without a report is news
 _EXPORT_MAX = 100_000
 _CSV_FIELDS = (
     *("id", "at", "model", "version", "semver", "action", "actor"),
@@ -211,11 +209,8 @@ class Pages:
         shown: list[tuple[ExperimentView, list[Any]]] = [
             (e, by_experiment[e.id]) for e in experiments if e.id in by_experiment
         ]
-        now = datetime.now(UTC)
         return {
             "slots": slots,
-            "silent_after": SILENT_SECONDS,
-            "ages": [(now - s.reported_at).total_seconds() for s in slots],
             "reloads": reloads.reloads,
             "pager": pager,
             "model": model,

@@ -11,7 +11,7 @@ slots as last reported, reloads and refused loads for
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from modelreg.domain import ReplicaReport, check_model_name
 from modelreg.ledger import Ledger
@@ -21,6 +21,10 @@ from modelreg.registry.access import Access
 from modelreg.registry.reads import check_page
 from modelreg.settings import Settings
 from modelreg.views import ReloadPage, ReloadView, ServedSlotView
+
+SILENT = timedelta(minutes=1)
+"""A replica reports every ``flush_interval`` (2 s by default): this long without a report
+means it is stuck or gone, and its slots are shown as silent."""
 
 SILENT_AFTER = timedelta(days=1)
 """A replica that has not reported for this long (or the history setting, if shorter) is
@@ -44,8 +48,15 @@ class ServingReports:
         self.access.authorize(actor, Permission.READ, "read serving replicas")
         if model is not None:
             check_model_name(model)
-        slots = self.store.slots(model)
-        return [ServedSlotView.model_validate(s, from_attributes=True) for s in slots]
+        now = datetime.now(UTC)
+        views = []
+        for slot in self.store.slots(model):
+            quiet = now - slot.reported_at
+            view = ServedSlotView.model_validate(slot, from_attributes=True)
+            if quiet > SILENT:
+                view = view.model_copy(update={"silent_seconds": quiet.total_seconds()})
+            views.append(view)
+        return views
 
     def reloads(
         self,
