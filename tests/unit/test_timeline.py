@@ -213,6 +213,7 @@ def test_metrics_are_none_before_any_feedback_and_json_never_holds_nan() -> None
     assert series.metrics["value"] == (None, None, 2.0, 2.0, 2.0)
     data = timeline.to_json()
     assert data["interval_minutes"] == 1
+    assert data["share_metrics"] == ["auc"]  # value is a mean, not a share
     assert data["ends"][-1] == _at(5).isoformat()
     assert data["variants"][0]["metrics"]["value"] == [None, None, 2.0, 2.0, 2.0]
     assert "NaN" not in str(data)

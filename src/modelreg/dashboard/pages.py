@@ -467,6 +467,6 @@ def timeline_charts(timeline: Timeline) -> list[LineChart]:
     ]
     for name in dict.fromkeys(name for s in variants for name in s.metrics):
         series = {s.variant: s.metrics.get(name, ()) for s in variants}
-        top = None if name == "value" else 1.0  # the other online metrics are shares
+        top = 1.0 if name in timeline.share_metrics else None
         charts.append(line_chart(f"{name} (all feedback so far)", ends, series, y_max=top))
     return charts

@@ -64,16 +64,22 @@ class VariantSeries:
 
 @dataclass(frozen=True)
 class Timeline:
-    """An experiment cut into intervals of ``minutes`` each, ending at ``ends`` (aware UTC)."""
+    """An experiment cut into intervals of ``minutes`` each, ending at ``ends`` (aware UTC).
+
+    ``share_metrics`` names the online metrics that are shares (0 to 1):
+    every one but ``value``, a mean in the feedback's own units.
+    """
 
     minutes: int
     ends: tuple[datetime, ...]
     variants: tuple[VariantSeries, ...]
+    share_metrics: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe: times as ISO 8601, NaN never (None instead)."""
         return {
             "interval_minutes": self.minutes,
+            "share_metrics": sorted(self.share_metrics),
             "ends": [end.isoformat() for end in self.ends],
             "variants": [
                 {
@@ -153,7 +159,8 @@ def build_timeline(
         series.append(
             VariantSeries(variant, tuple(per_minute), tuple(error_rate), tuple(p99), values)
         )
-    return Timeline(step, ends, tuple(series))
+    shares = frozenset(str(m) for m in metrics if m not in (Metric.VALUE, Metric.ERROR_RATE))
+    return Timeline(step, ends, tuple(series), shares)
 
 
 def _totals_at(
