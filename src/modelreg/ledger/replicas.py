@@ -110,10 +110,10 @@ class ReplicaStore:
         """Reloads and refused loads (of ``model``), newest first: one page and the total."""
         events = ReplicaEventRow
         page = select(events).order_by(events.at.desc(), events.id.desc())
-        count = select(func.count()).select_from(ReplicaEventRow)
+        count = select(func.count()).select_from(events)
         if model is not None:
-            page = page.where(ReplicaEventRow.model == model)
-            count = count.where(ReplicaEventRow.model == model)
+            page = page.where(events.model == model)
+            count = count.where(events.model == model)
         with self.ledger.session() as session:
             total = int(session.execute(count).scalar_one())
             rows = session.scalars(page.limit(limit).offset(offset))
