@@ -198,22 +198,51 @@ def up(
             "credentials on the API (see docs/governance.md)."
         ),
     ] = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            "--postgres",
+            help="PostgreSQL database for MLflow and the ledger (schema 'modelreg'), e.g. "
+            "postgresql://user:password@host:5432/registry.",
+        ),
+    ] = None,
+    s3: Annotated[
+        str | None,
+        typer.Option(
+            "--s3",
+            help="S3 endpoint for artifacts, e.g. http://127.0.0.1:8333 (bucket from "
+            "--artifacts-destination, default s3://mlflow/artifacts; AWS_* credentials).",
+        ),
+    ] = None,
 ) -> None:
     """Start MLflow and the modelreg API service; stop both on Ctrl-C."""
+    from sqlalchemy.engine import make_url
+
     from modelreg.stack import Stack, StackConfig
+    from modelreg.stores import production_stores
 
     settings = state_of(ctx).settings
+    stores = production_stores(
+        postgres=postgres,
+        s3=s3,
+        backend_store_uri=backend_store_uri,
+        artifacts_destination=artifacts_destination,
+        ledger_uri=settings.ledger_uri,
+    )
     config = StackConfig(
         home=settings.stack_home(),
         host=host,
         port=port,
         api_port=api_port,
-        backend_store_uri=backend_store_uri,
-        artifacts_destination=artifacts_destination,
-        ledger_uri=settings.ledger_uri,
+        backend_store_uri=stores.backend_store_uri,
+        artifacts_destination=stores.artifacts_destination,
+        ledger_uri=stores.ledger_uri,
+        s3_endpoint_url=stores.s3_endpoint_url,
         basic_auth_config=basic_auth_config,
     )
     stack = Stack(config)
+    stack.check_ports()  # a taken port is named before any store is changed
+    stores.prepare()
     out.print(f"starting MLflow on {config.tracking_uri} and the API on {config.api_url} ...")
     stack.start()
     out.print(
@@ -222,6 +251,10 @@ def up(
     out.print(f"home: {config.resolved_home()}   logs: {config.resolved_home() / 'logs'}")
     home = config.resolved_home()
     out.print(f"elsewhere: export MLFLOW_TRACKING_URI={config.tracking_uri} MODELREG_HOME={home}")
+    if stores.ledger_uri is not None and stores.ledger_uri != settings.ledger_uri:
+        # Other commands find the ledger through the same URI; its password is not printed.
+        masked = make_url(stores.ledger_uri).render_as_string(hide_password=True)
+        out.print(f"           export MODELREG_LEDGER_URI='{masked}' (*** = your password)")
     out.print("press Ctrl-C to stop")
     raise typer.Exit(stack.run_until_signal())
 
