@@ -264,8 +264,12 @@ def demo(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(min=1, max=65535, help="MLflow server port.")] = 5000,
     api_port: Annotated[int, typer.Option(min=1, max=65535, help="modelreg API port.")] = 8000,
+    serve_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port of the demo's model server.")
+    ] = 8080,
     keep_running: Annotated[
-        bool, typer.Option(help="Keep the stack running after the walkthrough.")
+        bool,
+        typer.Option(help="Keep the stack and the model server running after the walkthrough."),
     ] = True,
     keep_home: Annotated[
         bool,
@@ -274,7 +278,11 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """Start a fresh stack in ./.modelreg-demo and walk through the course's workflow."""
+    """Start a fresh stack in ./.modelreg-demo and walk through the whole course.
+
+    Governance, serving, a 90/10 A/B test and rollback, each step checked;
+    exit 1 naming the step that did not behave as stated.
+    """
     from modelreg.cli.demo import run_demo
 
     # The demo's own console wraps long lines at the terminal width; `out` does not.
@@ -283,6 +291,7 @@ def demo(
             state_of(ctx).settings,
             port=port,
             api_port=api_port,
+            serve_port=serve_port,
             keep_running=keep_running,
             keep_home=keep_home,
         )

@@ -1,11 +1,21 @@
-"""The end-to-end walkthrough behind ``modelreg demo``.
+"""The end-to-end walkthrough behind ``modelreg demo``: the whole course in a few minutes.
 
-Starts the embedded stack, runs the course's plain-MLflow registration code,
-lets modelreg adopt the versions, promotes, rolls back, audits and verifies,
-then governs Production: the course's policy refuses the course models, a
-challenger registered with complete lineage passes, and is promoted once
-someone other than its author approves it — printing each step and the
-command that does the same by hand.
+Starts the embedded stack (MLflow, the API with the dashboard), runs the
+course's plain-MLflow training code and lets modelreg adopt its versions,
+shows the course's policy refusing a weak model, trains the team's models
+with complete lineage, promotes one through request and approval, lets
+auto-promotion decline one and promote another, serves the model and times
+how fast the server follows a promotion, runs a 90/10 A/B test with
+simulated users and feedback, concludes it with the winner's promotion,
+rolls back and audits. Each step prints the command that does the same by
+hand and checks that it behaved as stated (any that does not ends the demo
+with exit code 1 and a message naming it); a closing table says which of
+the course's acceptance criteria each step demonstrated.
+
+The steps live by concept: :mod:`~modelreg.cli.demo_governance` (registry
+steps), :mod:`~modelreg.cli.demo_serving` (the model server),
+:mod:`~modelreg.cli.demo_ab` (the experiment) and
+:mod:`~modelreg.cli.demo_narration` (steps, checks, summary).
 
 Every run starts from an empty demo home of its own (``./.modelreg-demo``),
 so running it twice shows the same thing twice; the home is cleared only if
@@ -18,32 +28,25 @@ import fcntl
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow
 from rich.console import Console
-from sklearn.ensemble import ExtraTreesClassifier
-from sklearn.metrics import roc_auc_score
 
-from modelreg.cli.tables import events_table, gates_table, short_digest, versions_table
-from modelreg.domain import Stage
-from modelreg.errors import (
-    ConflictError,
-    ModelNotFoundError,
-    ModelregError,
-    PermissionDeniedError,
-)
+from modelreg.cli import demo_ab, demo_governance
+from modelreg.cli.demo_governance import MODEL, REVIEWER
+from modelreg.cli.demo_narration import Narrator, summary_table
+from modelreg.cli.demo_serving import Replica, check_serve_port, scoring_body
+from modelreg.errors import ConflictError
 from modelreg.examples.course_register import fraud_data
 from modelreg.registry import Registry
 from modelreg.settings import Settings
 from modelreg.stack import Stack, StackConfig
 
-MODEL = "fraud-detection"
+#: The course's limit on how long the service may take to follow a promotion.
+RELOAD_LIMIT_SECONDS = 60.0
 #: Where the demo keeps its stack, relative to the working directory.
 DEMO_HOME = Path(".modelreg-demo")
 #: The file that marks a directory as created by the demo, and so safe to clear.
@@ -123,167 +126,102 @@ def _modelreg_command() -> str:
         return str(script)
 
 
-def _step(console: Console, title: str, *commands: str) -> None:
-    console.rule(f"[bold]{title}")
-    for command in commands:
-        console.print(f"[dim]$ {command}[/dim]")
+def _probe_body() -> bytes:
+    """One held-out row: what the reload probe scores."""
+    _x_train, x_test, _y_train, _y_test = fraud_data()
+    return scoring_body(x_test.iloc[0].to_dict())
 
 
-def _versions(console: Console, registry: Registry) -> None:
-    shown = [registry.show(MODEL, view.version) for view in registry.versions(MODEL)]
-    console.print(versions_table(shown, with_model=False, metric="test_auc"))
-
-
-def _course_code(console: Console, env: dict[str, str]) -> None:
-    """Run the course's registration script, printing its own lines and hiding MLflow's."""
-    done = subprocess.run(
-        [sys.executable, "-m", "modelreg.examples.course_register"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+def _follows(narrator: Narrator, replica: Replica, version: int, what: str) -> float:
+    """Time the replica until it answers with ``version``; check the course's 60 s limit."""
+    seconds = replica.seconds_until_serving(version, _probe_body(), RELOAD_LIMIT_SECONDS)
+    narrator.expect(
+        seconds <= RELOAD_LIMIT_SECONDS,
+        f"the model server answers with v{version} within {RELOAD_LIMIT_SECONDS:.0f} s of {what}",
+        f"no answer from v{version} after {RELOAD_LIMIT_SECONDS:.0f} s; log {replica.log_path}",
     )
-    for line in done.stdout.splitlines():
-        console.print(line, markup=False)
-    if done.returncode != 0:
-        tail = "\n".join(done.stderr.splitlines()[-20:])
-        raise ModelregError(f"the course's training code exited with {done.returncode}:\n{tail}")
+    narrator.say(f"the model server answered with v{version} {seconds:.1f} s after {what}")
+    return seconds
 
 
-def _govern(console: Console, registry: Registry, tracking_uri: str, course_best: int) -> None:
-    """Steps 8 and 9: a policy decides what may enter Production; someone else approves."""
-    _step(
-        console,
-        "8. Govern Production: the course's policy",
-        "modelreg policy init",
-        f"modelreg validate {MODEL} {course_best}",
+def _serve_and_automate(
+    narrator: Narrator,
+    registry: Registry,
+    replica: Replica,
+    contenders: demo_governance.Contenders,
+) -> None:
+    """Start the model server on Production, then let auto-promotion decline one and promote one."""
+    good = contenders.number("good")
+    narrator.begin(
+        "Serve Production: the model server follows the production alias",
+        f"modelreg serve {MODEL} --port {replica.url.rsplit(':', 1)[1]}",
     )
-    path = registry.settings.resolved_policy_file()
-    if not path.exists():
-        registry.init_policy()
-    console.print(f"policy: {path} (test_auc >= 0.85, data_version, description, lineage ...)")
-    course = registry.validate(MODEL, course_best)
-    console.print(f"the course's best, v{course_best}, is {course.outcome}:")
-    console.print(gates_table(course))
+    replica.start()
+    answer = replica.score(_probe_body())
+    narrator.say(f"{replica.url}/invocations answers with v{answer.version} ({answer.variant})")
+    narrator.expect(answer.version == good, f"it serves v{good}", f"v{answer.version}")
 
-    console.print("training a challenger (ExtraTrees) with complete lineage ...")
-    x_train, x_test, y_train, y_test = fraud_data()
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(MODEL)
-    with mlflow.start_run():
-        model = ExtraTreesClassifier(n_estimators=300, random_state=42, n_jobs=1)
-        model.fit(x_train, y_train)
-        mlflow.log_metric("test_auc", roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))
-        challenger = registry.register(
-            model,
-            name=MODEL,
-            training_data=x_train,
-            data_version="fraud-2026-11",
-            description="ExtraTrees, 300 trees: the challenger",
-            code_path=Path(__file__).parent,  # this module is the training code
-        )
-    number = challenger.version
-    _step(console, "9. Validate, request and approve", f"modelreg validate {MODEL} {number}")
-    checked = registry.validate(MODEL, number)
-    console.print(gates_table(checked))
-    if not checked.passed:
-        console.print("the challenger does not pass; fix what failed and register again")
-        return
-    console.print(f"[dim]$ modelreg request {MODEL} {number} --stage production[/dim]")
-    registry.request(MODEL, number, comment="beats the course models on holdout AUC")
-    console.print(f"[dim]$ modelreg approve {MODEL} {number}[/dim]")
-    try:
-        registry.approve(MODEL, number)
-    except PermissionDeniedError as exc:
-        console.print(f"refused: {exc.message}", markup=False)
-    console.print(f"[dim]$ modelreg --actor reviewer approve {MODEL} {number}[/dim]")
-    approved = registry.approve(MODEL, number, comment="checked the evaluation", actor="reviewer")
-    console.print(
-        f"v{number} ({approved.semver}) {approved.outcome}, approved by "
-        f"{', '.join(approved.approvers)}; MLflow tags show approved_by and approved_at"
+    narrator.begin("Auto-promotion: only a model beating Production by more than 0.02")
+    demo_governance.auto_promote(narrator, registry, "close", contenders)
+    demo_governance.auto_promote(narrator, registry, "better", contenders)
+    better = contenders.number("better")
+    seconds = _follows(narrator, replica, better, "the promotion")
+    archived = registry.show(MODEL, good).stage.value
+    narrator.say(f"v{good} was archived in the same operation ({archived})")
+    narrator.found(
+        "auto-promotion",
+        f"v{contenders.number('close')} declined (< +0.02), v{better} promoted (> +0.02)",
     )
-    _versions(console, registry)
-
-
-def _walkthrough(console: Console, registry: Registry, config: StackConfig) -> None:
-    """Steps 2 to 9 against the running stack."""
-    try:
-        earlier = {view.version for view in registry.versions(MODEL)}  # with --keep-home
-    except ModelNotFoundError:
-        earlier = set()
-    _step(
-        console,
-        "2. The course's code registers three versions with plain MLflow",
-        "python -m modelreg.examples.course_register",
+    narrator.found(
+        "FastAPI service reloads within 60 s",
+        f"v{better} served {seconds:.1f} s after its promotion",
     )
-    _course_code(console, {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri})
-    _step(console, "3. modelreg adopts them: semver, sha256 manifest, lineage", "modelreg sync")
-    # The API service adopts in the background too; whichever comes first, the result is one.
-    registry.sync(MODEL)
-    course = [
-        registry.show(MODEL, view.version)
-        for view in registry.versions(MODEL)
-        if view.version not in earlier
-    ]
-    for view in course:
-        console.print(
-            f"adopted v{view.version} as {view.semver}, sha256 {short_digest(view.digest)}…"
-        )
-    _versions(console, registry)
 
-    ranked = sorted(course, key=lambda v: v.metrics.get("test_auc", 0.0), reverse=True)
-    best, runner_up = ranked[0].version, ranked[1].version
-    _step(
-        console,
-        "4. Promote the best version through Staging to Production",
-        f"modelreg promote {MODEL} {best} --stage staging --reason 'best test_auc of the sweep'",
-        f"modelreg promote {MODEL} {best} --stage production "
-        "--reason 'validated on the holdout set'",
+
+def _walkthrough(
+    narrator: Narrator, registry: Registry, config: StackConfig, replica: Replica
+) -> None:
+    """Steps 2 to 12 against the running stack."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": config.tracking_uri}
+    course = demo_governance.course_code(narrator, registry, env)
+    demo_governance.gate_refuses(narrator, registry, course)
+    contenders = demo_governance.train_challengers(narrator, registry, config.tracking_uri)
+    demo_governance.request_and_approve(narrator, registry, contenders)
+    _serve_and_automate(narrator, registry, replica, contenders)
+    demo_ab.ab_test(narrator, registry, replica, contenders, config.api_url)
+    winner, champion = contenders.number("bolder"), contenders.number("better")
+    demo_ab.conclude(narrator, registry, winner)
+    seconds = _follows(narrator, replica, winner, "the approval")
+    narrator.found("approvals", f"the A/B winner v{winner} approved by {REVIEWER}")
+    narrator.found(
+        "FastAPI service reloads within 60 s",
+        f"v{winner} served {seconds:.1f} s after its approval",
     )
-    registry.promote(MODEL, best, Stage.STAGING, reason="best test_auc of the sweep")
-    registry.promote(MODEL, best, Stage.PRODUCTION, reason="validated on the holdout set")
-    before_rollout = datetime.now(UTC)
-    console.print(f"then the runner-up, v{runner_up}, replaces it:")
-    console.print(
-        f"[dim]$ modelreg promote {MODEL} {runner_up} --stage staging "
-        "--reason 'smaller, cheaper to serve'[/dim]"
-    )
-    registry.promote(MODEL, runner_up, Stage.STAGING, reason="smaller, cheaper to serve")
-    console.print(
-        f"[dim]$ modelreg promote {MODEL} {runner_up} --stage production "
-        "--reason 'cost experiment'[/dim]"
-    )
-    registry.promote(MODEL, runner_up, Stage.PRODUCTION, reason="cost experiment")
-    console.print(f"v{runner_up} is now in Production; v{best} was archived in the same operation")
-    _versions(console, registry)
 
-    _step(
-        console,
-        "5. Roll back: Production returns to the previous version",
-        f"modelreg rollback {MODEL} --reason 'latency regression'",
-    )
-    registry.rollback(MODEL, reason="latency regression")
-    then = registry.history(MODEL, before_rollout)
-    when = f"{before_rollout:%H:%M:%S}"
-    console.print(f"Production at {when} UTC: v{then.production} ({then.production_semver})")
-    console.print(events_table(registry.history(MODEL).events, with_time=False))
-
-    _step(console, "6. Verify artifacts against their manifests", f"modelreg verify {MODEL}")
-    for result in registry.verify(MODEL):
-        console.print(f"v{result.version} {result.semver}: {'ok' if result.ok else 'TAMPERED'}")
-    _step(console, "7. Check that MLflow shows what the ledger says", "modelreg doctor")
-    drifts = registry.doctor()
-    console.print("no drift" if not drifts else f"{len(drifts)} difference(s)")
-    _govern(console, registry, config.tracking_uri, best)
+    narrator.begin("Roll back: Production returns to the previous version")
+    demo_governance.rollback(narrator, registry, champion)
+    seconds = _follows(narrator, replica, champion, "the rollback")
+    narrator.found("rollback", f"Production back to v{champion}, served {seconds:.1f} s later")
+    demo_governance.audit(narrator, registry)
+    narrator.found("audit", f"every event in the dashboard: {config.api_url}/ui/audit")
 
 
-def _closing_hint(console: Console, config: StackConfig, *, running: bool) -> None:
-    """What to type next: against the running stack, or how to start it again first."""
+def _closing_hint(
+    console: Console, config: StackConfig, serving_url: str, actor: str, *, running: bool
+) -> None:
+    """What to look at and type next: the running stack, or how to start it again first."""
     modelreg = _modelreg_command()
     home = config.resolved_home()
     if running:
-        console.print(f"The stack keeps running: MLflow UI {config.tracking_uri},")
-        console.print(f"API docs {config.api_url}/docs. In another shell:")
+        console.print(f"The stack keeps running. Dashboard: {config.api_url}/ui")
+        console.print(
+            f"  log in as {REVIEWER} (an approver) or {actor} (the policy's admin); the "
+            "embedded default asks for no password",
+            highlight=False,
+        )
+        console.print(f"  the experiment's page: {config.api_url}/ui/models/{MODEL}/experiment")
+        console.print(f"MLflow UI {config.tracking_uri}, API docs {config.api_url}/docs,")
+        console.print(f"the model server {serving_url}/invocations. In another shell:")
     else:
         console.print(f"The stack is stopped; what it stored stays in {home}.")
         console.print("To look around, start it again on that home:")
@@ -305,6 +243,7 @@ def run_demo(
     *,
     port: int = 5000,
     api_port: int = 8000,
+    serve_port: int = 8080,
     keep_running: bool = True,
     keep_home: bool = False,
     home: Path = DEMO_HOME,
@@ -313,20 +252,37 @@ def run_demo(
     """Run the walkthrough on a fresh embedded stack in ``home``; return the exit code.
 
     ``home`` is emptied first (see :func:`demo_home`) unless ``keep_home``.
+    Raises ConflictError naming the option when a port is taken (checked
+    before anything starts), and ModelregError naming the step when a step
+    does not behave as stated.
     """
     console = console or Console(highlight=False)
     quiet_mlflow()
     # Taken ports are found before the last run's home is emptied for nothing.
     Stack(StackConfig(home=home, port=port, api_port=api_port)).check_ports()
+    check_serve_port(StackConfig(home=home).host, serve_port)
     with demo_home(home, keep=keep_home) as resolved:
         config = StackConfig(home=resolved, port=port, api_port=api_port)
         stack = Stack(config)
-        _step(console, "1. Start MLflow (SQLite + local artifacts) and the API", "modelreg up")
+        narrator = Narrator(console)
+        narrator.begin("Start MLflow (SQLite + local artifacts) and the API", "modelreg up")
         state = "kept as it was" if keep_home else "emptied first; --keep-home keeps it"
-        console.print(f"demo home: {resolved} ({state})")
+        narrator.say(f"demo home: {resolved} ({state})")
         stack.start()
+        replica = Replica(MODEL, config, serve_port)
         try:
-            console.print(f"MLflow UI: {config.tracking_uri}   API: {config.api_url}/docs")
+            narrator.say(f"MLflow UI: {config.tracking_uri}   API: {config.api_url}/docs")
+            narrator.found(
+                "Docker Compose deployment",
+                "not run here: deploy/compose.yaml runs the same services",
+                step="-",
+            )
+            narrator.found(
+                "PostgreSQL + MinIO backend",
+                "not here: the demo uses the embedded SQLite and local artifacts; "
+                "deploy/compose.yaml uses PostgreSQL and MinIO",
+                step="-",
+            )
             registry = Registry(
                 settings.model_copy(
                     update={
@@ -339,11 +295,14 @@ def run_demo(
                 )
             )
             try:
-                _walkthrough(console, registry, config)
+                _walkthrough(narrator, registry, config, replica)
+                actor = registry.actor()
             finally:
                 registry.close()
-            console.rule("[bold green]done")
-            _closing_hint(console, config, running=keep_running)
+            console.rule("[bold green]done: what each step demonstrated")
+            console.print(summary_table(narrator.findings))
+            _closing_hint(console, config, replica.url, actor, running=keep_running)
             return stack.run_until_signal() if keep_running else 0
         finally:
+            replica.stop()
             stack.stop()
