@@ -53,14 +53,19 @@ from integration.registry_helpers import labels, training_frame
 from modelreg.domain import Stage
 from modelreg.registry import Registry
 from modelreg.settings import Settings
-from modelreg.stack import ServiceProcess, api_server_argv, free_port
+from modelreg.stack import (
+    MLFLOW_SERVER_ENV,
+    ServiceProcess,
+    api_server_argv,
+    free_port,
+    mlflow_server_argv,
+)
 from services import (
     SERVER_START_TIMEOUT,
     SeaweedServer,
     admin_pg_url,
     create_database,
     drop_database,
-    start_mlflow,
     start_seaweed,
 )
 
@@ -70,7 +75,9 @@ SERVICE_ACCOUNT = ("modelreg-svc", "topology-service-password-0123")
 NGINX = "/usr/sbin/nginx"
 PROMETHEUS = "/usr/bin/prometheus"
 #: Seconds of load in each phase of the checks; MODELREG_TOPOLOGY_SECONDS sets the longer form.
-DEFAULT_PHASE_SECONDS = 6.0
+DEFAULT_PHASE_SECONDS = 4.0
+#: Requests per second of the checks' load: steady, and leaving CPU for restarts on 2 cores.
+CHECK_RATE = 150.0
 #: Seconds between a replica's count flushes and alias checks (serving.toml).
 FLUSH_INTERVAL = 1.0
 TREE_DEPTHS = (2, 3, 4)  # versions 1 (first Production), 2 (treatment), 3 (promoted under load)
@@ -364,19 +371,31 @@ class ProductionShape:
         config = self.workdir / "basic_auth.ini"
         config.write_text(basic_auth_ini(auth))
         config.chmod(0o600)
-        process, self.mlflow_url = start_mlflow(
+        port = free_port()
+        self.mlflow_url = f"http://127.0.0.1:{port}"
+        mlflow_server = ServiceProcess(
             "mlflow",
-            self.logs,
-            backend_store_uri=backend,
-            artifacts_destination=f"s3://{self.seaweed.store.bucket}/artifacts",
+            # Two workers, as compose runs it: basic auth hashes the password of every
+            # request, and the replicas' alias checks must not starve the operator's calls.
+            mlflow_server_argv(
+                backend_store_uri=backend,
+                artifacts_destination=f"s3://{self.seaweed.store.bucket}/artifacts",
+                host="127.0.0.1",
+                port=port,
+                workers=2,
+                app_name="basic-auth",
+            ),
+            health_url=f"{self.mlflow_url}/health",
             env={
+                **MLFLOW_SERVER_ENV,
                 **self.seaweed.store.server_env(),
                 "MLFLOW_AUTH_CONFIG_PATH": str(config),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": "topology-flask-secret-0123456789",
             },
-            app_name="basic-auth",
+            log_path=self.logs / "mlflow.log",
+            cwd=self.workdir,
         )
-        self.processes.append(process)
+        self._launch(mlflow_server)
 
     def _start_api_and_worker(self) -> None:
         port = free_port()
@@ -587,12 +606,21 @@ class Load:
 
     Each of ``concurrency`` tasks loops: a random key of ``keys`` in
     ``X-User-ID``, a one-row body, POST ``/invocations`` to the next URL.
+    ``rate`` (requests per second, all tasks together) paces them; None sends
+    as fast as answers come.
     """
 
-    def __init__(self, urls: Sequence[str], keys: Sequence[str], concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        keys: Sequence[str],
+        concurrency: int = 4,
+        rate: float | None = None,
+    ) -> None:
         self.urls = list(urls)
         self.keys = list(keys)
         self.concurrency = concurrency
+        self.interval = concurrency / rate if rate else 0.0
         self.result = LoadResult()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="topology-load", daemon=True)
@@ -621,7 +649,11 @@ class Load:
     async def _worker(self, client: httpx.AsyncClient, number: int) -> None:
         rng = random.Random(number)
         sent = 0
+        due = time.monotonic()
         while not self._stop.is_set():
+            if self.interval:
+                due += self.interval
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
             key = rng.choice(self.keys)
             url = self.urls[(number + sent) % len(self.urls)]
             sent += 1
@@ -750,6 +782,16 @@ class Observations:
     steady: LoadResult = field(default_factory=LoadResult)
     changes: LoadResult = field(default_factory=LoadResult)
     restarts: list[Restart] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds each step took
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Record how long the block took under ``step``."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[step] = time.monotonic() - began
 
     def add(self, name: str, ok: bool, detail: str) -> None:
         """Record one check."""
@@ -761,8 +803,10 @@ class Observations:
         return all(c.ok for c in self.checks)
 
     def summary(self) -> str:
-        """One line per check."""
-        return "\n".join(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}" for c in self.checks)
+        """One line per check, then the seconds each step took."""
+        steps = ", ".join(f"{step} {took:.1f}s" for step, took in self.timings.items())
+        lines = [f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}" for c in self.checks]
+        return "\n".join([*lines, f"took: {steps}"])
 
 
 def run_checks(shape: ProductionShape, seconds: float | None = None) -> Observations:
@@ -786,20 +830,44 @@ def run_checks(shape: ProductionShape, seconds: float | None = None) -> Observat
     urls = [r.url for r in shape.replicas]
     model = shape.model
     with shape.service_account() as registry:
-        registry.ab_start(
-            model,
-            [2],
-            traffic=0.3,
-            guardrails=["error_rate<0.5", "p99_latency_ms<60000"],
-            reason="topology check",
-        )
-        wait_for(
-            "every replica to route the experiment",
-            lambda: routing_settled(urls, keys[:50]),
-        )
-        _steady_phase(shape, registry, keys, seconds, seen)
-        _changes_phase(shape, registry, keys, seconds, seen)
+        with seen.timed("experiment start"):
+            registry.ab_start(
+                model,
+                [2],
+                traffic=0.3,
+                guardrails=["error_rate<0.5", "p99_latency_ms<60000"],
+                reason="topology check",
+            )
+        with seen.timed("routing settled"):
+            wait_for(
+                "every replica to route the experiment",
+                lambda: routing_settled(urls, keys[:50]),
+            )
+        with seen.timed("steady phase"):
+            _steady_phase(shape, registry, keys, seconds, seen)
+        with seen.timed("changes phase"):
+            _changes_phase(shape, registry, keys, seconds, seen)
     return seen
+
+
+def flushed_counts(
+    shape: ProductionShape, registry: Registry
+) -> tuple[bool, Counter[str], Counter[str], dict[str, Counter[str]]]:
+    """Wait until the ledger's counts equal the sum of the replicas' (they flush each second).
+
+    Returns whether they came to agree, the ledger's counts per variant, the
+    replicas' sum and each replica's counters (``default``, answered before
+    the experiment reached a replica, is not experiment traffic).
+    """
+    deadline = time.monotonic() + FLUSH_INTERVAL * 15
+    while True:
+        per_replica = {r.name: replica_counts(r.url, shape.model) for r in shape.replicas}
+        summed = sum(per_replica.values(), Counter())
+        summed.pop("default", None)
+        ledger = ledger_counts(registry, shape.model)
+        if ledger == summed or time.monotonic() > deadline:
+            return ledger == summed, ledger, summed, per_replica
+        time.sleep(FLUSH_INTERVAL / 2)
 
 
 def _steady_phase(
@@ -811,10 +879,9 @@ def _steady_phase(
 ) -> None:
     urls = [r.url for r in shape.replicas]
     model = shape.model
-    time.sleep(FLUSH_INTERVAL * 3)  # the requests that waited for the routing are flushed
-    ledger_before = ledger_counts(registry, model)
-    replicas_before = sum((replica_counts(u, model) for u in urls), Counter())
-    load = Load([shape.lb_url, shape.lb_url, *urls], keys).start()
+    # The requests that waited for the routing to settle, once every replica flushed them.
+    _, ledger_before, replicas_before, _ = flushed_counts(shape, registry)
+    load = Load([shape.lb_url, shape.lb_url, *urls], keys, rate=CHECK_RATE).start()
     time.sleep(seconds)
     table = route_table([*urls, shape.lb_url], keys)
     seen.steady = load.stop()
@@ -834,15 +901,11 @@ def _steady_phase(
         f"{sum(v == 'treatment' for v in table[urls[0]].values())}",
     )
     sent = seen.steady.per_variant() + Counter(v for t in table.values() for v in t.values())
-    time.sleep(FLUSH_INTERVAL * 3)  # every replica has flushed its counts since
-    per_replica = {r.name: replica_counts(r.url, model) for r in shape.replicas}
-    summed = sum(per_replica.values(), Counter())
-    del summed["default"]  # answered before the experiment reached the replica: not counted
-    ledger = ledger_counts(registry, model)
+    agree, ledger, summed, per_replica = flushed_counts(shape, registry)
     grown_ledger, grown_replicas = ledger - ledger_before, summed - replicas_before
     seen.add(
         "ledger counts = sum over replicas' /metrics = requests answered (steady)",
-        ledger == summed and grown_ledger == grown_replicas == sent,
+        agree and grown_ledger == grown_replicas == sent,
         f"ledger {dict(ledger)}, replicas { ({n: dict(c) for n, c in per_replica.items()}) }; "
         f"during the load the ledger grew by {dict(grown_ledger)}, the replicas' sum by "
         f"{dict(grown_replicas)}, the load generator got {dict(sent)} answered",
@@ -877,17 +940,20 @@ def _changes_phase(
 ) -> None:
     model = shape.model
     before = ledger_counts(registry, model)
-    load = Load([shape.lb_url], keys).start()
-    time.sleep(seconds / 2)
-    registry.promote(model, 3, Stage.STAGING, reason="topology: promotion under load")
-    registry.promote(model, 3, Stage.PRODUCTION, reason="topology: promotion under load")
-    time.sleep(seconds / 2)
-    registry.ab_ramp(model, 0.5, reason="topology: ramp under load")
-    time.sleep(seconds / 2)
+    load = Load([shape.lb_url], keys, rate=CHECK_RATE).start()
+    pause = seconds / 3
+    time.sleep(pause)
+    with seen.timed("promotion"):
+        registry.promote(model, 3, Stage.STAGING, reason="topology: promotion under load")
+        registry.promote(model, 3, Stage.PRODUCTION, reason="topology: promotion under load")
+    time.sleep(pause)
+    with seen.timed("ramp"):
+        registry.ab_ramp(model, 0.5, reason="topology: ramp under load")
+    time.sleep(pause)
     for replica in shape.replicas:
         seen.restarts.append(shape.restart_replica(replica))
         time.sleep(1.0)  # nginx retries the replica after fail_timeout
-    time.sleep(seconds / 2)
+    time.sleep(pause)
     seen.changes = load.stop()
     failed = seen.changes.failed
     examples = Counter(f"{a.status} {a.error[:80]}" for a in failed).most_common(3)
@@ -908,9 +974,14 @@ def _changes_phase(
         set(control_versions) == {"3"},
         f"control's versions in the last 200 answers: {dict(control_versions)}",
     )
-    time.sleep(FLUSH_INTERVAL * 3)
-    ledger = ledger_counts(registry, model)
     sent = seen.changes.per_variant()
+    with contextlib.suppress(AssertionError):  # judged below, with what was last read
+        wait_for(
+            "the ledger to count every answered request",
+            lambda: ledger_counts(registry, model) - before == sent,
+            timeout=FLUSH_INTERVAL * 15,
+        )
+    ledger = ledger_counts(registry, model)
     grown = ledger - before
     seen.add(
         "ledger counts grew by exactly the requests answered during the changes",
