@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from modelreg.cli.demo_narration import CRITERIA, expect
+from modelreg.errors import ModelregError
 from modelreg.stack import Stack, StackConfig, free_port
 
 pytestmark = pytest.mark.e2e
@@ -88,30 +90,96 @@ def test_course_code_runs_unchanged_against_modelreg_up(
 
 
 def _normalised(output: str) -> list[str]:
-    """Demo output without what legitimately differs between runs: digests and clock times."""
+    """Demo output without what legitimately differs between runs, as a list of words.
+
+    Digests, clock times and numbers differ: measured seconds, the experiment's
+    split of the users (salted by its id) and its statistics. Version numbers
+    (``v6``) and request numbers (``#18``) stay. Words rather than lines, since
+    a number one digit longer may wrap a line elsewhere.
+    """
     output = re.sub(r"[0-9a-f]{8,}", "<hex>", output)
-    return re.sub(r"\d\d:\d\d:\d\d", "<time>", output).splitlines()
+    output = re.sub(r"\d\d:\d\d:\d\d", "<time>", output)
+    return re.sub(r"(?<![v#\w])\d+(?:\.\d+)*(?:e[-+]\d+)?", "<n>", output).split()
+
+
+def _flat(output: str) -> str:
+    """The output as if no line had wrapped."""
+    return " ".join(output.split())
+
+
+def _seconds(flat: str, version: int, after: str) -> float:
+    found = re.search(rf"answered with v{version} (\d+\.\d) s after {after}", flat)
+    assert found, f"no reload of v{version} after {after}"
+    return float(found.group(1))
+
+
+def _check_steps(flat: str) -> None:
+    """Each step's own claim, as the demo printed it (versions as a fresh home numbers them)."""
+    # 2-3: the course's three RandomForests, adopted
+    assert flat.count("registered fraud-detection with") == 3
+    assert "adopted v3 as 1.2.0" in flat
+    # 4: the gate refuses the course's best with the observed value
+    assert "refused: the course's best, v2, does not pass its policy" in flat
+    assert "metric test_auc failed: required test_auc >= 0.85, observed 0.83" in flat
+    # 5: four more versions with lineage
+    assert "v7 1.6.0 test_auc=" in flat
+    # 6: request and approval by someone else
+    assert "separation of duties" in flat
+    assert "v4 (1.3.0) promoted, approved by reviewer" in flat
+    # 7-8: serving, auto-promotion declined and granted, the server follows within seconds
+    assert "/invocations answers with v4 (default)" in flat
+    assert re.search(
+        r"v5: test_auc \S+ vs Production v4 \S+ \(\+0\.0\d+, needs > \+0\.02\): declined", flat
+    )
+    assert re.search(
+        r"v6: test_auc \S+ vs Production v4 \S+ \(\+0\.0\d+, needs > \+0\.02\): promoted", flat
+    )
+    assert _seconds(flat, 6, "the promotion") <= 60
+    assert "v4 was archived in the same operation" in flat
+    # 9: the 90/10 experiment: a tenth of the users on the treatment, which wins
+    split = re.search(
+        r"answered: (\d+) by control v6, (\d+) by treatment v7; feedback: 3000 recorded", flat
+    )
+    assert split, "the users' answers"
+    assert int(split.group(1)) + int(split.group(2)) == 3000
+    assert 200 <= int(split.group(2)) <= 400  # 10% of 3000, give or take the hash's spread
+    assert "sample ratio: ok" in flat
+    assert "decision: treatment_wins" in flat
+    # 10-11: concluded through the policy's approval, rolled back; the server follows both
+    assert "a request for v7 is open" in flat
+    assert "v7 is in Production, approved by reviewer" in flat
+    assert _seconds(flat, 7, "the approval") <= 60
+    assert "Production is v6 again" in flat
+    assert _seconds(flat, 6, "the rollback") <= 60
+    # 12: audit
+    assert "7 versions verified against their sha256 manifests" in flat
+    assert "no drift" in flat
+    # the summary names every criterion
+    summary = flat.split("what each step demonstrated", 1)[1]
+    for criterion in CRITERIA:
+        assert criterion in summary, criterion
+    assert "not here: the demo uses the embedded SQLite" in summary
+    assert "treatment_wins" in summary
 
 
 def test_the_demo_runs_twice_with_the_same_outcome_at_80_columns(tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "80"}
     for variable in ("MLFLOW_TRACKING_URI", "MODELREG_HOME"):
         env.pop(variable, None)
-    # The same ports for both runs, so that the output can be compared line by line.
+    # The same ports for both runs, so that the output can be compared.
     ports = ["--port", str(free_port()), "--api-port", str(free_port())]
+    ports += ["--serve-port", str(free_port())]
     runs = [_cli(env, "demo", "--no-keep-running", *ports, cwd=tmp_path) for _ in range(2)]
 
     for done in runs:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        flat = " ".join(done.stdout.split())  # as if no line had wrapped
+        flat = _flat(done.stdout)
         assert f"demo home: {tmp_path / '.modelreg-demo'}" in flat
+        _check_steps(flat)
         for marker in (
-            "adopted v3 as",
             "was archived in the same operation",
             "rollback",
-            "no drift",
             "metric test_auc",  # the course's models fail the course's own gate
-            "separation of duties",  # the author may not approve the challenger
             "approved by reviewer",
             "The stack is stopped",
         ):
@@ -136,11 +204,45 @@ def test_the_demo_runs_twice_with_the_same_outcome_at_80_columns(tmp_path: Path)
     )
 
 
+def test_a_step_that_does_not_behave_as_stated_exits_non_zero_naming_it(tmp_path: Path) -> None:
+    # A policy of one's own in the demo's home, kept by --keep-home, whose metric gate is
+    # looser than the course's: the gate no longer refuses the course's best model.
+    home = tmp_path / ".modelreg-demo"
+    home.mkdir()
+    (home / "policy.toml").write_text(
+        '[default.gates]\nmetrics = ["test_auc >= 0.5"]\n\n[access]\ndefault_role = "admin"\n'
+    )
+    ports = ["--port", str(free_port()), "--api-port", str(free_port())]
+    ports += ["--serve-port", str(free_port())]
+
+    done = _cli(dict(os.environ), "demo", "--no-keep-running", "--keep-home", *ports, cwd=tmp_path)
+
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    message = _flat(done.stderr)
+    assert (
+        "demo step 4 (The course's policy: the gate refuses a weak model) did not behave" in message
+    )
+    assert "the request was accepted" in message
+    assert "Traceback" not in done.stderr
+    assert "5. The team trains" not in done.stdout  # nothing ran after the failing step
+
+
+def test_expect_names_the_step_and_what_happened() -> None:
+    expect(True, "8 (auto-promotion)", "only a better model is promoted", "v5 declined")
+    with pytest.raises(ModelregError) as raised:
+        expect(False, "8 (auto-promotion)", "only a better model is promoted", "v5 promoted")
+    assert raised.value.message == (
+        "demo step 8 (auto-promotion) did not behave as stated: "
+        "only a better model is promoted; observed: v5 promoted"
+    )
+
+
 def test_the_demo_does_not_clear_a_directory_it_did_not_create(tmp_path: Path) -> None:
     home = tmp_path / ".modelreg-demo"
     home.mkdir()
     (home / "ledger.db").write_text("someone else's")
     ports = ["--port", str(free_port()), "--api-port", str(free_port())]
+    ports += ["--serve-port", str(free_port())]
 
     done = _cli(dict(os.environ), "demo", "--no-keep-running", *ports, cwd=tmp_path)
 

@@ -39,7 +39,7 @@ from modelreg.cli import demo_ab, demo_governance
 from modelreg.cli.demo_governance import MODEL, REVIEWER
 from modelreg.cli.demo_narration import Narrator, summary_table
 from modelreg.cli.demo_serving import Replica, check_serve_port, scoring_body
-from modelreg.errors import ConflictError
+from modelreg.errors import ConflictError, ModelregError
 from modelreg.examples.course_register import fraud_data
 from modelreg.registry import Registry
 from modelreg.settings import Settings
@@ -203,7 +203,6 @@ def _walkthrough(
     seconds = _follows(narrator, replica, champion, "the rollback")
     narrator.found("rollback", f"Production back to v{champion}, served {seconds:.1f} s later")
     demo_governance.audit(narrator, registry)
-    narrator.found("audit", f"every event in the dashboard: {config.api_url}/ui/audit")
 
 
 def _closing_hint(
@@ -297,6 +296,10 @@ def run_demo(
             try:
                 _walkthrough(narrator, registry, config, replica)
                 actor = registry.actor()
+            except ModelregError as exc:
+                if exc.message.startswith("demo step"):
+                    raise
+                raise ModelregError(f"demo step {narrator.step} failed: {exc.message}") from exc
             finally:
                 registry.close()
             console.rule("[bold green]done: what each step demonstrated")

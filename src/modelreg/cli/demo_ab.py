@@ -83,7 +83,7 @@ def send(narrator: Narrator, replica: Replica, traffic: Traffic) -> list[tuple[A
     """Every user scores their transaction and posts its true label, ``CONCURRENCY`` at a time."""
     results: list[tuple[Answer, str]] = []
     with (
-        Progress(console=narrator.console, transient=True) as progress,
+        Progress(console=narrator.console, transient=True, disable=not narrator.live) as progress,
         ThreadPoolExecutor(CONCURRENCY) as pool,
     ):
         task = progress.add_task("users scoring and reporting", total=len(traffic.bodies))
@@ -146,8 +146,7 @@ def ab_test(
     control, treatment = production(registry), contenders.number("bolder")
     narrator.begin(
         "A 90/10 A/B test with simulated users and their feedback",
-        f"modelreg ab start {MODEL} --treatment {treatment} --traffic {TREATMENT_SHARE} "
-        "--metric accuracy",
+        f"modelreg ab start {MODEL} --treatment {treatment} --traffic {TREATMENT_SHARE}",
     )
     narrator.expect(
         control == contenders.number("better"),

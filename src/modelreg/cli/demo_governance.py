@@ -74,7 +74,7 @@ def course_code(narrator: Narrator, registry: Registry, env: Mapping[str, str]) 
         "The course's code trains three RandomForests with plain MLflow",
         "python -m modelreg.examples.course_register",
     )
-    with Progress(console=narrator.console, transient=True) as progress:
+    with Progress(console=narrator.console, transient=True, disable=not narrator.live) as progress:
         progress.add_task("training and registering 3 RandomForests ...", total=None)
         done = subprocess.run(
             [sys.executable, "-m", "modelreg.examples.course_register"],
@@ -149,19 +149,19 @@ def gate_refuses(narrator: Narrator, registry: Registry, course: list[int]) -> N
 def train_challengers(narrator: Narrator, registry: Registry, tracking_uri: str) -> Contenders:
     """Train the team's four models and register them through modelreg with full lineage."""
     narrator.begin(
-        "The team trains four more models and registers them with full lineage",
-        "python -m modelreg.examples.challengers   # registry.register(model, training_data=...)",
+        "The team trains four models and registers them with full lineage",
+        "python -m modelreg.examples.challengers",
     )
     data = fraud_data()
     trained: list[Trained] = []
-    with Progress(console=narrator.console, transient=True) as progress:
+    with Progress(console=narrator.console, transient=True, disable=not narrator.live) as progress:
         task = progress.add_task("training and registering", total=len(challengers.CHALLENGERS))
         for challenger in challengers.CHALLENGERS:
             progress.update(task, description=f"{challenger.role}: {challenger.estimator}")
             one = challengers.train(challenger, data)
             view = challengers.register(registry, one, data[0], tracking_uri=tracking_uri)
             narrator.say(
-                f"v{view.version} {view.semver} ({challenger.role}) test_auc={one.test_auc:.4f}: "
+                f"v{view.version} {view.semver} test_auc={one.test_auc:.4f} "
                 f"{challenger.description}"
             )
             trained.append(one)
@@ -252,7 +252,7 @@ def rollback(narrator: Narrator, registry: Registry, expected: int) -> None:
 def audit(narrator: Narrator, registry: Registry, shown: int = 8) -> None:
     """Verify the artifacts, compare MLflow with the ledger, print the history's last events."""
     narrator.begin(
-        "Audit: verify artifacts, compare MLflow with the ledger, read the history",
+        "Audit: artifacts, MLflow against the ledger, history",
         f"modelreg verify {MODEL}",
         "modelreg doctor",
         f"modelreg history {MODEL}",
@@ -267,4 +267,4 @@ def audit(narrator: Narrator, registry: Registry, shown: int = 8) -> None:
     events = registry.history(MODEL).events
     narrator.say(f"the ledger holds {len(events)} events for {MODEL}; the last {shown}:")
     narrator.console.print(events_table(events[-shown:], with_time=False))
-    narrator.found("audit", f"{len(events)} ledger events, 0 drift, every digest verified")
+    narrator.found("audit", f"{len(events)} ledger events, 0 drift, digests verified; /ui/audit")

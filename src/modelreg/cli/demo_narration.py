@@ -65,6 +65,11 @@ class Narrator:
         self.findings: list[Finding] = []
 
     @property
+    def live(self) -> bool:
+        """Whether progress bars can redraw in place (a terminal), rather than add lines."""
+        return self.console.is_terminal
+
+    @property
     def step(self) -> str:
         """The current step as messages name it: ``4 (the gate refuses a weak model)``."""
         return f"{self.number} ({self.title})"

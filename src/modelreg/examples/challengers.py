@@ -1,6 +1,8 @@
 """The team's next fraud models, registered through modelreg's Python API.
 
-Where the course's code (:mod:`modelreg.examples.course_register`) registers
+``python -m modelreg.examples.challengers`` against a running stack
+(``MLFLOW_TRACKING_URI``, ``MODELREG_HOME``). Where the course's code
+(:mod:`modelreg.examples.course_register`) registers
 with plain MLflow, this training code registers through
 :meth:`modelreg.Registry.register`: each version carries a content
 fingerprint of its training data, its ``data_version``, a description and
@@ -66,25 +68,25 @@ GOOD = Challenger(
     "good",
     "RandomForest",
     {**_WEIGHTED, "min_samples_leaf": 5},
-    "RandomForest, 100 class-weighted trees, leaves of 5 or more",
+    "RandomForest, 100 weighted trees, leaves >= 5",
 )
 CLOSE = Challenger(
     "close",
     "RandomForest",
     {**_WEIGHTED, "max_depth": 10, "min_samples_leaf": 5},
-    "RandomForest as the good one, trees cut at depth 10",
+    "the same, cut at depth 10",
 )
 BETTER = Challenger(
     "better",
     "ExtraTrees",
     {**_WEIGHTED, "max_features": 0.5},
-    "ExtraTrees, 100 class-weighted trees on half the features each",
+    "ExtraTrees, 100 weighted trees, half the features",
 )
 BOLDER = Challenger(
     "bolder",
     "ExtraTrees",
     {**_WEIGHTED, "max_depth": 10, "min_samples_leaf": 20, "max_features": 0.5},
-    "ExtraTrees with broad leaves: flags more transactions as fraud",
+    "ExtraTrees, broad leaves: flags more fraud",
 )
 CHALLENGERS = (GOOD, CLOSE, BETTER, BOLDER)
 
@@ -134,4 +136,21 @@ def register(
     return trained.version
 
 
-__all__ = ["CHALLENGERS", "Challenger", "Trained", "fraud_data", "register", "train"]
+def main() -> None:
+    """Train every challenger and register it (MLFLOW_TRACKING_URI and MODELREG_HOME say where)."""
+    from modelreg.registry import Registry
+
+    data = fraud_data()
+    registry = Registry()
+    try:
+        for challenger in CHALLENGERS:
+            trained = train(challenger, data)
+            view = register(registry, trained, data[0], tracking_uri=mlflow.get_tracking_uri())
+            auc = trained.test_auc
+            print(f"registered v{view.version} ({challenger.role}): test_auc={auc:.4f}")  # noqa: T201
+    finally:
+        registry.close()
+
+
+if __name__ == "__main__":
+    main()
