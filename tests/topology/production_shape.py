@@ -741,6 +741,17 @@ def prometheus_targets_up(prometheus_url: str) -> dict[str, bool]:
     }
 
 
+def nginx_retries(error_log: Path) -> Counter[str]:
+    """Why nginx gave up on a replica, from its error log: refused connects, cut-off answers."""
+    reasons: Counter[str] = Counter()
+    with contextlib.suppress(FileNotFoundError):
+        for line in error_log.read_text(errors="replace").splitlines():
+            if "[error]" in line and "upstream" in line:
+                # "*27 connect() failed (111: Connection refused) while connecting to upstream"
+                reasons[line.split("] ", 1)[-1].split(", client")[0].split(" ", 2)[-1]] += 1
+    return reasons
+
+
 def wait_for(what: str, condition: Any, timeout: float = 60.0, interval: float = 0.5) -> Any:
     """Poll ``condition()`` until it returns something truthy; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -963,10 +974,12 @@ def _changes_phase(
         f"{len(seen.changes.answers)} requests in {seen.changes.seconds:.1f}s "
         f"({seen.changes.rate:.0f}/s), {len(failed)} failed {examples}",
     )
+    retried = nginx_retries(shape.workdir / "nginx" / "error.log")
     seen.add(
         "every replica stopped by itself on SIGTERM (drained, not killed)",
         all(r.drained for r in seen.restarts),
-        "; ".join(str(r) for r in seen.restarts),
+        "; ".join(str(r) for r in seen.restarts)
+        + f"; nginx passed requests on to the next replica after: {dict(retried) or 'nothing'}",
     )
     control_versions = Counter(a.version for a in seen.changes.ok[-200:] if a.variant == "control")
     seen.add(
@@ -993,6 +1006,10 @@ def _changes_phase(
 # --------------------------------------------------------------------------- the command
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the shape as Ctrl-C does
+
+
 def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -1010,6 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing := missing_tools():
         _say(f"missing: {', '.join(missing)} (apt-get install -y {' '.join(missing)})")
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelreg-topology-"))
     _say(f"starting the production shape in {workdir} (about a minute)")
     with ProductionShape(workdir, replicas=args.replicas) as shape:
