@@ -7,12 +7,14 @@ input and unreachable stores exit with a message before anything starts.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -55,44 +57,60 @@ def _wait_healthy(url: str, process: subprocess.Popen[str], timeout: float = 120
     pytest.fail(f"{url} was not healthy within {timeout} s")
 
 
+@contextmanager
+def _up(database: str, store: S3Store, home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`modelreg up --postgres --s3` on free ports until the block ends (SIGINT)."""
+    port, api_port = free_port(), free_port()
+    env = {**os.environ, **store.server_env()}
+    env.pop("MODELREG_LEDGER_URI", None)
+    process = subprocess.Popen(
+        [*MODELREG, "--home", str(home), "up", "--port", str(port), "--api-port", str(api_port),
+         "--postgres", database, "--s3", store.endpoint_url,
+         "--artifacts-destination", f"s3://{store.bucket}/up-test"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_healthy(f"http://127.0.0.1:{api_port}/health", process)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+
+
 @pytest.fixture
 def up_on_stores(
     tmp_path: Path, pg_database: Callable[[], str], seaweed_s3: S3Store
 ) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     """`modelreg up --postgres --s3` on free ports; yields (database URL, tracking URI, process)."""
     database = pg_database()
-    port, api_port = free_port(), free_port()
-    env = {**os.environ, **seaweed_s3.server_env()}
-    env.pop("MODELREG_LEDGER_URI", None)
-    process = subprocess.Popen(
-        [
-            *MODELREG,
-            "--home",
-            str(tmp_path / "home"),
-            "up",
-            "--port",
-            str(port),
-            "--api-port",
-            str(api_port),
-            "--postgres",
-            database,
-            "--s3",
-            seaweed_s3.endpoint_url,
-            "--artifacts-destination",
-            f"s3://{seaweed_s3.bucket}/up-test",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{api_port}/health", process)
-        yield database, f"http://127.0.0.1:{port}", process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(60)
+    with _up(database, seaweed_s3, tmp_path / "home") as (tracking_uri, process):
+        yield database, tracking_uri, process
+
+
+def _cli(
+    tracking_uri: str, database: str, home: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """A `modelreg` command against the stack on ``database`` (its ledger in schema modelreg)."""
+    from modelreg.stores import production_stores
+
+    stores = production_stores(
+        postgres=database, s3=None, backend_store_uri=None, artifacts_destination=None,
+        ledger_uri=None,
+    )  # fmt: skip
+    return subprocess.run(
+        [*MODELREG, "--home", str(home), "--tracking-uri", tracking_uri,
+         "--ledger-uri", str(stores.ledger_uri), *args],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def _register(tracking_uri: str, name: str) -> None:
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(name)
+    with mlflow.start_run():
+        model = LogisticRegression().fit([[0.0], [1.0], [0.2], [0.9]], [0, 1, 0, 1])
+        mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
 
 
 def test_up_keeps_mlflow_the_ledger_and_artifacts_in_the_production_stores(
@@ -103,27 +121,9 @@ def test_up_keeps_mlflow_the_ledger_and_artifacts_in_the_production_stores(
 ) -> None:
     database, tracking_uri, process = up_on_stores
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("up-stores")
-    with mlflow.start_run():
-        model = LogisticRegression().fit([[0.0], [1.0], [0.2], [0.9]], [0, 1, 0, 1])
-        mlflow.sklearn.log_model(model, name="model", registered_model_name="up-stores")
-
+    _register(tracking_uri, "up-stores")
     # The ledger the API created is in schema modelreg; `sync` adopts through it.
-    from modelreg.stores import production_stores
-
-    stores = production_stores(
-        postgres=database,
-        s3=None,
-        backend_store_uri=None,
-        artifacts_destination=None,
-        ledger_uri=None,
-    )
-    synced = subprocess.run(
-        [*MODELREG, "--home", str(tmp_path / "cli"), "--tracking-uri", tracking_uri,
-         "--ledger-uri", str(stores.ledger_uri), "sync", "up-stores"],
-        capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+    synced = _cli(tracking_uri, database, tmp_path / "cli", "sync", "up-stores")
     assert synced.returncode == 0, synced.stdout + synced.stderr
 
     assert {"registered_models", "model_versions", "experiments"} <= _tables(database, "public")
@@ -189,3 +189,38 @@ def test_up_names_missing_s3_credentials(tmp_path: Path, seaweed_s3: S3Store) ->
     assert done.returncode == 2, done.stdout + done.stderr
     assert "AWS_ACCESS_KEY_ID" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_one_pg_dump_backs_up_mlflow_and_the_ledger_together(
+    up_on_stores: tuple[str, str, subprocess.Popen[str]],
+    pg_database: Callable[[], str],
+    seaweed_s3: S3Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docs/operations.md's backup and restore, as written: pg_dump, pg_restore, then check."""
+    database, tracking_uri, _ = up_on_stores
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    _register(tracking_uri, "backed-up")
+    assert _cli(tracking_uri, database, tmp_path / "cli", "sync", "backed-up").returncode == 0
+    dump = tmp_path / "registry.dump"
+    subprocess.run(
+        ["pg_dump", "--format=custom", f"--file={dump}", _conninfo(database)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    _register(tracking_uri, "backed-up")  # v2: in MLflow and the bucket, not in the dump
+
+    restored = pg_database()
+    subprocess.run(
+        ["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={_conninfo(restored)}",
+         str(dump)],
+        check=True, timeout=120, capture_output=True,
+    )  # fmt: skip
+    with _up(restored, seaweed_s3, tmp_path / "restored") as (restored_uri, _process):
+        home = tmp_path / "cli-restored"
+        doctor = _cli(restored_uri, restored, home, "doctor")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        verified = _cli(restored_uri, restored, home, "verify", "backed-up")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        versions = _cli(restored_uri, restored, home, "versions", "backed-up", "--json")
+        assert [v["version"] for v in json.loads(versions.stdout)] == [1]
