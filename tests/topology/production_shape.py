@@ -526,6 +526,7 @@ class ProductionShape:
             found[replica.name] = replica.url
         if self.seaweed is not None:
             found["S3 (SeaweedFS)"] = self.seaweed.store.endpoint_url
+        found["ledger (PostgreSQL)"] = self.ledger_uri
         found["logs"] = str(self.logs)
         return found
 
@@ -1027,7 +1028,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing := missing_tools():
         _say(f"missing: {', '.join(missing)} (apt-get install -y {' '.join(missing)})")
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)  # also where a shell started us with SIGINT ignored
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelreg-topology-"))
     _say(f"starting the production shape in {workdir} (about a minute)")
     with ProductionShape(workdir, replicas=args.replicas) as shape:
