@@ -11,9 +11,12 @@ the models' accuracies on these rows are computed offline first, so the demo
 knows the treatment is truly better before it asks the statistics.
 
 Everything random is seeded (which rows, in which order); only the split
-between the arms depends on the experiment's id, its salt, and with a true
-difference of about 18 points in accuracy and ~300 treated users the
-always-valid test is far past its threshold in every run.
+between the arms depends on the experiment's id, its salt. On these rows
+control is right 56% of the time and treatment 75%; with ~400 treated users
+the always-valid test needs an observed effect of about 8 points, 5 standard
+errors below the true 19, so the verdict is "treatment wins" in every run (a
+simulation of 20,000 random splits found no exception; with 3,000 users one
+run in 300 would have been inconclusive).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from modelreg.examples.course_register import fraud_data
 from modelreg.registry import Registry
 
 #: Simulated users; each sends one transaction and its feedback.
-USERS = 3000
+USERS = 4000
 #: Treatment's share of the users (control gets the rest: the course's 10/90 split).
 TREATMENT_SHARE = 0.10
 #: Share of the users' transactions that are fraud.
@@ -211,22 +214,31 @@ def ab_test(
     return "treatment"
 
 
-def conclude(narrator: Narrator, registry: Registry, treatment: int) -> None:
-    """Conclude with promotion: through the policy's gates and, if it wants one, an approval."""
+def conclude(narrator: Narrator, registry: Registry, treatment: int) -> tuple[float, bool]:
+    """Conclude with promotion through the policy (and its approval, if it wants one).
+
+    Returns ``time.monotonic()`` taken just before the call that promoted,
+    and whether that call was an approval.
+    """
     narrator.begin(
         "Conclude: the winner goes to Production through the policy",
         f"modelreg ab conclude {MODEL} --promote --reason 'treatment wins'",
     )
+    promoting = time.monotonic()
     registry.ab_conclude(MODEL, promote=True, reason="treatment wins on accuracy")
-    if production(registry) != treatment:
+    approved = production(registry) != treatment
+    if approved:
         narrator.say(
             f"the policy wants one approval: a request for v{treatment} is open, "
             "carrying the experiment's verdict"
         )
         narrator.command(f"modelreg --actor {REVIEWER} approve {MODEL} {treatment}")
+        promoting = time.monotonic()
         registry.approve(MODEL, treatment, comment="the A/B test's winner", actor=REVIEWER)
     held = production(registry)
     narrator.expect(
         held == treatment, f"the winner, v{treatment}, holds Production", f"Production is v{held}"
     )
-    narrator.say(f"v{treatment} is in Production, approved by {REVIEWER}")
+    how = f"approved by {REVIEWER}" if approved else "the policy needs no approval"
+    narrator.say(f"v{treatment} is in Production, {how}")
+    return promoting, approved

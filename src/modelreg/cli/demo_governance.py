@@ -48,9 +48,10 @@ class Contenders:
 
     def number(self, role: str) -> int:
         """The version number of the challenger playing ``role``."""
-        trained: Trained = getattr(self, role)
-        assert trained.version is not None  # noqa: S101 - set by register() in this module
-        return trained.version.version
+        view: VersionView | None = getattr(self, role).version
+        if view is None:
+            raise ModelregError(f"the {role} model was never registered")
+        return view.version
 
 
 def show_versions(narrator: Narrator, registry: Registry) -> None:

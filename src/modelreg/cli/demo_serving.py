@@ -139,15 +139,17 @@ class Replica:
         response.raise_for_status()
         return str(response.json()["result"])
 
-    def seconds_until_serving(self, version: int, body: bytes, timeout: float = 60.0) -> float:
-        """Seconds from now until an answer comes from ``version``; ``inf`` after ``timeout``.
+    def seconds_until_serving(
+        self, version: int, body: bytes, *, since: float, timeout: float = 60.0
+    ) -> float:
+        """Seconds from ``since`` (``time.monotonic()``) to an answer from ``version``.
 
-        Call it right after the promotion returns: it measures what a caller
-        sees, the replica noticing the alias move, loading, warming and
-        swapping the new version.
+        Take ``since`` just before the call that promotes: the figure is then
+        an upper bound on what a caller sees, the replica noticing the alias
+        move, loading, warming and swapping the new version. ``inf`` when no
+        such answer came ``timeout`` seconds after ``since``.
         """
-        start = time.monotonic()
-        while (elapsed := time.monotonic() - start) < timeout:
+        while (elapsed := time.monotonic() - since) < timeout:
             if self.score(body).version == version:
                 return elapsed
             time.sleep(_PROBE_SECONDS)
