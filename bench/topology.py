@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,12 +43,14 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests"), str(HERE.parent / "tests"
 from production_shape import (  # noqa: E402 - after the path to the tests' helpers
     COLUMNS,
     ProductionShape,
+    Replica,
     Restart,
     missing_tools,
     start_nginx,
 )
 
 from registry import machine, write_section  # noqa: E402
+from serving import batch_totals, group_cpu_seconds  # noqa: E402
 
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 SECTION = "## Topology: load balancer, 1 vs 3 replicas"
@@ -78,13 +80,15 @@ end
 
 @dataclass(frozen=True)
 class Run:
-    """One wrk run: requests, seconds, failures, latency percentiles."""
+    """One wrk run: requests, seconds, failures, latency percentiles; what the replicas did."""
 
     requests: int
     seconds: float
     failed: int  # non-2xx answers plus connect, read, write errors and timeouts
     p50_ms: float
     p99_ms: float
+    cores: float = 0.0  # CPU seconds of the replicas per second of the run
+    rows_per_predict: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -119,14 +123,28 @@ def wrk_argv(script: Path, url: str, connections: int, seconds: float) -> list[s
     ]
 
 
-def measure(script: Path, url: str, connections: int, seconds: float, warmup: float) -> Run:
-    """Warm up, then one measured wrk run against ``url``."""
+def measure(
+    script: Path,
+    url: str,
+    replicas: list[Replica],
+    connections: int,
+    seconds: float,
+    warmup: float,
+) -> Run:
+    """Warm up, then one measured wrk run against ``url`` in front of ``replicas``."""
     if warmup:
         subprocess.run(wrk_argv(script, url, connections, warmup), capture_output=True, check=True)
+    cpu = sum(group_cpu_seconds(r.process.pid or 0) for r in replicas)
+    batches = [batch_totals(r.url) for r in replicas]
     done = subprocess.run(
         wrk_argv(script, url, connections, seconds), capture_output=True, text=True, check=True
     )
-    return parse(done.stdout)
+    run = parse(done.stdout)
+    cpu = sum(group_cpu_seconds(r.process.pid or 0) for r in replicas) - cpu
+    after = [batch_totals(r.url) for r in replicas]
+    rows = sum(a[0] - b[0] for a, b in zip(after, batches, strict=True))
+    calls = sum(a[1] - b[1] for a, b in zip(after, batches, strict=True))
+    return replace(run, cores=cpu / run.seconds, rows_per_predict=rows / calls if calls else 0.0)
 
 
 def rolling_restart(
@@ -164,7 +182,9 @@ def section(
     ]
     table = "\n".join(
         f"| {name} | {run.rate:,.0f} | {run.p50_ms:.1f} | {run.p99_ms:.1f} | "
-        f"{run.requests:,} | {run.failed} |"
+        f"{run.requests:,} | {run.failed} | "
+        f"{f'{run.cores:.2f}' if run.cores else '-'} | "
+        f"{f'{run.rows_per_predict:.1f}' if run.rows_per_predict else '-'} |"
         for name, run in rows
     )
     restart_text = "; ".join(str(r) for r in restarts)
@@ -185,22 +205,25 @@ def section(
 - The rolling restart: the same load through the three-replica nginx while each replica in
   turn is stopped with SIGTERM, started again and waited for on `/v2/health/ready`.
 
-| through nginx | requests/s | p50 ms | p99 ms | requests | failed |
-|---|---|---|---|---|---|
+| through nginx | req/s | p50 ms | p99 ms | requests | failed | replicas' cores | rows/predict |
+|---|---|---|---|---|---|---|---|
 {table}
 
 **3 replicas / 1 replica: {ratio:.2f}x** requests/s. **Failed requests during the rolling
 restart: {during.failed}** (target 0). Restarts: {restart_text}.
 
-Why three replicas do not triple throughput here: the machine has 2 cores, and one
-`modelreg serve` process already keeps about one core busy under this load (a Python
-process runs one thread at a time), while nginx, wrk, MLflow (answering every replica's
-alias check each second, each authenticated with a scrypt password hash) and PostgreSQL
-share the rest. With one replica the second core is left to them; three replicas compete
-for the same two cores, so the gain is at most the one idle core, minus the extra polling.
-Replicas scale throughput when each gets its own cores (the Kubernetes Deployment and
-its HorizontalPodAutoscaler in `deploy/k8s/`, or `--workers N` on a bigger machine,
-[serving.md](serving.md)); on one 2-core machine they buy availability: the restart row.
+Why three replicas do not beat one here: the machine has 2 cores. One replica kept
+{one.cores:.2f} cores busy (a Python process runs one thread at a time, so about one core
+is its ceiling); nginx, wrk, MLflow, PostgreSQL and whatever else ran (see the load
+average) had the rest. Three replicas together kept {three.cores:.2f} cores busy: there is
+no third core to give them, so they only split the same CPU three ways. Each then sees a
+third of the requests, merges fewer of them per predict call ({one.rows_per_predict:.1f}
+rows per call with one replica, {three.rows_per_predict:.1f} with three) and pays Python's
+per-call cost more often, and three processes check the alias in MLflow (each check
+authenticated with a scrypt password hash) and flush to the ledger three times as often.
+Replicas scale throughput when each gets its own cores: the Kubernetes Deployment and its
+HorizontalPodAutoscaler in `deploy/k8s/`, or `--workers N` on a bigger machine
+([serving.md](serving.md)). On one 2-core machine they buy availability: the last row.
 """
 
 
@@ -235,10 +258,14 @@ def main(argv: list[str] | None = None) -> int:
         nginx_one, one_url = start_nginx(workdir / "nginx-one", [shape.replicas[0].port])
         try:
             print("measuring through nginx with 1 replica", flush=True)
-            one = measure(script, one_url, args.connections, args.duration, args.warmup)
+            one = measure(
+                script, one_url, shape.replicas[:1], args.connections, args.duration, args.warmup
+            )
             print(f"  {one.rate:,.0f} requests/s, {one.failed} failed", flush=True)
             print("measuring through nginx with 3 replicas", flush=True)
-            three = measure(script, shape.lb_url, args.connections, args.duration, args.warmup)
+            three = measure(
+                script, shape.lb_url, shape.replicas, args.connections, args.duration, args.warmup
+            )
             print(f"  {three.rate:,.0f} requests/s, {three.failed} failed", flush=True)
             print("rolling restart under load", flush=True)
             during, restarts = rolling_restart(shape, script, args.connections)
