@@ -15,58 +15,23 @@ run. Only the ports change: 5000, 8000 and 8080 become free ones.
 from __future__ import annotations
 
 import re
-import subprocess
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from reader_shell import ROOT, background, reader_clone, wait_ok, with_free_ports
+from reader_shell import ROOT, DocBlock, doc_blocks, run_page
 
 pytestmark = pytest.mark.e2e
 
 DOC = ROOT / "docs" / "experiments.md"
-_BLOCK = re.compile(
-    r"(?:<!-- doc-test: (?P<mark>\w+)(?: (?P<url>\S+))? -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```",
-    re.S,
-)
 
 
-@dataclass(frozen=True)
-class Block:
-    """One fenced code block of the page and how the test treats it."""
-
-    lang: str
-    body: str
-    mark: str  # "" or "background"
-    url: str  # for a background block: what answers 200 once it is up
-
-
-def doc_blocks(text: str) -> list[Block]:
+def example_blocks(text: str) -> list[DocBlock]:
     """The worked example's blocks in order: everything before ``## Starting an experiment``."""
-    example = text.split("\n## Starting an experiment", 1)[0]
-    return [
-        Block(m.group("lang"), m.group("body"), m.group("mark") or "", m.group("url") or "")
-        for m in _BLOCK.finditer(example)
-    ]
-
-
-def _segments(blocks: list[Block]) -> list[Block | list[Block]]:
-    """Background blocks alone, and the runs of bash blocks between them."""
-    steps: list[Block | list[Block]] = []
-    for block in blocks:
-        if block.mark == "background":
-            steps.append(block)
-        elif block.lang == "bash":
-            if steps and isinstance(steps[-1], list):
-                steps[-1].append(block)
-            else:
-                steps.append([block])
-    return steps
+    return doc_blocks(text.split("\n## Starting an experiment", 1)[0])
 
 
 def test_blocks_are_found_with_their_marks() -> None:
-    blocks = doc_blocks(DOC.read_text(encoding="utf-8"))
+    blocks = example_blocks(DOC.read_text(encoding="utf-8"))
     background = [b for b in blocks if b.mark == "background"]
     assert [b.url for b in background] == [
         "http://127.0.0.1:8000/health",
@@ -75,47 +40,14 @@ def test_blocks_are_found_with_their_marks() -> None:
     assert "modelreg up" in background[0].body
     assert "modelreg serve fraud-detection" in background[1].body
     assert len([b for b in blocks if b.lang == "bash" and not b.mark]) >= 5
+    assert not [b for b in blocks if b.lang == "python"]  # the reference's python is not run
     assert not [b for b in blocks if "[...]" in b.body or "..." in b.body]
 
 
 def _run_example(tmp_path: Path) -> tuple[str, str]:
     """Run the worked example as a reader would; its shell's stdout and stderr."""
-    text, ports = with_free_ports(DOC.read_text(encoding="utf-8"))
-    clone, env = reader_clone(tmp_path, "a clone\n", columns=120)
-    state = tmp_path / "exports.sh"
-    state.write_text("", encoding="utf-8")
-    stdout, stderr = [], []
-    with ExitStack() as running:
-        for number, step in enumerate(_segments(doc_blocks(text))):
-            if isinstance(step, Block):
-                command = step.body.replace(
-                    "modelreg up", f"modelreg up --port {ports['5000']} --api-port {ports['8000']}"
-                )
-                log = tmp_path / f"background-{number}.log"
-                running.enter_context(background(command, clone, env, log))
-                try:
-                    wait_ok(step.url, 180)
-                except AssertionError:
-                    pytest.fail(log.read_text()[-3000:])
-                continue
-            # One bash per run of blocks; the exports carry over as in the reader's shell.
-            bodies = "\n".join(b.body for b in step)
-            script = f"set -euo pipefail\nsource {state}\n{bodies}\nexport -p > {state}\n"
-            (tmp_path / f"step-{number}.sh").write_text(script, encoding="utf-8")
-            done = subprocess.run(
-                ["bash", str(tmp_path / f"step-{number}.sh")],
-                cwd=clone,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            stdout.append(done.stdout)
-            stderr.append(done.stderr)
-            shown = f"--- stdout\n{done.stdout[-6000:]}\n--- stderr\n{done.stderr[-6000:]}"
-            assert done.returncode == 0, shown
-    return "".join(stdout), "".join(stderr)
+    example = DOC.read_text(encoding="utf-8").split("\n## Starting an experiment", 1)[0]
+    return run_page(example, tmp_path)
 
 
 def test_the_worked_example_runs_as_written(tmp_path: Path) -> None:

@@ -145,6 +145,7 @@ def test_version_names_what_each_slot_serves(setup: Setup, module_registry: Regi
     assert tree["semver"] == "1.0.0"
     assert tree["digest"] == module_registry.show(setup.tree, 1).digest
     assert tree["loaded_at"] and tree["last_check"]
+    assert 0 < tree["load_seconds"] < 120  # fetch, verify, load and warm-up
     assert tree["last_error"] is None
     assert pinned["pinned_version"] == 1
     assert pinned["alias"] is None
@@ -195,6 +196,8 @@ def test_metrics_expose_the_serving_series(setup: Setup) -> None:
     assert (
         reloads[f'modelreg_serving_reloads_total{{{tree},result="success",variant="default"}}'] == 1
     )
+    loads = _samples(text, "modelreg_serving_model_load_seconds_count")
+    assert loads[f'modelreg_serving_model_load_seconds_count{{{tree},variant="default"}}'] == 1
     info = _samples(text, "modelreg_serving_model_info")
     [series] = [s for s in info if tree in s]
     assert 'version="1"' in series and 'semver="1.0.0"' in series and "sha256:" in series

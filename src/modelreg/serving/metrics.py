@@ -18,6 +18,8 @@ _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: Loading a model takes from a fraction of a second (cached, small) to minutes (large, cold).
+_LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Numeric predictions are mostly probabilities, class ids or scores of modest size;
 # finer steps across [0, 1] show a shift in a classifier's output distribution. No
 # negative bound: prometheus_client then drops the _sum series, and with it the mean.
@@ -66,6 +68,14 @@ class ServingMetrics:
             "modelreg_serving_reloads",
             "Model reload attempts, by result (success or failure).",
             ["model", "variant", "result"],
+            registry=registry,
+        )
+        self.load_seconds = Histogram(
+            "modelreg_serving_model_load_seconds",
+            "Seconds from deciding to load a version to serving it: fetch, digest check, "
+            "load and warm-up (the old version keeps answering meanwhile).",
+            ["model", "variant"],
+            buckets=_LOAD_BUCKETS,
             registry=registry,
         )
         self.load_failures = Counter(

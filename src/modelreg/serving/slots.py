@@ -131,6 +131,7 @@ class Serving:
 
     model: LoadedModel
     batcher: MicroBatcher
+    load_seconds: float = 0.0  # fetch, verify, load and warm-up, before the swap
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,7 @@ class ModelSlot:
     def status(self) -> dict[str, Any]:
         """What ``/version`` shows for this slot."""
         model = self.current.model if self.current else None
+        load_seconds = round(self.current.load_seconds, 3) if self.current else None
         reasons = self.reasons()
         error = self.last_error
         return {
@@ -239,6 +241,7 @@ class ModelSlot:
             "semver": model.semver if model else None,
             "digest": model.digest if model else None,
             "loaded_at": model.loaded_at.isoformat() if model else None,
+            "load_seconds": load_seconds,
             "last_check": self.last_check.isoformat() if self.last_check else None,
             "last_error": {
                 "message": error.message,
@@ -321,6 +324,7 @@ class ModelSlot:
         # predict, a failure at any step leaves the old model untouched, and
         # requests already queued for the old model finish on it.
         stage = "load"
+        started = time.monotonic()
         try:
             loaded = await asyncio.to_thread(self.loader.load, self.name, version)
             stage = "warmup"
@@ -328,6 +332,8 @@ class ModelSlot:
         except Exception as exc:  # noqa: BLE001 - any failure must leave the old model serving
             self._load_failed(version, exc, stage)
             return CheckResult.FAILED
+        load_seconds = time.monotonic() - started
+        self.metrics.load_seconds.labels(self.name, self.variant).observe(load_seconds)
         batcher = MicroBatcher(
             loaded.predict,
             max_batch_size=self.config.max_batch_size,
@@ -335,20 +341,27 @@ class ModelSlot:
             executor=self.executor,
             on_batch=self._observe_batch,
         )
-        old, self.current = self.current, Serving(loaded, batcher)
+        old, self.current = self.current, Serving(loaded, batcher, load_seconds)
         self._failure = None
         self.metrics.serving(self.name, self.variant, version, loaded.semver, loaded.digest)
         self.metrics.reloads.labels(self.name, self.variant, "success").inc()
         self._reported(version, ReloadOutcome.LOADED, "", f"serving {loaded.semver}")
         if old is None:
-            log.info("%s: serving v%d (%s)", self.config.reference, version, loaded.semver)
+            log.info(
+                "%s: serving v%d (%s), loaded in %.1f s",
+                self.config.reference,
+                version,
+                loaded.semver,
+                load_seconds,
+            )
             _settle_heap()
             return CheckResult.RELOADED
         log.info(
-            "%s: now serving v%d (%s), was v%d; draining the old model",
+            "%s: now serving v%d (%s), loaded in %.1f s, was v%d; draining the old model",
             self.config.reference,
             version,
             loaded.semver,
+            load_seconds,
             old.model.version,
         )
         await old.batcher.drain()
