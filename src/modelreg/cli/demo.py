@@ -40,6 +40,7 @@ from modelreg.cli import demo_ab, demo_governance
 from modelreg.cli.demo_governance import MODEL, REVIEWER
 from modelreg.cli.demo_narration import Narrator, summary_table
 from modelreg.cli.demo_serving import Replica, check_serve_port, scoring_body
+from modelreg.domain import Stage
 from modelreg.errors import ConflictError, ModelregError
 from modelreg.examples.course_register import fraud_data
 from modelreg.registry import Registry
@@ -157,7 +158,7 @@ def _serve_and_automate(
     good = contenders.number("good")
     narrator.begin(
         "Serve Production: the model server follows the production alias",
-        f"modelreg serve {MODEL} --port {replica.url.rsplit(':', 1)[1]}",
+        f"modelreg serve {MODEL} --port {replica.port}",
     )
     replica.start()
     answer = replica.score(_probe_body())
@@ -170,8 +171,11 @@ def _serve_and_automate(
     demo_governance.auto_promote(narrator, registry, "better", contenders)
     better = contenders.number("better")
     seconds = _follows(narrator, replica, better, "the promotion", promoting)
-    archived = registry.show(MODEL, good).stage.value
-    narrator.say(f"v{good} was archived in the same operation ({archived})")
+    archived = registry.show(MODEL, good).stage
+    narrator.expect(
+        archived is Stage.ARCHIVED, f"v{good} leaves Production, archived", archived.value
+    )
+    narrator.say(f"v{good} was archived in the same operation")
     narrator.found(
         "auto-promotion",
         f"v{contenders.number('close')} declined (< +0.02), v{better} promoted (> +0.02)",

@@ -144,8 +144,8 @@ def print_report(narrator: Narrator, report: dict[str, Any]) -> None:
 
 def ab_test(
     narrator: Narrator, registry: Registry, replica: Replica, contenders: Contenders, api_url: str
-) -> str:
-    """Run the 90/10 experiment of the bolder model against Production; return the winner."""
+) -> None:
+    """Run the 90/10 experiment of the bolder model against Production (the auto-promoted one)."""
     control, treatment = production(registry), contenders.number("bolder")
     narrator.begin(
         "A 90/10 A/B test with simulated users and their feedback",
@@ -211,7 +211,6 @@ def ab_test(
         f"{shares.get('treatment')} treatment v{treatment}; treatment_wins",
     )
     narrator.found("metrics dashboard per variant", f"{api_url}/ui/models/{MODEL}/experiment")
-    return "treatment"
 
 
 def conclude(narrator: Narrator, registry: Registry, treatment: int) -> tuple[float, bool]:

@@ -68,6 +68,7 @@ class Replica:
         """Describe the replica; :meth:`start` starts it."""
         home = config.resolved_home()
         self.name = name
+        self.port = port
         self.url = f"http://{config.host}:{port}"
         self.process = ServiceProcess(
             "serve",
