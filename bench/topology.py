@@ -188,6 +188,7 @@ def section(
         for name, run in rows
     )
     restart_text = "; ".join(str(r) for r in restarts)
+    one_ms, three_ms = (1000 * run.cores / run.rate for run in (one, three))
     load = os.getloadavg()[0]
     return f"""{SECTION}
 
@@ -212,15 +213,16 @@ def section(
 **3 replicas / 1 replica: {ratio:.2f}x** requests/s. **Failed requests during the rolling
 restart: {during.failed}** (target 0). Restarts: {restart_text}.
 
-Why three replicas do not beat one here: the machine has 2 cores. One replica kept
-{one.cores:.2f} cores busy (a Python process runs one thread at a time, so about one core
-is its ceiling); nginx, wrk, MLflow, PostgreSQL and whatever else ran (see the load
-average) had the rest. Three replicas together kept {three.cores:.2f} cores busy: there is
-no third core to give them, so they only split the same CPU three ways. Each then sees a
-third of the requests, merges fewer of them per predict call ({one.rows_per_predict:.1f}
-rows per call with one replica, {three.rows_per_predict:.1f} with three) and pays Python's
-per-call cost more often, and three processes check the alias in MLflow (each check
-authenticated with a scrypt password hash) and flush to the ledger three times as often.
+Why three replicas do not beat one here: the machine has 2 cores, and wrk, nginx, MLflow,
+PostgreSQL and any other jobs (see the load average) share them with the replicas. One
+replica kept {one.cores:.2f} cores busy at {one_ms:.2f} ms of CPU per request; three together
+kept {three.cores:.2f} cores busy at {three_ms:.2f} ms per request. Each of three replicas sees
+a third of the requests, so it merges fewer of them into one predict call
+({one.rows_per_predict:.1f} rows per call with one replica, {three.rows_per_predict:.1f} with
+three) and pays Python's per-call cost (parsing, pandas, predict) more often; three
+processes also check the alias in MLflow (each check authenticated with a scrypt password
+hash) and write counts and reports to the ledger three times as often. With no idle core
+for the extra processes, the extra CPU per request comes straight out of throughput.
 Replicas scale throughput when each gets its own cores: the Kubernetes Deployment and its
 HorizontalPodAutoscaler in `deploy/k8s/`, or `--workers N` on a bigger machine
 ([serving.md](serving.md)). On one 2-core machine they buy availability: the last row.
