@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     body = json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [[0.1, -0.2, 0.3]]}})
     script.write_text(LUA.format(body=body))
     print(f"starting the production shape in {workdir}", flush=True)
-    with ProductionShape(workdir) as shape:
+    with ProductionShape(workdir, experiment=False) as shape:
         nginx_one, one_url = start_nginx(workdir / "nginx-one", [shape.replicas[0].port])
         try:
             print("measuring through nginx with 1 replica", flush=True)

@@ -39,6 +39,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -81,6 +82,10 @@ CHECK_RATE = 150.0
 #: Seconds between a replica's count flushes and alias checks (serving.toml).
 FLUSH_INTERVAL = 1.0
 TREE_DEPTHS = (2, 3, 4)  # versions 1 (first Production), 2 (treatment), 3 (promoted under load)
+#: The experiment of the checks: version 2 against production, ramped under load.
+TREATMENT, TRAFFIC, RAMPED_TRAFFIC = 2, 0.3, 0.5
+#: Loose guardrails: the worker must not stop the experiment because a 2-core CI machine is slow.
+GUARDRAILS = ("error_rate<0.5", "p99_latency_ms<60000")
 COLUMNS = ["amount", "age", "score"]
 
 
@@ -274,12 +279,17 @@ class ProductionShape:
 
     ``with ProductionShape(workdir) as shape:`` starts everything (about a
     minute on 2 cores) and stops it on exit. Model ``model`` gets versions
-    1..3 (small decision trees, distinct artifacts), version 1 in Production,
-    before the replicas start. Logs are under ``workdir/logs``.
+    1..3 (small decision trees, distinct artifacts), version 1 in Production;
+    with ``experiment`` an A/B experiment of version 2 at 30% runs from
+    before the replicas start (so they load its arm while starting). Logs
+    are under ``workdir/logs``.
     """
 
-    def __init__(self, workdir: Path, *, replicas: int = 3, model: str = MODEL) -> None:
+    def __init__(
+        self, workdir: Path, *, replicas: int = 3, model: str = MODEL, experiment: bool = True
+    ) -> None:
         self.workdir = workdir.resolve()
+        self.experiment = experiment
         self.logs = self.workdir / "logs"
         self.model = model
         self.replica_count = replicas
@@ -351,8 +361,18 @@ class ProductionShape:
             self._start_backends()
             self._start_api_and_worker()
             with self.service_account() as registry:
-                register_versions(registry, self.model)
-            self._start_replicas()
+                first, treatment, promoted = TREE_DEPTHS
+                register_tree(registry, self.model, first)
+                register_tree(registry, self.model, treatment)
+                registry.promote(self.model, 1, Stage.STAGING, reason="topology: first")
+                registry.promote(self.model, 1, Stage.PRODUCTION, reason="topology: first")
+                if self.experiment:
+                    start_experiment(registry, self.model)
+                self._launch_replicas()
+                # Version 3 is only promoted later: register it while the replicas load.
+                register_tree(registry, self.model, promoted)
+            for replica in self.replicas:
+                replica.process.wait_ready(SERVER_START_TIMEOUT)
             self._start_front()
         except BaseException:
             self.stop()
@@ -434,7 +454,7 @@ class ProductionShape:
         process.start()
         process.wait_ready(SERVER_START_TIMEOUT)
 
-    def _start_replicas(self) -> None:
+    def _launch_replicas(self) -> None:
         for index in range(1, self.replica_count + 1):
             name = f"serving-{index}"
             home = self.workdir / name
@@ -453,8 +473,6 @@ class ProductionShape:
             self.replicas.append(Replica(name, port, process))
             self.processes.append(process)
             process.start()  # all at once: loading is mostly waiting for MLflow and S3
-        for replica in self.replicas:
-            replica.process.wait_ready(SERVER_START_TIMEOUT)
 
     def _start_front(self) -> None:
         nginx, self.lb_url = start_nginx(self.workdir / "nginx", [r.port for r in self.replicas])
@@ -492,8 +510,9 @@ class ProductionShape:
 
     def stop(self) -> None:
         """Stop every process (reverse start order), SeaweedFS, and drop the databases."""
-        for process in reversed(self.processes):
-            process.stop(timeout=15)
+        # All at once: nothing left needs another to stop cleanly (replicas flush to PostgreSQL).
+        with ThreadPoolExecutor(max_workers=max(1, len(self.processes))) as pool:
+            list(pool.map(lambda process: process.stop(timeout=15), reversed(self.processes)))
         self.processes.clear()
         if self.seaweed is not None:
             self.seaweed.stop()
@@ -543,15 +562,19 @@ class ProductionShape:
         self.stop()
 
 
-def register_versions(registry: Registry, model: str) -> None:
-    """Register one decision tree per depth in TREE_DEPTHS; version 1 goes to Production."""
+def register_tree(registry: Registry, model: str, depth: int) -> None:
+    """Register a decision tree of ``depth`` as the model's next version, with lineage."""
     frame = training_frame(0, columns=COLUMNS)
-    for depth in TREE_DEPTHS:
-        tree = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(frame, labels(frame))
-        with mlflow.start_run():
-            registry.register(tree, name=model, training_data=frame, description=f"depth {depth}")
-    registry.promote(model, 1, Stage.STAGING, reason="topology: first production")
-    registry.promote(model, 1, Stage.PRODUCTION, reason="topology: first production")
+    tree = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(frame, labels(frame))
+    with mlflow.start_run():
+        registry.register(tree, name=model, training_data=frame, description=f"depth {depth}")
+
+
+def start_experiment(registry: Registry, model: str) -> None:
+    """Start the checks' experiment: version 2 against production at 30%."""
+    registry.ab_start(
+        model, [TREATMENT], traffic=TRAFFIC, guardrails=GUARDRAILS, reason="topology check"
+    )
 
 
 # --------------------------------------------------------------------------- load
@@ -842,14 +865,9 @@ def run_checks(shape: ProductionShape, seconds: float | None = None) -> Observat
     urls = [r.url for r in shape.replicas]
     model = shape.model
     with shape.service_account() as registry:
-        with seen.timed("experiment start"):
-            registry.ab_start(
-                model,
-                [2],
-                traffic=0.3,
-                guardrails=["error_rate<0.5", "p99_latency_ms<60000"],
-                reason="topology check",
-            )
+        if not shape.experiment:
+            with seen.timed("experiment start"):
+                start_experiment(registry, model)
         with seen.timed("routing settled"):
             wait_for(
                 "every replica to route the experiment",
@@ -960,7 +978,7 @@ def _changes_phase(
         registry.promote(model, 3, Stage.PRODUCTION, reason="topology: promotion under load")
     time.sleep(pause)
     with seen.timed("ramp"):
-        registry.ab_ramp(model, 0.5, reason="topology: ramp under load")
+        registry.ab_ramp(model, RAMPED_TRAFFIC, reason="topology: ramp under load")
     time.sleep(pause)
     for replica in shape.replicas:
         seen.restarts.append(shape.restart_replica(replica))
