@@ -132,10 +132,11 @@ def print_report(narrator: Narrator, report: dict[str, Any]) -> None:
         )
     narrator.console.print(table)
     for c in report.get("comparisons", []):
+        p_value = c.get("p_value")
         narrator.say(
             f"{c.get('treatment')} - control on {c.get('metric')}: {_fmt(c.get('effect'))} "
             f"[{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}], always-valid "
-            f"p = {c.get('p_value', 1.0):.2g}"
+            f"p = {'-' if p_value is None else f'{p_value:.2g}'}"
         )
     srm = report.get("srm") or {}
     narrator.say(f"sample ratio: {'MISMATCH' if srm.get('flagged') else 'ok'}")
@@ -179,7 +180,7 @@ def ab_test(
     narrator.expect(
         replica.routes_experiment(started.id),
         "the replica follows the experiment within a minute",
-        f"/version shows {replica.client.get('/version').json().get('experiments')}",
+        f"/version shows {replica.versions().get('experiments')}",
     )
     results = send(narrator, replica, traffic)
     by_variant = Counter((a.variant, a.version) for a, _ in results)

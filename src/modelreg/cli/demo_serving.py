@@ -21,7 +21,7 @@ from typing import Any, Self
 
 import httpx
 
-from modelreg.errors import ConflictError
+from modelreg.errors import ConflictError, ModelregError
 from modelreg.stack import ServiceProcess, StackConfig
 
 #: How often the reload probe asks the replica which version answers.
@@ -119,14 +119,13 @@ class Replica:
         self.stop()
 
     def score(self, body: bytes, *, user: str | None = None, request_id: str = "") -> Answer:
-        """Score one body; raises :class:`httpx.HTTPStatusError` on an error answer."""
+        """Score one body; raises ModelregError on an error answer or none."""
         headers = {"Content-Type": "application/json"}
         if user is not None:
             headers["X-User-ID"] = user
         if request_id:
             headers["X-Request-ID"] = request_id
-        response = self.client.post("/invocations", content=body, headers=headers)
-        response.raise_for_status()
+        response = self._post("/invocations", content=body, headers=headers)
         return Answer(
             request_id=response.headers.get("X-Request-ID", request_id),
             variant=response.headers.get("X-Variant", ""),
@@ -136,9 +135,31 @@ class Replica:
 
     def feedback(self, request_id: str, label: int) -> str:
         """Post the true label of a scored request; returns the server's result (``recorded``)."""
-        response = self.client.post("/feedback", json={"request_id": request_id, "label": label})
-        response.raise_for_status()
+        response = self._post("/feedback", json={"request_id": request_id, "label": label})
         return str(response.json()["result"])
+
+    def versions(self) -> dict[str, Any]:
+        """The replica's ``/version``: what it serves and which experiments it follows."""
+        served: dict[str, Any] = self._call("GET", "/version").json()
+        return served
+
+    def _post(self, path: str, **request: Any) -> httpx.Response:
+        return self._call("POST", path, **request)
+
+    def _call(self, method: str, path: str, **request: Any) -> httpx.Response:
+        """Call the replica; an error answer or no answer is a ModelregError saying which."""
+        try:
+            response = self.client.request(method, path, **request)
+        except httpx.HTTPError as exc:
+            raise ModelregError(
+                f"the model server did not answer {method} {path}: {exc}; log {self.log_path}"
+            ) from exc
+        if response.is_error:
+            raise ModelregError(
+                f"the model server answered {method} {path} with {response.status_code}: "
+                f"{response.text[:300]}; log {self.log_path}"
+            )
+        return response
 
     def seconds_until_serving(
         self, version: int, body: bytes, *, since: float, timeout: float = 60.0
@@ -160,7 +181,7 @@ class Replica:
         """Wait until ``/version`` shows the experiment running with every arm loaded."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            followed = self.client.get("/version").json().get("experiments", {}).get(self.name)
+            followed = self.versions().get("experiments", {}).get(self.name)
             if (
                 followed
                 and followed["id"] == experiment_id
