@@ -250,3 +250,25 @@ def test_the_demo_does_not_clear_a_directory_it_did_not_create(tmp_path: Path) -
     assert "was not created by `modelreg demo`" in done.stderr
     assert "Traceback" not in done.stderr
     assert (home / "ledger.db").read_text() == "someone else's"
+
+
+def test_a_taken_serve_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    from modelreg.cli.demo import run_demo
+    from modelreg.errors import ConflictError
+    from modelreg.settings import Settings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConflictError, match="--serve-port"):
+            run_demo(
+                Settings(home=tmp_path),
+                port=free_port(),
+                api_port=free_port(),
+                serve_port=port,
+                home=tmp_path / "demo",
+            )
+    assert not (tmp_path / "demo").exists()  # nothing was created, let alone started
