@@ -196,9 +196,10 @@ def section(
 {load:.1f} at the end of the run.
 
 - The production shape of [topology.md](topology.md) as plain processes: PostgreSQL,
-  SeaweedFS S3, MLflow with basic auth (2 workers), the API, a worker, three
-  `modelreg serve` replicas (one process each, micro-batching on) of a small decision
-  tree, Prometheus scraping every second; and nginx 1.22 in front of the replicas.
+  SeaweedFS S3, MLflow with basic auth (2 workers, checked passwords cached 60 s), the
+  API, a worker, three `modelreg serve` replicas (one process each, micro-batching on)
+  of a small decision tree, Prometheus scraping every second; and nginx 1.22 in front
+  of the replicas.
 - Load: wrk, {args.connections} connections on 2 threads, one-row scoring requests with a
   random `X-User-ID`, {args.duration:g} s measured after {args.warmup:g} s of warm-up; no
   experiment running. The baseline is a second nginx whose upstream is replica 1 alone,
@@ -220,8 +221,8 @@ kept {three.cores:.2f} cores busy at {three_ms:.2f} ms per request. Each of thre
 a third of the requests, so it merges fewer of them into one predict call
 ({one.rows_per_predict:.1f} rows per call with one replica, {three.rows_per_predict:.1f} with
 three) and pays Python's per-call cost (parsing, pandas, predict) more often; three
-processes also check the alias in MLflow (each check authenticated with a scrypt password
-hash) and write counts and reports to the ledger three times as often. With no idle core
+processes also check the alias in MLflow and write their reports to the ledger three
+times as often. With no idle core
 for the extra processes, the extra CPU per request comes straight out of throughput.
 Replicas scale throughput when each gets its own cores: the Kubernetes Deployment and its
 HorizontalPodAutoscaler in `deploy/k8s/`, or `--workers N` on a bigger machine

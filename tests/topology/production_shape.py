@@ -285,7 +285,7 @@ def start_nginx(directory: Path, upstreams: Sequence[int]) -> tuple[ServiceProce
 class ProductionShape:
     """PostgreSQL, S3, MLflow (basic auth), API, worker, N replicas, nginx and Prometheus.
 
-    ``with ProductionShape(workdir) as shape:`` starts everything (about a
+    ``with ProductionShape(workdir) as shape:`` starts everything (under a
     minute on 2 cores) and stops it on exit. Model ``model`` gets versions
     1..3 (small decision trees, distinct artifacts), version 1 in Production;
     with ``experiment`` an A/B experiment of version 2 at 30% runs from
@@ -1057,7 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)  # also where a shell started us with SIGINT ignored
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelreg-topology-"))
-    _say(f"starting the production shape in {workdir} (about a minute)")
+    _say(f"starting the production shape in {workdir} (under a minute)")
     with ProductionShape(workdir, replicas=args.replicas) as shape:
         for what, url in shape.urls().items():
             _say(f"  {what:24} {url}")

@@ -6,8 +6,8 @@ plain processes (``production_shape.py``). One A/B experiment runs under
 concurrent load through nginx while a promotion, a ramp and a rolling restart
 happen; ``run_checks`` returns one verdict per claim (docs/topology.md).
 
-The CI form loads each phase for ``MODELREG_TOPOLOGY_SECONDS`` (default 6)
-seconds, about 2.5 minutes in all on 2 cores; set it higher for the long form.
+The CI form loads each phase for ``MODELREG_TOPOLOGY_SECONDS`` (default 8)
+seconds, about 1.5 minutes in all on 2 cores; set it higher for the long form.
 Without nginx or Prometheus (``apt-get install nginx prometheus``, which
 ``scripts/test`` does as root) the test skips and says why.
 """
