@@ -52,6 +52,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from integration.registry_helpers import labels, training_frame
 from modelreg.domain import Stage
+from modelreg.errors import BackendUnavailableError
 from modelreg.registry import Registry
 from modelreg.settings import Settings
 from modelreg.stack import (
@@ -64,6 +65,7 @@ from modelreg.stack import (
 from services import (
     SERVER_START_TIMEOUT,
     SeaweedServer,
+    ServiceSetupError,
     admin_pg_url,
     create_database,
     drop_database,
@@ -1046,7 +1048,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``scripts/topology``: start the shape and keep it running, or run the checks once."""
     parser = argparse.ArgumentParser(prog="scripts/topology", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="run the checks once and exit")
-    parser.add_argument("--replicas", type=int, default=3, help="serving replicas (default 3)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=3,
+        choices=range(1, 17),
+        metavar="N",
+        help="serving replicas, 1 to 16 (default 3)",
+    )
     parser.add_argument(
         "--workdir", type=Path, help="keep data and logs here (default: a temporary directory)"
     )
@@ -1058,29 +1067,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, _interrupt)  # also where a shell started us with SIGINT ignored
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelreg-topology-"))
     _say(f"starting the production shape in {workdir} (under a minute)")
-    with ProductionShape(workdir, replicas=args.replicas) as shape:
-        for what, url in shape.urls().items():
-            _say(f"  {what:24} {url}")
-        body = json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [[0.1, 0.2, 0.3]]}})
-        _say(f"  {'service account':24} {SERVICE_ACCOUNT[0]} / {SERVICE_ACCOUNT[1]}")
-        _say(
-            f"try: curl -s {shape.lb_url}/invocations -H '{KEY_HEADER}: u-1' "
-            f"-H 'Content-Type: application/json' -d '{body}'"
-        )
-        if args.check:
-            seen = run_checks(shape)
-            _say(seen.summary())
-            return 0 if seen.ok else 1
-        _say("running; Ctrl-C stops everything")
-        with contextlib.suppress(KeyboardInterrupt):
-            while all(p.alive for p in shape.processes):
-                time.sleep(0.5)
-        dead = [p.name for p in shape.processes if not p.alive]
-        if dead:
-            _say(f"stopped: {', '.join(dead)} exited; logs in {shape.logs}")
-            return 1
-    if args.workdir is None:
+    try:
+        with ProductionShape(workdir, replicas=args.replicas) as shape:
+            code = _run(shape, check=args.check)
+    except (ServiceSetupError, BackendUnavailableError) as exc:
+        _say(f"cannot start the production shape: {exc}")
+        code = 1
+    if code == 0 and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        _say(f"data and logs kept in {workdir}")
+    return code
+
+
+def _run(shape: ProductionShape, *, check: bool) -> int:
+    """Print where everything answers; run the checks, or wait for Ctrl-C or a dead process."""
+    for what, url in shape.urls().items():
+        _say(f"  {what:24} {url}")
+    body = json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [[0.1, 0.2, 0.3]]}})
+    _say(f"  {'service account':24} {SERVICE_ACCOUNT[0]} / {SERVICE_ACCOUNT[1]}")
+    _say(
+        f"try: curl -s {shape.lb_url}/invocations -H '{KEY_HEADER}: u-1' "
+        f"-H 'Content-Type: application/json' -d '{body}'"
+    )
+    if check:
+        seen = run_checks(shape)
+        _say(seen.summary())
+        return 0 if seen.ok else 1
+    _say("running; Ctrl-C stops everything")
+    with contextlib.suppress(KeyboardInterrupt):
+        while all(p.alive for p in shape.processes):
+            time.sleep(0.5)
+    dead = [p.name for p in shape.processes if not p.alive]
+    if dead:
+        _say(f"stopped: {', '.join(dead)} exited; see their logs in {shape.logs}")
+        return 1
     return 0
 
 
