@@ -290,7 +290,8 @@ def run_demo(
             narrator.found(
                 "PostgreSQL + MinIO backend",
                 "not here: the demo uses the embedded SQLite and local artifacts; "
-                "deploy/compose.yaml uses PostgreSQL and MinIO",
+                "`modelreg up --postgres URL --s3 ENDPOINT` and deploy/compose.yaml use "
+                "PostgreSQL and S3 (MinIO, SeaweedFS)",
                 step="-",
             )
             registry = Registry(
