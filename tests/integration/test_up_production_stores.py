@@ -105,6 +105,24 @@ def _cli(
     )  # fmt: skip
 
 
+@pytest.fixture
+def fluent_mlflow(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Undo what MLflow's fluent API leaves in the process: the tracking URI, the active
+    experiment (a module global) and ``MLFLOW_EXPERIMENT_ID``, which later tests and their
+    subprocesses would otherwise inherit from a server that no longer exists."""
+    import mlflow.tracking.fluent
+
+    # setenv first: pytest undoes a delenv only if the variable was there.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run(status="KILLED")
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment sets it for subprocesses
+
+
 def _register(tracking_uri: str, name: str) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(name)
@@ -117,10 +135,9 @@ def test_up_keeps_mlflow_the_ledger_and_artifacts_in_the_production_stores(
     up_on_stores: tuple[str, str, subprocess.Popen[str]],
     seaweed_s3: S3Store,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    fluent_mlflow: None,
 ) -> None:
     database, tracking_uri, process = up_on_stores
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     _register(tracking_uri, "up-stores")
     # The ledger the API created is in schema modelreg; `sync` adopts through it.
     synced = _cli(tracking_uri, database, tmp_path / "cli", "sync", "up-stores")
@@ -196,11 +213,10 @@ def test_one_pg_dump_backs_up_mlflow_and_the_ledger_together(
     pg_database: Callable[[], str],
     seaweed_s3: S3Store,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    fluent_mlflow: None,
 ) -> None:
     """docs/operations.md's backup and restore, as written: pg_dump, pg_restore, then check."""
     database, tracking_uri, _ = up_on_stores
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     _register(tracking_uri, "backed-up")
     assert _cli(tracking_uri, database, tmp_path / "cli", "sync", "backed-up").returncode == 0
     dump = tmp_path / "registry.dump"
