@@ -403,7 +403,7 @@ class ProductionShape:
         config.chmod(0o600)
         port = free_port()
         self.mlflow_url = f"http://127.0.0.1:{port}"
-        mlflow_server = ServiceProcess(
+        self._launch(
             "mlflow",
             # Two workers, as compose runs it: basic auth hashes the password of every
             # request, and the replicas' alias checks must not starve the operator's calls.
@@ -422,15 +422,12 @@ class ProductionShape:
                 "MLFLOW_AUTH_CONFIG_PATH": str(config),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": "topology-flask-secret-0123456789",
             },
-            log_path=self.logs / "mlflow.log",
-            cwd=self.workdir,
         )
-        self._launch(mlflow_server)
 
     def _start_api_and_worker(self) -> None:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
-        api = ServiceProcess(
+        self._launch(
             "api",
             api_server_argv(host="127.0.0.1", port=port),
             health_url=f"{self.api_url}/health",
@@ -439,13 +436,10 @@ class ProductionShape:
                 "MODELREG_API_RUNS_WORKERS": "false",
                 "MODELREG_DASHBOARD_SECRET": "topology-dashboard-secret-0123456789abcdef",
             },
-            log_path=self.logs / "api.log",
-            cwd=self.workdir,
         )
-        self._launch(api)
         worker_port = free_port()
         self.worker_metrics_url = f"http://127.0.0.1:{worker_port}"
-        worker = ServiceProcess(
+        self._launch(
             "worker",
             _modelreg_argv("worker", "--metrics-port", str(worker_port)),
             health_url=f"{self.worker_metrics_url}/health",
@@ -454,15 +448,32 @@ class ProductionShape:
                 "MODELREG_EXPERIMENT_INTERVAL_SECONDS": "5",
                 "MODELREG_SYNC_INTERVAL_SECONDS": "30",
             },
-            log_path=self.logs / "worker.log",
-            cwd=self.workdir,
         )
-        self._launch(worker)
 
-    def _launch(self, process: ServiceProcess) -> None:
+    def _launch(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        health_url: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        wait: bool = True,
+    ) -> ServiceProcess:
+        """Start one process of the shape, logging to ``<logs>/<name>.log``; wait until ready."""
+        process = ServiceProcess(
+            name,
+            argv,
+            health_url=health_url,
+            env=env,
+            log_path=self.logs / f"{name}.log",
+            cwd=cwd or self.workdir,
+        )
         self.processes.append(process)
         process.start()
-        process.wait_ready(SERVER_START_TIMEOUT)
+        if wait:
+            process.wait_ready(SERVER_START_TIMEOUT)
+        return process
 
     def _launch_replicas(self) -> None:
         for index in range(1, self.replica_count + 1):
@@ -472,17 +483,15 @@ class ProductionShape:
             config = home / "serving.toml"
             config.write_text(serving_toml(self.model, home / "cache"))
             port = free_port()
-            process = ServiceProcess(
+            process = self._launch(
                 name,
                 _modelreg_argv("serve", "--config", str(config), "--port", str(port)),
                 health_url=f"http://127.0.0.1:{port}/v2/health/ready",
                 env={**self.modelreg_env(home), "MODELREG_RELOAD_TOKEN": ""},
-                log_path=self.logs / f"{name}.log",
                 cwd=home,
+                wait=False,  # all at once: loading is mostly waiting for MLflow and S3
             )
             self.replicas.append(Replica(name, port, process))
-            self.processes.append(process)
-            process.start()  # all at once: loading is mostly waiting for MLflow and S3
 
     def _start_front(self) -> None:
         nginx, self.lb_url = start_nginx(self.workdir / "nginx", [r.port for r in self.replicas])
@@ -504,7 +513,7 @@ class ProductionShape:
         )
         port = free_port()
         self.prometheus_url = f"http://127.0.0.1:{port}"
-        prometheus = ServiceProcess(
+        self._launch(
             "prometheus",
             [
                 PROMETHEUS,
@@ -513,10 +522,8 @@ class ProductionShape:
                 f"--web.listen-address=127.0.0.1:{port}",
             ],
             health_url=f"{self.prometheus_url}/-/ready",
-            log_path=self.logs / "prometheus.log",
             cwd=directory,
         )
-        self._launch(prometheus)
 
     def stop(self) -> None:
         """Stop every process (reverse start order), SeaweedFS, and drop the databases."""
