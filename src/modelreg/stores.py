@@ -52,6 +52,9 @@ class ProductionStores:
     ledger_uri: str | None = None
     artifacts_destination: str | None = None
     s3_endpoint_url: str | None = None
+    #: Whether ``ledger_uri`` is the one ``--postgres`` derived (schema :data:`LEDGER_SCHEMA`);
+    #: a ledger URI the user gave is used as it is.
+    ledger_in_schema: bool = False
 
     def prepare(self) -> None:
         """Create the ledger's schema and the bucket if missing.
@@ -60,7 +63,7 @@ class ProductionStores:
         be reached, and :class:`InvalidInputError` when it refuses (wrong
         password, no right to create the schema or the bucket).
         """
-        if self.ledger_uri is not None:
+        if self.ledger_in_schema and self.ledger_uri is not None:
             _create_schema(self.ledger_uri)
         if self.s3_endpoint_url is not None and self.artifacts_destination is not None:
             _create_bucket(self.s3_endpoint_url, _bucket(self.artifacts_destination))
@@ -100,6 +103,7 @@ def production_stores(
             backend_store_uri=url.render_as_string(hide_password=False),
             ledger_uri=ledger_uri or _ledger_url(url),
             artifacts_destination=artifacts_destination,
+            ledger_in_schema=ledger_uri is None,
         )
     if s3 is not None:
         endpoint = urlsplit(s3)
@@ -114,6 +118,7 @@ def production_stores(
             ledger_uri=stores.ledger_uri,
             artifacts_destination=destination,
             s3_endpoint_url=s3.rstrip("/"),
+            ledger_in_schema=stores.ledger_in_schema,
         )
     return stores
 

@@ -126,3 +126,25 @@ def test_an_empty_listing_says_so_and_json_stays_a_list(capsys: pytest.CaptureFi
     first, second, rest = out.split("\n", 2)
     assert (first, second) == ("no matches", "no models yet")
     assert json.loads(rest) == []
+
+
+def test_up_leaves_a_ledger_uri_it_was_given_as_it_is() -> None:
+    """Only the ledger `--postgres` derives lives in schema modelreg; a given one is not touched."""
+    from modelreg.stores import production_stores
+
+    given = production_stores(
+        postgres=None, s3=None, backend_store_uri=None, artifacts_destination=None,
+        ledger_uri="sqlite:////nonexistent/ledger.db",
+    )  # fmt: skip
+    given.prepare()  # no CREATE SCHEMA on SQLite, no connection at all
+    assert not given.ledger_in_schema
+    derived = production_stores(
+        postgres="postgresql://u:p@db/registry", s3=None, backend_store_uri=None,
+        artifacts_destination=None, ledger_uri=None,
+    )  # fmt: skip
+    assert derived.ledger_in_schema and "search_path" in str(derived.ledger_uri)
+    explicit = production_stores(
+        postgres="postgresql://u:p@db/registry", s3=None, backend_store_uri=None,
+        artifacts_destination=None, ledger_uri="postgresql://l:p@db/ledger",
+    )  # fmt: skip
+    assert not explicit.ledger_in_schema
