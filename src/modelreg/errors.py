@@ -33,6 +33,7 @@ either.
     │   ├── AuthenticationError        credentials missing or wrong
     │   └── PermissionDeniedError      role or separation of duties forbids it
     ├── IntegrityError                 artifact digests do not match the ledger
+    ├── CompilationError               no verified compiled form: unsupported, failed, disagrees
     ├── LineageError                   lineage could not be captured
     ├── BackendError                   MLflow, the ledger DB or the object store failed
     │   └── BackendUnavailableError
@@ -314,6 +315,21 @@ class IntegrityError(ModelregError):
         self.name = name
         self.version = version
         self.problems = problems
+
+
+class CompilationError(ModelregError):
+    """A model version has no verified compiled form (ONNX) to serve.
+
+    The model type has no converter, conversion failed, the compiled model
+    disagrees with the original on the verification rows, or a stored
+    compiled artifact does not match the digest the ledger recorded. The
+    server then serves the original MLflow pyfunc, unless compilation is
+    required. ``reason`` says which, in words a log reader understands.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class LineageError(ModelregError):

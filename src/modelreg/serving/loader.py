@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from modelreg.errors import IntegrityError, PayloadError
@@ -45,10 +46,19 @@ class LoadedModel:
     schema: InputSchema | None
     loaded_at: datetime
 
-    def predict(self, frame: pd.DataFrame, params: dict[str, Any] | None) -> Any:
-        """Score ``frame``; input the model rejects raises PayloadError instead of a crash."""
+    def predict(self, frame: pd.DataFrame | np.ndarray, params: dict[str, Any] | None) -> Any:
+        """Score ``frame``; input the model rejects raises PayloadError instead of a crash.
+
+        ``frame`` is a DataFrame, or a 2-D array whose columns are the schema's
+        columns in signature order (what the parser builds for an all-float
+        schema, without a DataFrame per request).
+        """
         from mlflow.exceptions import MlflowException
 
+        if isinstance(frame, np.ndarray):
+            if self.schema is None:
+                raise PayloadError("the model has no named-column schema to read an array by")
+            frame = pd.DataFrame(frame, columns=self.schema.index, copy=False)
         try:
             return self.pyfunc.predict(frame, params=params)
         except MlflowException as exc:
