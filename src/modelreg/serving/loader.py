@@ -34,7 +34,13 @@ import numpy as np
 import pandas as pd
 
 from modelreg.domain import CompileDetails, CompileMode, ServingRecord
-from modelreg.errors import CompilationError, IntegrityError, ModelregError, PayloadError
+from modelreg.errors import (
+    CompilationError,
+    IntegrityError,
+    ModelregError,
+    PayloadError,
+    shorten,
+)
 from modelreg.integrity import Manifest, verify
 from modelreg.serving.protocol import InputSchema
 from modelreg.serving.source import CompilationSink, ModelSource
@@ -235,7 +241,13 @@ class ModelLoader:
             off = "compilation is off" + (" (server)" if mode == "off" else " (policy)")
             return replace(loaded, runtime=Runtime(PYFUNC, off, off=True))
         try:
-            compiled, details = self._compiled_form(loaded)
+            try:
+                compiled, details = self._compiled_form(loaded)
+            except CompilationError:
+                raise
+            except Exception as exc:  # a converter's bug must not stop serving
+                log.exception("%s v%d: compiling failed", loaded.name, loaded.version)
+                raise CompilationError(f"compiling failed: {shorten(str(exc), 300)}") from exc
         except CompilationError as exc:
             if wanted == "require":
                 raise CompilationError(
