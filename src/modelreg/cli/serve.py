@@ -24,7 +24,8 @@ from modelreg.errors import InvalidInputError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from modelreg.serving.config import CompileMode, ServerConfig, WorkerChoice
+    from modelreg.domain import CompileMode
+    from modelreg.serving.config import ServerConfig, WorkerChoice
     from modelreg.settings import Settings
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")

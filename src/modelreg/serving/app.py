@@ -372,8 +372,8 @@ def build_plane(
     With ``replicas`` a :class:`ReplicaReporter` reports the slots and their
     reloads every ``config.flush_interval`` seconds.
     """
-    loader = ModelLoader(source, cache_dir)
     replica = replica_id()
+    loader = ModelLoader(source, cache_dir, replica=replica, max_bytes=config.cache_max_bytes)
     reporter = None
     if replicas is not None:
         reporter = ReplicaReporter(
@@ -388,6 +388,7 @@ def build_plane(
         on_reload=reporter.reloaded if reporter is not None else None,
     )
     slots = SlotSet([make_slot(model) for model in config.models])
+    loader.in_use = slots.digests
     recorder: ExperimentRecorder | None = None
     if experiments is not None:
         experiment_router = ExperimentRouter()

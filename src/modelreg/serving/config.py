@@ -28,7 +28,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -39,8 +39,6 @@ DEFAULT_ALIAS = "production"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
 
-CompileMode = Literal["auto", "require", "off"]
-"""Whether a model is served through a verified compiled (ONNX) form; see ModelConfig.compile."""
 RELOAD_TOKEN_ENV = "MODELREG_RELOAD_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
@@ -79,16 +77,10 @@ class ModelConfig(BaseModel):
     )
     compile: CompileMode = Field(
         default="auto",
-        description="auto: serve a verified compiled (ONNX) form when one can be made, else the "
-        "pyfunc (the policy may require or forbid it); require: a version without a verified "
-        "compiled form is refused (the old version keeps serving); off: always the pyfunc.",
-    )
-
-    compile: CompileMode = Field(
-        default="auto",
         description="'auto': serve a verified compiled (ONNX) form of each version when one "
-        "can be made, else the MLflow pyfunc; 'require': refuse a version without a verified "
-        "compiled form (the version served before keeps serving); 'off': always the pyfunc.",
+        "can be made, else the MLflow pyfunc, unless the policy's [serving] compile says "
+        "otherwise; 'require': refuse a version without a verified compiled form (the version "
+        "served before keeps serving); 'off': always the pyfunc. Not 'auto' wins over the policy.",
     )
 
     @field_validator("name")

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,8 @@ from modelreg.errors import (
     shorten,
 )
 from modelreg.integrity import Manifest, verify
+from modelreg.serving.cache import mark_used, prune_cache
+from modelreg.serving.config import DEFAULT_CACHE_MAX_BYTES
 from modelreg.serving.protocol import InputSchema
 from modelreg.serving.source import CompilationSink, ModelSource
 
@@ -195,10 +198,28 @@ def zero_row(schema: Any) -> pd.DataFrame | None:
 class ModelLoader:
     """Turns (model, version) into a :class:`LoadedModel` through a model source and the cache."""
 
-    def __init__(self, source: ModelSource, cache_dir: Path, *, replica: str = "") -> None:
+    def __init__(
+        self,
+        source: ModelSource,
+        cache_dir: Path,
+        *,
+        replica: str = "",
+        max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+    ) -> None:
         self.source = source
         self.cache_dir = cache_dir.expanduser().resolve()
         self.replica = replica
+        self.max_bytes = max_bytes
+        # What this process serves (digests), so pruning keeps it; the server sets it.
+        self.in_use: Callable[[], Collection[str]] = frozenset
+
+    def prune(self) -> list[Path]:
+        """Remove least recently used versions past ``max_bytes``, keeping what is served.
+
+        Blocking (walks the cache): call it from a worker thread after a load.
+        """
+        keep = {digest.removeprefix("sha256:") for digest in self.in_use()}
+        return prune_cache(self.cache_dir, max_bytes=self.max_bytes, keep=keep)
 
     def load(self, name: str, version: int) -> LoadedModel:
         """Fetch, verify and deserialise a version (blocking: call it from a worker thread).
@@ -296,7 +317,7 @@ class ModelLoader:
                 log.error("%s v%d: %s", loaded.name, loaded.version, refusal)
                 raise CompilationError(refusal)
             form = onnx.CompiledModel(data, kind=known.kind, predict_fn=known.predict_fn)
-            os.utime(stored)  # recently used: the cache keeps it longest
+            mark_used(stored)
             converters, model_type = known.converters, known.model_type
             kind, predict_fn = known.kind, known.predict_fn
         else:
@@ -351,6 +372,7 @@ class ModelLoader:
         entry = self.cache_dir / manifest.digest.removeprefix("sha256:")
         if entry.is_dir():
             if not verify(entry, manifest):
+                mark_used(entry)
                 return entry
             log.warning("cached copy %s no longer matches its manifest; downloading again", entry)
             shutil.rmtree(entry)
@@ -369,6 +391,7 @@ class ModelLoader:
             except OSError:
                 if not entry.is_dir():  # else another loader stored the same content first
                     raise
+        mark_used(entry)
         return entry
 
 
