@@ -124,6 +124,35 @@ def test_a_forest_is_served_compiled_after_verification_and_recorded_once(
     shown = module_registry.show(name, version).compiled
     assert isinstance(shown, CompileDetails)
     assert shown.compiled_digest == check["compiled_digest"]
+    # The verified form is kept beside the version, among its run's artifacts.
+    assert shown.artifact_uri.startswith("runs:/")
+    assert shown.artifact_uri.endswith("/model.onnx")
+
+
+def test_another_server_fetches_the_recorded_form_instead_of_converting(
+    backend: Backend,
+    module_registry: Registry,
+    forest: tuple[str, int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name, version = forest
+    first, loaded = _loaded(module_registry, tmp_path / "first", name, version)
+    recorded = first.compile(loaded).runtime.details
+    assert recorded is not None and recorded.artifact_uri
+
+    def no_converting(_pyfunc: Any, _columns: Any) -> Any:
+        raise AssertionError("the recorded form should have been fetched")
+
+    monkeypatch.setattr(onnx, "compile_pyfunc", no_converting)
+    second, again = _loaded(module_registry, tmp_path / "second", name, version)
+    served = second.compile(again)
+    assert served.runtime.name == "onnxruntime", served.runtime
+    assert served.runtime.details is not None
+    assert served.runtime.details.compiled_digest == recorded.compiled_digest
+    assert len(_compile_events(module_registry, name, version)) == 1
+    held_out = _held_out()
+    assert served.predict(held_out, None).tolist() == loaded.pyfunc.predict(held_out).tolist()
 
 
 def test_a_changed_stored_compiled_form_is_refused_and_the_pyfunc_serves(
