@@ -301,6 +301,9 @@ class ModelSlot:
             self._last_ok = time.monotonic()
             self.metrics.last_check.labels(self.name, self.variant).set(time.time())
             result = await self._converge(wanted, force=force)
+            # The registry answered before the load began: a load (and compile) that
+            # takes longer than the staleness floor is not a registry that went quiet.
+            self._last_ok = time.monotonic()
             self._update_gauges()
             return result
 
