@@ -12,12 +12,13 @@ slots as last reported, reloads and refused loads for
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from modelreg.domain import (
     Action,
     CompileDetails,
+    Event,
     NewEvent,
     ReplicaReport,
     ServingRecord,
@@ -94,13 +95,9 @@ class ServingReports:
 
     def compiled(self, name: str, version: int, digest: str) -> CompileDetails | None:
         """The newest compiled form that passed verification for these artifacts, if any."""
-        found = None
-        for event in self.ledger.events(name, version=version):
-            if event.action is Action.COMPILE and event.digest == digest:
-                details = event.typed()
-                if isinstance(details, CompileDetails) and details.passed:
-                    found = details
-        return found
+        events = self.ledger.events(name, version=version)
+        passed = [details for details in _compilations(events, digest) if details.passed]
+        return passed[-1] if passed else None
 
     def record_compilation(
         self,
@@ -121,7 +118,8 @@ class ServingReports:
         recorded (the existing event's when there was one).
         """
         key = (details.compiled_digest, details.passed, details.refused)
-        for seen in self._compile_details(record):
+        recorded = self.ledger.events(record.name, version=record.version)
+        for seen in _compilations(recorded, record.digest):
             if (seen.compiled_digest, seen.passed, seen.refused) == key:
                 return seen
         if details.passed and artifact is not None and store is not None:
@@ -137,14 +135,9 @@ class ServingReports:
                 )
         with self.ledger.locked(record.name) as tx:
             # Another replica may have recorded the same form while this one stored it.
-            for event in tx.events(record.name, version=record.version):
-                same = event.typed()
-                if (
-                    event.action is Action.COMPILE
-                    and event.digest == record.digest
-                    and isinstance(same, CompileDetails)
-                    and (same.compiled_digest, same.passed, same.refused) == key
-                ):
+            now = tx.events(record.name, version=record.version)
+            for same in _compilations(now, record.digest):
+                if (same.compiled_digest, same.passed, same.refused) == key:
                     return same
             tx.append(
                 NewEvent(
@@ -162,19 +155,21 @@ class ServingReports:
             )
         return details
 
-    def _compile_details(self, record: ServingRecord) -> list[CompileDetails]:
-        found = []
-        for event in self.ledger.events(record.name, version=record.version):
-            details = event.typed()
-            if (
-                event.action is Action.COMPILE
-                and event.digest == record.digest
-                and isinstance(details, CompileDetails)
-            ):
-                found.append(details)
-        return found
-
     def prune(self) -> None:
         """Forget silent replicas and reloads past the history (the workers' round)."""
         history = timedelta(days=self.settings.replica_history_days)
         self.store.prune(silent=min(SILENT_AFTER, history), history=history)
+
+
+def _compilations(events: Iterable[Event], digest: str) -> list[CompileDetails]:
+    """The COMPILE details among a version's ``events`` about the artifacts ``digest``, in order."""
+    found = []
+    for event in events:
+        details = event.typed()
+        if (
+            event.action is Action.COMPILE
+            and event.digest == digest
+            and isinstance(details, CompileDetails)
+        ):
+            found.append(details)
+    return found
