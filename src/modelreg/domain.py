@@ -54,6 +54,7 @@ class Action(enum.StrEnum):
     AB_STOP = "ab_stop"  # stopped by a person: everyone back to control
     AB_AUTO_STOP = "ab_auto_stop"  # stopped by a breached guardrail
     AB_CONCLUDE = "ab_conclude"  # decided, with the evidence (and the promotion, if any)
+    COMPILE = "compile"  # a model server compiled the version (ONNX) and verified it, or refused it
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -211,6 +212,33 @@ class ExperimentDetails(EventDetails):
     evidence: dict[str, Any] = {}  # AB_CONCLUDE, AB_AUTO_STOP: the report behind the decision
 
 
+class CompileDetails(EventDetails):
+    """COMPILE: a compiled form of the version and how its verification went.
+
+    ``compiled_digest`` is the sha256 of the compiled artifact; ``rows`` how
+    many rows the original and the compiled model scored side by side,
+    ``max_abs_diff`` the largest absolute difference of their probabilities
+    (classifiers) or values (regressors), ``classes_identical`` whether every
+    row got the same prediction. ``passed`` is False when the compiled form
+    was refused; ``refused`` then says why. ``converters`` maps each package
+    used (skl2onnx, onnx, onnxruntime ...) to its version.
+    """
+
+    runtime: str = "onnxruntime"
+    compiled_digest: str = ""
+    kind: str = ""  # "classifier" or "regressor"
+    predict_fn: str = ""  # the pyfunc's function it reproduces: "predict" or "predict_proba"
+    passed: bool = False
+    rows: int = 0
+    max_abs_diff: float | None = None
+    tolerance: float = 1e-5
+    classes_identical: bool | None = None
+    model_type: str = ""
+    converters: dict[str, str] = {}
+    refused: str = ""
+    replica: str = ""  # the model server that compiled it (host/uuid)
+
+
 DETAILS: dict[Action, type[EventDetails]] = {
     Action.REGISTER: EntryDetails,
     Action.ADOPT: EntryDetails,
@@ -229,6 +257,7 @@ DETAILS: dict[Action, type[EventDetails]] = {
     Action.AB_STOP: ExperimentDetails,
     Action.AB_AUTO_STOP: ExperimentDetails,
     Action.AB_CONCLUDE: ExperimentDetails,
+    Action.COMPILE: CompileDetails,
 }
 
 
@@ -288,6 +317,10 @@ class Event(NewEvent):
         pass
 
 
+CompileMode = Literal["auto", "require", "off"]
+"""Whether a version is served by a verified compiled form: when possible, always, or never."""
+
+
 @dataclass(frozen=True)
 class ServingRecord:
     """What a model server needs to load one version: its semver, digest and manifest.
@@ -301,6 +334,13 @@ class ServingRecord:
     semver: str
     digest: str
     manifest: Manifest
+    # How the policy wants the version served: "auto" (a verified compiled form when one
+    # can be made), "require" (refuse a version without one) or "off"; and the largest
+    # absolute difference verification accepts.
+    compile: CompileMode = "auto"
+    compile_tolerance: float = 1e-5
+    # The last compiled form recorded for these artifacts (a passed COMPILE event).
+    compiled: CompileDetails | None = None
 
 
 @dataclass(frozen=True)

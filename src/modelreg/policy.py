@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelreg.domain import Action, SemVer, check_model_name, validation_problem
+from modelreg.domain import Action, CompileMode, SemVer, check_model_name, validation_problem
 from modelreg.errors import ConflictError, InvalidNameError, PolicyError
 from modelreg.semver import VersionFacts, breaks_inputs
 from modelreg.ssrf import url_refusal
@@ -173,6 +173,17 @@ class AutoPromote(_Strict):
     require_approval: bool = False
 
 
+class ServingRules(_Strict):
+    """How model servers run a model's versions (``[default.serving]``, ``[models.X.serving]``)."""
+
+    # auto: serve a compiled (ONNX) form once it is verified to answer like the original,
+    # else the MLflow pyfunc; require: refuse a version without one; off: always the pyfunc.
+    compile: CompileMode = "auto"
+    # The largest absolute difference of probabilities (classifiers) or values (regressors)
+    # between the original and the compiled form that verification accepts.
+    compile_tolerance: float = Field(default=1e-5, gt=0, le=1, allow_inf_nan=False)
+
+
 class ModelPolicy(_Strict):
     """The effective rules for one model."""
 
@@ -180,6 +191,7 @@ class ModelPolicy(_Strict):
     champion: Champion = Champion()
     approvals: Approvals = Approvals()
     auto_promote: AutoPromote = AutoPromote()
+    serving: ServingRules = ServingRules()
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from modelreg.domain import (
     Action,
+    CompileDetails,
     DeliveryStatus,
     Event,
     LineageRecord,
@@ -53,6 +54,9 @@ class VersionView(View):
     # The lineage record (git, data, params, environment) on one-version reads (`show`);
     # None in listings and for versions not adopted yet.
     lineage: LineageRecord | None = None
+    # The compiled form model servers verified and recorded (`show` only; None in listings
+    # and while no server has compiled these artifacts).
+    compiled: CompileDetails | None = None
 
 
 class ModelView(View):

@@ -24,6 +24,7 @@ from rich.table import Table
 from modelreg.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from modelreg.domain import CompileDetails
     from modelreg.registry import Registry
     from modelreg.settings import Settings
     from modelreg.views import EventView, View
@@ -357,6 +358,7 @@ def show(
             else f"incomplete (missing: {', '.join(view.lineage_missing)})",
         ),
         ("description", view.description or "-"),
+        ("compiled", _compiled_text(view.compiled)),
     ]
     rows += [(f"param {k}", v) for k, v in sorted(view.params.items())]
     rows += [(f"metric {k}", f"{v:.6g}") for k, v in sorted(view.metrics.items())]
@@ -364,6 +366,18 @@ def show(
     for key, value in rows:
         table.add_row(key, value)
     emit(view, as_json, table)
+
+
+def _compiled_text(compiled: CompileDetails | None) -> str:
+    """One line on the verified compiled form model servers recorded for a version."""
+    if compiled is None:
+        return "- (no model server has compiled it yet)"
+    converters = ", ".join(f"{k} {v}" for k, v in sorted(compiled.converters.items()))
+    return (
+        f"{compiled.runtime} {compiled.compiled_digest}, verified on {compiled.rows} rows "
+        f"(max difference {compiled.max_abs_diff or 0.0:.2g} <= {compiled.tolerance:g}); "
+        f"{converters}"
+    )
 
 
 @app.command("search")

@@ -20,11 +20,12 @@ public method is a one-line delegation:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelreg.domain import LineageRecord, ReplicaReport, ServingRecord, Stage
+from modelreg.domain import CompileDetails, LineageRecord, ReplicaReport, ServingRecord, Stage
 from modelreg.errors import BackendError, BackendUnavailableError
 from modelreg.experiments.definition import (
     DEFAULT_KEY_HEADER,
@@ -447,8 +448,12 @@ class Registry:
         return self.serving.reloads(model, limit=limit, offset=offset, actor=actor)
 
     def show(self, name: str, ref: str | int) -> VersionView:
-        """One version with its semver, stage, digest, lineage status, params and metrics."""
-        return self.reads.show(name, ref)
+        """One version: semver, stage, digest, lineage status, params, metrics, compiled form."""
+        view = self.reads.show(name, ref)
+        if view.digest is None:
+            return view
+        compiled = self.serving.compiled(name, view.version, view.digest)
+        return view.model_copy(update={"compiled": compiled})
 
     def search(self, filter_text: str) -> list[VersionView]:
         """Versions matching a filter over tags, params, metrics, stage, semver and more."""
@@ -664,7 +669,23 @@ class Registry:
         ``sync``); one that still has no manifest is refused, because its
         artifacts could not be verified before loading.
         """
-        return self.adoption.serving_record(name, version)
+        record = self.adoption.serving_record(name, version)
+        rules = self.policy().for_model(name).serving
+        return replace(
+            record,
+            compile=rules.compile,
+            compile_tolerance=rules.compile_tolerance,
+            compiled=self.serving.compiled(name, version, record.digest),
+        )
+
+    def record_compilation(self, record: ServingRecord, details: CompileDetails) -> bool:
+        """Record a model server's compiled form of a version and its verification (COMPILE).
+
+        One event per artifacts, compiled artifact and outcome: the same
+        verification repeated by every replica and reload is not appended again.
+        Returns whether an event was appended.
+        """
+        return self.serving.record_compilation(record, details)
 
     def download(self, name: str, version: int, dst: Path) -> Path:
         """Download a version's artifacts under ``dst`` and return the model directory."""

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from modelreg.domain import ReplicaReport, check_model_name
+from modelreg.domain import (
+    Action,
+    CompileDetails,
+    NewEvent,
+    ReplicaReport,
+    ServingRecord,
+    check_model_name,
+)
 from modelreg.ledger import Ledger
 from modelreg.ledger.replicas import ReplicaStore
 from modelreg.policy import Permission
@@ -37,6 +44,7 @@ class ServingReports:
     def __init__(self, settings: Settings, ledger: Ledger, access: Access) -> None:
         self.settings = settings
         self.access = access
+        self.ledger = ledger
         self.store = ReplicaStore(ledger)
 
     def record(self, report: ReplicaReport) -> None:
@@ -78,6 +86,50 @@ class ServingReports:
             offset=offset,
             limit=limit,
         )
+
+    def compiled(self, name: str, version: int, digest: str) -> CompileDetails | None:
+        """The newest compiled form that passed verification for these artifacts, if any."""
+        found = None
+        for event in self.ledger.events(name, version=version):
+            if event.action is Action.COMPILE and event.digest == digest:
+                details = event.typed()
+                if isinstance(details, CompileDetails) and details.passed:
+                    found = details
+        return found
+
+    def record_compilation(self, record: ServingRecord, details: CompileDetails) -> bool:
+        """Append a COMPILE event for ``record``'s version, unless the same one is there.
+
+        Every replica verifies a compiled form on every load; the ledger keeps
+        one event per (artifacts, compiled artifact, outcome, reason), the
+        first, so it reads as a history of what was compiled rather than a
+        log of loads. Returns whether an event was appended.
+        """
+        key = (details.compiled_digest, details.passed, details.refused)
+        with self.ledger.locked(record.name) as tx:
+            for event in tx.events(record.name, version=record.version):
+                if event.action is not Action.COMPILE or event.digest != record.digest:
+                    continue
+                seen = event.typed()
+                if isinstance(seen, CompileDetails) and (
+                    (seen.compiled_digest, seen.passed, seen.refused) == key
+                ):
+                    return False
+            tx.append(
+                NewEvent(
+                    model=record.name,
+                    version=record.version,
+                    action=Action.COMPILE,
+                    actor=self.access.actor(),
+                    semver=record.semver,
+                    digest=record.digest,
+                    reason="compiled and verified"
+                    if details.passed
+                    else f"compiled form refused: {details.refused}",
+                    details=details.model_dump(mode="json"),
+                )
+            )
+        return True
 
     def prune(self) -> None:
         """Forget silent replicas and reloads past the history (the workers' round)."""

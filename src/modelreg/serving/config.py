@@ -27,7 +27,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modelreg.domain import MAX_VERSION_NUMBER, check_model_name, validation_problem
+from modelreg.domain import MAX_VERSION_NUMBER, CompileMode, check_model_name, validation_problem
 from modelreg.errors import InvalidInputError, InvalidNameError
 
 DEFAULT_ALIAS = "production"
@@ -67,6 +67,12 @@ class ModelConfig(BaseModel):
         ge=0,
         le=10_000,
         description="How long a request may wait for others to join its batch.",
+    )
+    compile: CompileMode = Field(
+        default="auto",
+        description="auto: serve a verified compiled (ONNX) form when one can be made, else the "
+        "pyfunc (the policy may require or forbid it); require: a version without a verified "
+        "compiled form is refused (the old version keeps serving); off: always the pyfunc.",
     )
 
     @field_validator("name")

@@ -5,26 +5,48 @@ checked against the sha256 manifest the ledger recorded at registration
 *before* MLflow deserialises anything: unpickling or loading a tampered
 artifact can run arbitrary code, so hashing has to come first. A cached copy
 is re-verified on every use and downloaded again when it no longer matches.
+
+Once loaded and warmed up, a version is compiled (:meth:`ModelLoader.compile`):
+its native model is converted to ONNX (:mod:`modelreg.serving.compiled`),
+stored beside the cached copy as ``<cache>/<digest hex>.onnx`` and run by
+ONNX Runtime, but only after the compiled and the original model scored the
+same verification rows alike (identical predictions, probabilities or
+values within the policy's tolerance). The verification is recorded in the
+ledger (a COMPILE event with the compiled artifact's sha256), and a stored
+compiled artifact whose sha256 differs from the recorded one is refused.
+Anything unsupported, disagreeing or failing is served by the MLflow pyfunc,
+with the reason logged and shown in ``/version``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from modelreg.errors import IntegrityError, PayloadError
+from modelreg.domain import CompileDetails, CompileMode, ServingRecord
+from modelreg.errors import (
+    CompilationError,
+    IntegrityError,
+    ModelregError,
+    PayloadError,
+    shorten,
+)
 from modelreg.integrity import Manifest, verify
 from modelreg.serving.protocol import InputSchema
-from modelreg.serving.source import ModelSource
+from modelreg.serving.source import CompilationSink, ModelSource
+
+if TYPE_CHECKING:
+    from modelreg.serving.compiled import CompiledModel
 
 log = logging.getLogger("modelreg.serving")
 
@@ -33,9 +55,51 @@ _BAD_INPUT_CODES = frozenset({"BAD_REQUEST", "INVALID_PARAMETER_VALUE"})
 _ZEROS: dict[str, Any] = {"string": "", "binary": b"", "boolean": False}
 
 
+PYFUNC = "pyfunc"
+ONNXRUNTIME = "onnxruntime"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What answers a loaded version's predictions, and why.
+
+    ``name`` is ``onnxruntime`` (a verified compiled form) or ``pyfunc`` (the
+    MLflow pyfunc); ``reason`` says why the pyfunc serves (compilation off,
+    unsupported, refused); ``details`` are the verification of the compiled
+    form (also of a refused one), as recorded in the ledger.
+    """
+
+    name: str = PYFUNC
+    reason: str = "not compiled yet"
+    details: CompileDetails | None = None
+    off: bool = False  # compilation was turned off (server or policy), not attempted
+
+    @property
+    def outcome(self) -> str:
+        """``compiled``, ``off`` or ``fallback`` (the pyfunc serves although compiling was on)."""
+        if self.name == ONNXRUNTIME:
+            return "compiled"
+        return "off" if self.off else "fallback"
+
+    def as_json(self) -> dict[str, Any]:
+        """The runtime as ``/version`` shows it."""
+        shown: dict[str, Any] = {"name": self.name}
+        if self.reason:
+            shown["reason"] = self.reason
+        if self.details is not None:
+            shown["verification"] = self.details.model_dump(
+                mode="json", exclude={"comment", "triggered_by"}
+            )
+        return shown
+
+
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified, deserialised model version, ready to predict."""
+    """A verified, deserialised model version, ready to predict.
+
+    ``compiled`` is its verified compiled form, None while the pyfunc serves
+    (``runtime`` says why).
+    """
 
     name: str
     version: int
@@ -45,6 +109,9 @@ class LoadedModel:
     pyfunc: Any
     schema: InputSchema | None
     loaded_at: datetime
+    record: ServingRecord | None = None
+    compiled: CompiledModel | None = None
+    runtime: Runtime = Runtime()
 
     def predict(self, frame: pd.DataFrame | np.ndarray, params: dict[str, Any] | None) -> Any:
         """Score ``frame``; input the model rejects raises PayloadError instead of a crash.
@@ -55,6 +122,14 @@ class LoadedModel:
         """
         from mlflow.exceptions import MlflowException
 
+        compiled = self.compiled
+        if compiled is not None and not params:
+            values = frame if isinstance(frame, np.ndarray) else frame.to_numpy(np.float64)
+            # Missing or infinite values go to the original, whose library decides
+            # (scikit-learn refuses them with a 400, or its trees route NaN): the
+            # compiled form was never verified on them.
+            if np.isfinite(values).all():
+                return compiled.predict(values)
         if isinstance(frame, np.ndarray):
             if self.schema is None:
                 raise PayloadError("the model has no named-column schema to read an array by")
@@ -120,9 +195,10 @@ def zero_row(schema: Any) -> pd.DataFrame | None:
 class ModelLoader:
     """Turns (model, version) into a :class:`LoadedModel` through a model source and the cache."""
 
-    def __init__(self, source: ModelSource, cache_dir: Path) -> None:
+    def __init__(self, source: ModelSource, cache_dir: Path, *, replica: str = "") -> None:
         self.source = source
         self.cache_dir = cache_dir.expanduser().resolve()
+        self.replica = replica
 
     def load(self, name: str, version: int) -> LoadedModel:
         """Fetch, verify and deserialise a version (blocking: call it from a worker thread).
@@ -146,7 +222,127 @@ class ModelLoader:
             pyfunc=pyfunc,
             schema=InputSchema.from_mlflow(pyfunc.metadata.get_input_schema()),
             loaded_at=datetime.now(UTC),
+            record=record,
         )
+
+    def compile(self, loaded: LoadedModel, mode: CompileMode = "auto") -> LoadedModel:
+        """``loaded`` with its runtime chosen: a verified compiled form, or the pyfunc.
+
+        ``mode`` is the server's setting; ``auto`` defers to the policy's
+        (``ServingRecord.compile``). Blocking (conversion takes about a second
+        for a 200-tree forest): call it from a worker thread. Raises
+        CompilationError only when compilation is required and no verified
+        compiled form could be made; otherwise a failure leaves the pyfunc
+        serving, with the reason in ``runtime`` and the log.
+        """
+        record = loaded.record
+        wanted = mode if mode != "auto" or record is None else record.compile
+        if wanted == "off":
+            off = "compilation is off" + (" (server)" if mode == "off" else " (policy)")
+            return replace(loaded, runtime=Runtime(PYFUNC, off, off=True))
+        try:
+            try:
+                compiled, details = self._compiled_form(loaded)
+            except CompilationError:
+                raise
+            except Exception as exc:  # a converter's bug must not stop serving
+                log.exception("%s v%d: compiling failed", loaded.name, loaded.version)
+                raise CompilationError(f"compiling failed: {shorten(str(exc), 300)}") from exc
+        except CompilationError as exc:
+            if wanted == "require":
+                raise CompilationError(
+                    f"compilation is required, but v{loaded.version} has no verified "
+                    f"compiled form: {exc.reason}"
+                ) from exc
+            log.warning(
+                "%s v%d: serving the MLflow pyfunc: %s", loaded.name, loaded.version, exc.reason
+            )
+            refused = exc.details if isinstance(exc, _RefusedError) else None
+            return replace(loaded, runtime=Runtime(PYFUNC, exc.reason, refused))
+        log.info(
+            "%s v%d: serving the compiled form (%s), verified on %d rows, max difference %.2g",
+            loaded.name,
+            loaded.version,
+            details.compiled_digest[:19],
+            details.rows,
+            details.max_abs_diff or 0.0,
+        )
+        return replace(loaded, compiled=compiled, runtime=Runtime(ONNXRUNTIME, "", details))
+
+    def _compiled_form(self, loaded: LoadedModel) -> tuple[CompiledModel, CompileDetails]:
+        """A compiled form of ``loaded`` that passed verification now; CompilationError if none.
+
+        The stored form is used when the ledger recorded its sha256 (a stored
+        form that differs from the record is refused: tampered); otherwise the
+        model is converted again and the new form stored once it verifies.
+        """
+        from modelreg.serving import compiled as onnx
+
+        record = loaded.record
+        if record is None or loaded.schema is None:
+            raise CompilationError("the model has no named-column signature to compile against")
+        stored = self.cache_dir / f"{loaded.digest.removeprefix('sha256:')}.onnx"
+        known = record.compiled
+        form: CompiledModel | None = None
+        data = b""
+        if known is not None and stored.is_file():
+            data = stored.read_bytes()
+            if onnx.onnx_digest(data) != known.compiled_digest:
+                refusal = (
+                    f"the stored compiled form {stored} does not match the sha256 the ledger "
+                    f"recorded ({known.compiled_digest}); it was changed after verification. "
+                    "Refused; delete the file to compile the version again"
+                )
+                log.error("%s v%d: %s", loaded.name, loaded.version, refusal)
+                raise CompilationError(refusal)
+            form = onnx.CompiledModel(data, kind=known.kind, predict_fn=known.predict_fn)
+            os.utime(stored)  # recently used: the cache keeps it longest
+            converters, model_type = known.converters, known.model_type
+            kind, predict_fn = known.kind, known.predict_fn
+        else:
+            converted = onnx.compile_pyfunc(loaded.pyfunc, loaded.schema.names)
+            form = onnx.CompiledModel.from_converted(converted)
+            data = converted.onnx
+            converters, model_type = converted.converters, converted.model_type
+            kind, predict_fn = converted.kind, converted.predict_fn
+        rows = onnx.verification_rows(loaded.pyfunc, loaded.path)
+        check = onnx.verify(loaded.pyfunc, form, rows, tolerance=record.compile_tolerance)
+        details = CompileDetails(
+            compiled_digest=onnx.onnx_digest(data),
+            kind=kind,
+            predict_fn=predict_fn,
+            passed=check.passed,
+            rows=check.rows,
+            max_abs_diff=check.max_abs_diff,
+            tolerance=check.tolerance,
+            classes_identical=check.classes_identical,
+            model_type=model_type,
+            converters=converters,
+            refused=check.reason,
+            replica=self.replica,
+        )
+        self._record(record, details)
+        if not check.passed:
+            raise _RefusedError(
+                f"the compiled form disagrees with the original: {check.reason}", details
+            )
+        if not stored.is_file():
+            _write_atomically(stored, data)
+        return form, details
+
+    def _record(self, record: ServingRecord, details: CompileDetails) -> None:
+        """Record the verification in the ledger; a failure to record does not stop serving."""
+        if not isinstance(self.source, CompilationSink):
+            return
+        try:
+            self.source.record_compilation(record, details)
+        except ModelregError as exc:
+            log.warning(
+                "%s v%d: could not record the compiled form's verification: %s",
+                record.name,
+                record.version,
+                exc.message,
+            )
 
     def fetch(self, name: str, version: int, manifest: Manifest) -> Path:
         """The verified local copy of a version: from the cache, or downloaded into it."""
@@ -174,3 +370,24 @@ class ModelLoader:
                 if not entry.is_dir():  # else another loader stored the same content first
                     raise
         return entry
+
+
+class _RefusedError(CompilationError):
+    """A compiled form that failed verification, with the verification that refused it."""
+
+    def __init__(self, reason: str, details: CompileDetails) -> None:
+        super().__init__(reason)
+        self.details = details
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` (mode 0600) so that a reader sees the old file, none, or all of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".compiled-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

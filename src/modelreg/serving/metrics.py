@@ -91,6 +91,27 @@ class ServingMetrics:
             ["model", "variant", "version", "semver", "digest"],
             registry=registry,
         )
+        self.runtime_info = Gauge(
+            "modelreg_serving_runtime_info",
+            "What answers each model and variant right now (value 1): onnxruntime (a "
+            "verified compiled form) or pyfunc (the MLflow pyfunc).",
+            ["model", "variant", "runtime"],
+            registry=registry,
+        )
+        self.compilations = Counter(
+            "modelreg_serving_compilations",
+            "Loads that chose a runtime, by result: compiled (a verified compiled form), "
+            "fallback (unsupported or refused: the pyfunc serves), off (compilation off).",
+            ["model", "variant", "result"],
+            registry=registry,
+        )
+        self.compiled_max_abs_diff = Gauge(
+            "modelreg_serving_compiled_max_abs_diff",
+            "Largest absolute difference between the compiled form and the original on the "
+            "verification rows of the version served (absent while the pyfunc serves).",
+            ["model", "variant"],
+            registry=registry,
+        )
         self.degraded = Gauge(
             "modelreg_serving_degraded",
             "1 while a model serves a stale version or cannot reach the registry.",
@@ -151,6 +172,7 @@ class ServingMetrics:
             registry=registry,
         )
         self._shown: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._runtimes: dict[tuple[str, str], str] = {}
 
     def observe_request(
         self,
@@ -172,9 +194,12 @@ class ServingMetrics:
         shown = self._shown.pop((model, variant), None)
         if shown is not None:
             self.model_info.remove(model, variant, *shown)
-        for gauge in (self.degraded, self.last_check):
+        for gauge in (self.degraded, self.last_check, self.compiled_max_abs_diff):
             with contextlib.suppress(KeyError):
                 gauge.remove(model, variant)
+        runtime = self._runtimes.pop((model, variant), None)
+        if runtime is not None:
+            self.runtime_info.remove(model, variant, runtime)
 
     def serving(self, model: str, variant: str, version: int, semver: str, digest: str) -> None:
         """Show that ``model``/``variant`` now serves ``version`` (replacing the previous one)."""
@@ -184,6 +209,19 @@ class ServingMetrics:
         shown = (str(version), semver, digest)
         self.model_info.labels(model, variant, *shown).set(1)
         self._shown[(model, variant)] = shown
+
+    def runtime(self, model: str, variant: str, runtime: str, max_abs_diff: float | None) -> None:
+        """Show what answers ``model``/``variant`` now, and the compiled form's difference."""
+        previous = self._runtimes.get((model, variant))
+        if previous is not None and previous != runtime:
+            self.runtime_info.remove(model, variant, previous)
+        self.runtime_info.labels(model, variant, runtime).set(1)
+        self._runtimes[(model, variant)] = runtime
+        if max_abs_diff is None:
+            with contextlib.suppress(KeyError):
+                self.compiled_max_abs_diff.remove(model, variant)
+        else:
+            self.compiled_max_abs_diff.labels(model, variant).set(max_abs_diff)
 
 
 def exposition(registry: CollectorRegistry) -> bytes:

@@ -242,6 +242,7 @@ class ModelSlot:
             "digest": model.digest if model else None,
             "loaded_at": model.loaded_at.isoformat() if model else None,
             "load_seconds": load_seconds,
+            "runtime": model.runtime.as_json() if model else None,
             "last_check": self.last_check.isoformat() if self.last_check else None,
             "last_error": {
                 "message": error.message,
@@ -329,6 +330,8 @@ class ModelSlot:
             loaded = await asyncio.to_thread(self.loader.load, self.name, version)
             stage = "warmup"
             await asyncio.to_thread(loaded.warm_up)
+            stage = "compile"
+            loaded = await asyncio.to_thread(self.loader.compile, loaded, self.config.compile)
         except Exception as exc:  # noqa: BLE001 - any failure must leave the old model serving
             self._load_failed(version, exc, stage)
             return CheckResult.FAILED
@@ -344,6 +347,7 @@ class ModelSlot:
         old, self.current = self.current, Serving(loaded, batcher, load_seconds)
         self._failure = None
         self.metrics.serving(self.name, self.variant, version, loaded.semver, loaded.digest)
+        self._show_runtime(loaded)
         self.metrics.reloads.labels(self.name, self.variant, "success").inc()
         self._reported(version, ReloadOutcome.LOADED, "", f"serving {loaded.semver}")
         if old is None:
@@ -402,6 +406,13 @@ class ModelSlot:
                 self.name, self.variant, version, outcome, reason, message, datetime.now(UTC)
             )
             self.on_reload(event)
+
+    def _show_runtime(self, loaded: LoadedModel) -> None:
+        runtime = loaded.runtime
+        self.metrics.compilations.labels(self.name, self.variant, runtime.outcome).inc()
+        compiled = runtime.details if loaded.compiled is not None else None
+        diff = compiled.max_abs_diff if compiled is not None else None
+        self.metrics.runtime(self.name, self.variant, runtime.name, diff)
 
     def _record_error(self, message: str, version: int | None) -> None:
         self.last_error = SlotError(message, datetime.now(UTC), version)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from modelreg.domain import ReplicaReport, ServingRecord
+from modelreg.domain import CompileDetails, ReplicaReport, ServingRecord
 from modelreg.experiments.definition import (
     ExperimentRoute,
     Feedback,
@@ -103,4 +103,18 @@ class ReplicaSink(Protocol):
 
     def record_replica(self, report: ReplicaReport) -> None:
         """Store the report; BackendError when the ledger cannot be reached."""
+        ...
+
+
+@runtime_checkable
+class CompilationSink(Protocol):
+    """Where a model server records the compiled forms it made and how they verified.
+
+    A :class:`ModelSource` that is also a CompilationSink (the ``Registry``)
+    gets a COMPILE ledger event per compiled artifact and outcome; without
+    one, compiled forms are still verified on every load, just not recorded.
+    """
+
+    def record_compilation(self, record: ServingRecord, details: CompileDetails) -> bool:
+        """Record a compiled form of ``record``'s version; whether a new event was appended."""
         ...
