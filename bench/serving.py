@@ -4,7 +4,14 @@ Run from the repository root (needs ``wrk``: ``apt-get install wrk``; py-spy
 and granian come with ``.[dev]``)::
 
     .venv/bin/python bench/serving.py            # full run, about 12 minutes; writes the docs
-    .venv/bin/python bench/serving.py --quick --no-write-docs   # about 4 minutes, a smoke test
+    .venv/bin/python bench/serving.py --quick --no-write-docs   # about 5 minutes, a smoke test
+
+``--servers mlflow,modelreg,ceiling,modelreg-granian,ceiling-granian`` picks
+servers (the others follow the worker count ``modelreg`` chose, so keep it in),
+``--no-ab`` and ``--no-profile`` skip those parts, ``--keep DIR`` keeps every
+log, wrk output and the raw profile, and ``--wait-quiet 30`` waits (up to 30 s
+a cell) for other jobs to leave the CPUs: on a shared machine the "other CPU"
+column shows what they took.
 
 The script starts its own MLflow server (SQLite, local artifacts, all in a
 temporary directory) and SQLite ledger, trains the course's RandomForest (200
@@ -46,6 +53,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -193,6 +201,7 @@ def server_process(ctx: Context, server: Server, port: int) -> ServiceProcess:
         env["MLFLOW_TRACKING_URI"] = ctx.tracking_uri
     elif server is MODELREG:
         argv = [str(BIN / "modelreg"), "serve", ctx.model, "--port", str(port)]
+        argv += shlex.split(ctx.args.serve_args)
         env |= ctx.modelreg_env()
     elif server.stack == "uvicorn":
         opts = ctx.uvicorn_options
@@ -235,7 +244,7 @@ def shown_command(ctx: Context, server: Server) -> str:
         "mlflow": "MLFLOW_TRACKING_URI=... mlflow models serve -m models:/<name>@production "
         "--env-manager local -h 127.0.0.1 -p PORT",
         "modelreg": "MODELREG_TRACKING_URI=... MODELREG_LEDGER_URI=... modelreg serve <name> "
-        "--port PORT",
+        f"--port PORT {ctx.args.serve_args}".rstrip(),
         "ceiling": f"uvicorn serving_ceiling:app --app-dir bench --workers {ctx.workers} "
         f"--loop {opts.get('loop')} --http {opts.get('http')}{access}",
         "modelreg-granian": 'MODELREG_SERVE_CONFIG=\'{"models": [{"name": "<name>"}]}\' '
@@ -299,6 +308,17 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
+def wait_quiet(most: float, busy_cores: float = 0.3) -> None:
+    """Wait (at most ``most`` seconds) until the machine, server idle, is below ``busy_cores``."""
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        before = machine_busy_seconds()
+        time.sleep(1)
+        if machine_busy_seconds() - before < busy_cores:
+            return
+    print(f"  (machine still busy after {most:g} s; measuring anyway)", file=sys.stderr)
+
+
 def memory(pgid: int) -> list[Memory]:
     """RSS and PSS of each worker process of group ``pgid``."""
     found = []
@@ -330,7 +350,7 @@ class Cell:
     socket_errors: int
     server_cpu: float  # CPU seconds of the server's processes during the run
     wrk_cpu: float
-    other_cpu: float  # CPU seconds of everything else on the machine (other jobs, this script)
+    other_cores: float  # cores busy with everything else (other jobs, this script's probes)
     load: float  # 1-minute load average after the run
 
     @property
@@ -411,11 +431,13 @@ def measure(
         seconds, warmup = args.duration, args.warmup
     if warmup > 0:
         run_wrk(ctx, wrk_argv(ctx, url, rows, connections, warmup))
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet)
     cpu_before, wrk_before = group_cpu_seconds(pgid), children_cpu()
-    busy_before = machine_busy_seconds()
+    busy_before, window = machine_busy_seconds(), time.monotonic()
     numbers = run_wrk(ctx, wrk_argv(ctx, url, rows, connections, seconds))
     server_cpu, wrk_cpu = group_cpu_seconds(pgid) - cpu_before, children_cpu() - wrk_before
-    other_cpu = machine_busy_seconds() - busy_before - server_cpu - wrk_cpu
+    busy, window = machine_busy_seconds() - busy_before, time.monotonic() - window
     cell = Cell(
         server=server,
         ab=ab,
@@ -430,7 +452,7 @@ def measure(
         socket_errors=sum(numbers[k] for k in ("connect", "read", "write", "timeout")),
         server_cpu=server_cpu,
         wrk_cpu=wrk_cpu,
-        other_cpu=max(other_cpu, 0.0),
+        other_cores=max(busy - server_cpu - wrk_cpu, 0.0) / window,
         load=os.getloadavg()[0],
     )
     print(
@@ -438,7 +460,7 @@ def measure(
         f"{cell.rps:,.1f} req/s, {cell.rows_per_s:,.0f} rows/s, p50 {cell.p50_ms:,.1f} ms, "
         f"p99 {cell.p99_ms:,.1f} ms, errors {cell.errors}, server "
         f"{cell.cores(cell.server_cpu):.2f} cores, wrk {cell.cores(cell.wrk_cpu):.2f}, "
-        f"others {cell.cores(cell.other_cpu):.2f}",
+        f"others {cell.other_cores:.2f}",
         file=sys.stderr,
         flush=True,
     )
@@ -457,6 +479,8 @@ class Served:
     cells: list[Cell] = field(default_factory=list)
     memory: dict[str, list[Memory]] = field(default_factory=dict)  # phase -> workers
     ab_probe: str = ""
+    runtimes: list[str] = field(default_factory=list)  # what served each variant, per /version
+    ab_runtimes: list[str] = field(default_factory=list)
     profile: Profile | None = None
 
 
@@ -473,8 +497,9 @@ def bench_server(ctx: Context, server: Server) -> Served:
         assert pgid is not None  # noqa: S101 - the server is running
         served = Served(server, shown_command(ctx, server), answer=score(url, ctx.bodies[1]).text)
         served.workers = len(worker_pids(pgid))
-        if server is MODELREG:
+        if server.app == "modelreg":
             served.printed = chosen_lines(process.log_tail(400))
+            served.runtimes = runtimes(url)
         measure_all(ctx, served, pgid, url, ab=False)
         served.memory["after load"] = memory(pgid)
         if server is MODELREG and ctx.args.profile:
@@ -482,6 +507,7 @@ def bench_server(ctx: Context, server: Server) -> Served:
         if server is MODELREG and ctx.args.ab:
             with running_experiment(ctx, url):
                 served.ab_probe = probe_variants(url, ctx.bodies[1])
+                served.ab_runtimes = runtimes(url)
                 measure_all(ctx, served, pgid, url, ab=True)
                 served.memory["after load, A/B running (two models loaded)"] = memory(pgid)
     finally:
@@ -517,6 +543,28 @@ def chosen_lines(log: str) -> list[str]:
         if line.strip() and not re.match(r"(INFO|WARNING|ERROR|DEBUG):|\d{4}-\d\d-\d\d ", line)
     ]
     return lines[:5]
+
+
+def runtimes(url: str) -> list[str]:
+    """The runtime of every model slot ``/version`` shows (e.g. ``onnxruntime``), with why."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            runtime = node.get("runtime")
+            if isinstance(runtime, dict):
+                reason = f" ({str(runtime['reason'])[:120]})" if runtime.get("reason") else ""
+                who = node.get("variant") or node.get("model") or "model"
+                found.append(f"{who} v{node.get('version')}: {runtime.get('name')}{reason}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        walk(httpx.get(f"{url}/version", trust_env=False, timeout=10).json())
+    return found
 
 
 @contextlib.contextmanager
@@ -668,7 +716,7 @@ def cells_table(results: Sequence[Served]) -> str:
                 f"| {c.server.label} | {'50/50' if c.ab else '-'} | {c.rows:,} | {_held(c)} "
                 f"| {c.rps:,.1f} | {c.rows_per_s:,.0f} | {_ms(c.p50_ms)} | {_ms(c.p99_ms)} "
                 f"| {c.errors:,} | {c.cores(c.server_cpu):.2f} | {c.cores(c.wrk_cpu):.2f} "
-                f"| {c.cores(c.other_cpu):.2f} "
+                f"| {c.other_cores:.2f} "
                 f"| {c.load:.1f} | {c.seconds:.0f} |"
             )
     return "\n".join(lines)
@@ -774,6 +822,30 @@ def verdict(results: Sequence[Served]) -> str:
     return "\n".join(lines)
 
 
+def comparisons(results: Sequence[Served]) -> str:
+    """A/B cost and uvicorn against granian at 64 connections, single-row, in sentences."""
+    ours = find(results, "modelreg", 1, 64)
+    lines = []
+    with_ab = find(results, "modelreg", 1, 64, ab=True)
+    if ours and with_ab:
+        lines.append(
+            f"A running 50/50 experiment: {with_ab.rps:,.0f} req/s at 64 connections against "
+            f"{ours.rps:,.0f} without ({_pct(ratio(with_ab, ours))}), p99 {_ms(with_ab.p99_ms)} "
+            f"ms against {_ms(ours.p99_ms)} ms."
+        )
+    granian = find(results, "modelreg-granian", 1, 64)
+    ceiling, ceiling_g = find(results, "ceiling", 1, 64), find(results, "ceiling-granian", 1, 64)
+    if ours and granian:
+        lines.append(
+            f"uvicorn or granian, same worker count, 64 connections: the modelreg app answered "
+            f"{ours.rps:,.0f} req/s (p99 {_ms(ours.p99_ms)} ms) on uvicorn and "
+            f"{granian.rps:,.0f} (p99 {_ms(granian.p99_ms)} ms) on granian "
+            f"({_x(ratio(granian, ours))}); the ceiling app {_x(ratio(ceiling_g, ceiling))} "
+            "(granian / uvicorn)."
+        )
+    return " ".join(lines)
+
+
 def memory_table(results: Sequence[Served]) -> str:
     """RSS and PSS of every worker process of every server, after its load."""
     lines = [
@@ -811,7 +883,7 @@ def limits(results: Sequence[Served]) -> str:
     lines.append(
         f" At that CPU cost the {spare:.2f} cores wrk leaves could answer at most "
         f"{spare * 1000 / max(per_request, 1e-9):,.0f} req/s if nothing else ran; it answered "
-        f"{ours.rps:,.0f} (other jobs on the machine took {ours.cores(ours.other_cpu):.2f} cores)."
+        f"{ours.rps:,.0f} (other jobs on the machine took {ours.other_cores:.2f} cores)."
     )
     if ceiling is not None:
         ceiling_cpu = 1000 * ceiling.server_cpu / max(ceiling.requests, 1)
@@ -858,6 +930,15 @@ def section(ctx: Context, results: Sequence[Served], started: datetime) -> str:
         if mlflow_served
         else ""
     )
+    runtime_text = (
+        "; ".join(
+            f"{s.server.label}{' with A/B' if ab else ''}: {', '.join(found)}"
+            for s in results
+            for ab, found in ((False, s.runtimes), (True, s.ab_runtimes))
+            if found
+        )
+        or "not reported"
+    )
     small, big = len(ctx.bodies.get(1, "")), len(ctx.bodies.get(BIG_ROWS, ""))
     return f"""{SECTION}
 
@@ -881,8 +962,10 @@ and loads each with [wrk](https://github.com/wg/wrk).
   {mlflow_note}
 - **wrk and the server share the same {CPUS} cores**; wrk's CPU is a column; 1-minute load
   average after each cell: {min(loads, default=0):.1f} to {max(loads, default=0):.1f}
-- modelreg printed: {printed or "nothing about its workers"}
+- modelreg flags: {f"`{args.serve_args}`" if args.serve_args else "none (its defaults)"}; it
+  printed: {printed or "nothing"}
 - {ab}
+- Model runtime (`/version`): {runtime_text}
 - uvicorn settings of the ceiling, as `modelreg serve` passes them: {ctx.uvicorn_options}
 
 Servers:
@@ -902,6 +985,8 @@ server could not use.
 {ratios(results, args.connection_list)}
 
 {verdict(results)}
+
+{comparisons(results)}
 
 ### Memory per worker
 
@@ -964,6 +1049,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--profile", action=argparse.BooleanOptionalAction, default=True, help="py-spy profile"
     )
     parser.add_argument("--profile-seconds", type=float, help="py-spy duration (default 10)")
+    parser.add_argument(
+        "--serve-args",
+        default="",
+        help="extra modelreg serve flags, e.g. '--workers 2' (default none: its defaults)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="before each cell wait up to this many seconds for other jobs to leave the CPUs",
+    )
     parser.add_argument("--keep", type=Path, help="keep logs, wrk output and profile here")
     parser.add_argument(
         "--write-docs",

@@ -134,6 +134,8 @@ def bucket(frames: Sequence[str]) -> str:
 
 def short(frame: str) -> str:
     """``function (…/site-packages/pkg/mod.py:12)`` shortened to ``function (pkg/mod.py)``."""
+    if frame.startswith("process "):  # py-spy's root frame: no Python frame was running
+        return "(native code outside any Python frame)"
     found = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
     if found is None:
         return frame
@@ -149,13 +151,15 @@ def markdown(profile: Profile, what: str) -> str:
     """The profile as a paragraph and two lists, for docs/benchmarks.md."""
     if profile.error:
         return f"No profile: {profile.error}."
+    plural = "es" if profile.processes != 1 else ""
     lines = [
         f"`py-spy record --subprocesses --nonblocking -r {RATE}` sampled every busy Python "
-        f"thread of {what} ({profile.processes} processes) for {profile.seconds:g} s "
+        f"thread of {what} ({profile.processes} worker process{plural}) for {profile.seconds:g} s "
         f"({profile.rps:,.0f} req/s meanwhile): {profile.samples:,} samples, "
-        f"{profile.threads(profile.samples):.2f} threads busy on average, "
+        f"{profile.threads(profile.samples):.2f} threads not idle on average (waiting for the GIL "
+        "counts), "
         f"{profile.ms_per_request(profile.samples)} of thread time per request. By bucket "
-        "(share of samples; busy threads; thread time per request):\n"
+        "(share of samples; threads not idle; thread time per request):\n"
     ]
     lines += [
         f"- {label}: {profile.share(n)} ({profile.threads(n):.2f}; {profile.ms_per_request(n)})"
