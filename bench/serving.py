@@ -714,12 +714,16 @@ def cells_table(results: Sequence[Served]) -> str:
         for c in served.cells:
             lines.append(
                 f"| {c.server.label} | {'50/50' if c.ab else '-'} | {c.rows:,} | {_held(c)} "
-                f"| {c.rps:,.1f} | {c.rows_per_s:,.0f} | {_ms(c.p50_ms)} | {_ms(c.p99_ms)} "
+                f"| {c.rps:,.1f} | {c.rows_per_s:,.0f} | {_lat(c, c.p50_ms)} | {_lat(c, c.p99_ms)} "
                 f"| {c.errors:,} | {c.cores(c.server_cpu):.2f} | {c.cores(c.wrk_cpu):.2f} "
                 f"| {c.other_cores:.2f} "
                 f"| {c.load:.1f} | {c.seconds:.0f} |"
             )
     return "\n".join(lines)
+
+
+def _lat(cell: Cell, value: float) -> str:
+    return _ms(value) if cell.requests else "none answered"
 
 
 def _held(cell: Cell) -> str:
@@ -895,6 +899,25 @@ def limits(results: Sequence[Served]) -> str:
             f"the other {max(per_request - ceiling_cpu, 0):.2f} ms is modelreg's own work "
             "(framework, parsing, routing, batching, the model, metrics)."
         )
+    big, big_ceiling = peak(results, "modelreg", BIG_ROWS), peak(results, "ceiling", BIG_ROWS)
+    if big is not None and big.requests:
+        big_cpu = 1000 * big.server_cpu / big.requests
+        lines.append(
+            f"\n\n{BIG_ROWS:,}-row requests: at best {big.rows_per_s:,.0f} rows/s "
+            f"({big.connections} connections, p99 {_ms(big.p99_ms)} ms), {big_cpu:.1f} ms of "
+            f"server CPU per request, {1000 * big_cpu / BIG_ROWS:.1f} µs per row."
+        )
+        if big_ceiling is not None and big_ceiling.requests:
+            ceiling_big = 1000 * big_ceiling.server_cpu / big_ceiling.requests
+            lines.append(
+                f" Reading the same {BIG_ROWS:,}-row body costs the ceiling app "
+                f"{ceiling_big:.2f} ms: the rest is parsing the JSON into the model's input, "
+                "predicting and answering."
+            )
+    lines.append(
+        '\n\nOn a shared machine requests/s fall when other jobs take CPU (the "other CPU" '
+        "column); CPU milliseconds per request and the profile's shares hold."
+    )
     if modelreg.profile is not None:
         lines.append("\n\n" + markdown(modelreg.profile, "`modelreg serve` at 64 connections"))
     else:
