@@ -35,11 +35,11 @@ time, on a free port:
 Every server gets the same requests from ``wrk`` (POST ``/invocations``,
 ``dataframe_split`` JSON of 1 row or of 1,000 rows, a different ``X-User-ID``
 on each request) at 1, 16 and 64 connections: ``--warmup`` seconds, then
-``--duration`` seconds measured. MLflow answers about two 1,000-row requests a
-second, one at a time: 64 queued requests would wait longer than wrk's timeout,
-so its 1,000-row cells hold at most ``--slow-connections`` connections (the
-table says so) for ``--slow-duration`` seconds. Requests/s, rows/s, p50 and p99 come from wrk's
-Lua ``done`` hook; the servers' CPU from ``/proc``, wrk's from ``getrusage``;
+``--duration`` seconds measured. MLflow answers a few 1,000-row requests a
+second, one at a time: 64 queued ones could wait longer than wrk's timeout, so
+its 1,000-row cells hold at most ``--slow-connections`` connections (the table
+says so) for ``--slow-duration`` seconds. Requests/s, rows/s, p50 and p99 come
+from wrk's Lua ``done`` hook; the servers' CPU from ``/proc``, wrk's from ``getrusage``;
 per-worker RSS and PSS from ``/proc/<pid>/smaps_rollup`` after the load. wrk
 and the server share the machine's cores. The section is printed and, unless
 ``--no-write-docs``, replaces "## Serving" in ``docs/benchmarks.md``.
@@ -80,7 +80,11 @@ from serving_profile import Profile, markdown, parse, record
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
-SERVE_SOURCE = ROOT / "src" / "modelreg" / "cli" / "serve.py"
+# Where modelreg serve's uvicorn settings are written (the ceiling copies them).
+SERVE_SOURCES = (
+    ROOT / "src" / "modelreg" / "cli" / "serve.py",
+    ROOT / "src" / "modelreg" / "serving" / "listener.py",
+)
 SECTION = "## Serving"
 MODEL_PARAMS = {"n_estimators": 200, "max_depth": 10}
 BIG_ROWS = 1000
@@ -180,11 +184,17 @@ def uvicorn_options() -> dict[str, str]:
     Read rather than assumed, so the ceiling follows whatever the server at HEAD does;
     a setting it does not pass is uvicorn's default.
     """
-    source = SERVE_SOURCE.read_text()
+    source = "\n".join(path.read_text() for path in SERVE_SOURCES if path.exists())
     found = {}
-    for option, default in (("loop", "auto"), ("http", "auto"), ("access_log", "True")):
-        match = re.search(rf'"{option}":\s*"?([\w.]+)"?', source)
-        found[option] = match.group(1) if match else default
+    choices = {
+        "loop": "auto|asyncio|uvloop",
+        "http": "auto|h11|httptools",
+        "access_log": "True|False",
+    }
+    for option, values in choices.items():
+        # As a Config keyword (loop="uvloop") or an options-dict entry ("loop": "uvloop").
+        match = re.search(rf'(?:"{option}":|\b{option}=)\s*"?({values})\b', source)
+        found[option] = match.group(1) if match else values.split("|")[0]  # uvicorn default
     return found
 
 
@@ -267,38 +277,33 @@ class Memory:
     pss_mib: float  # shared pages divided among the processes sharing them
 
 
-def group_processes(pgid: int) -> dict[int, tuple[int, str]]:
-    """Every live process of group ``pgid``: pid -> (parent pid, command line)."""
+def group_stats(pgid: int) -> dict[int, list[str]]:
+    """``/proc/<pid>/stat`` fields after the command of every live process in group ``pgid``."""
     found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                pid = int(stat.parent.name)
-                command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                found[pid] = (int(fields[1]), command.strip())
+            if int(fields[2]) == pgid:  # pgrp is field 5 of stat, third after the command
+                found[int(stat.parent.name)] = fields
     return found
 
 
 def worker_pids(pgid: int) -> list[int]:
     """The processes that answer requests: the group's leaves, minus multiprocessing helpers."""
-    processes = group_processes(pgid)
-    parents = {parent for parent, _ in processes.values()}
-    return sorted(
-        pid
-        for pid, (_, command) in processes.items()
-        if pid not in parents and "resource_tracker" not in command and command
-    )
+    stats = group_stats(pgid)
+    parents = {int(fields[1]) for fields in stats.values()}
+    leaves = []
+    for pid in set(stats) - parents:
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if command and b"resource_tracker" not in command:
+                leaves.append(pid)
+    return sorted(leaves)
 
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU seconds of every live process in process group ``pgid``."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # pgrp is field 5 of stat, third after the command
-                total += int(fields[11]) + int(fields[12])
+    total = sum(int(f[11]) + int(f[12]) for f in group_stats(pgid).values())
     return total / CLOCK_TICKS
 
 
@@ -948,8 +953,8 @@ def section(ctx: Context, results: Sequence[Served], started: datetime) -> str:
     )
     mlflow_note = (
         f"MLflow's {BIG_ROWS:,}-row cells: at most {args.slow_connections} connections, "
-        f"{args.slow_duration:g} s after a 1 s warm-up (it answers about two such requests a "
-        "second, one at a time, so more connections only queue past wrk's timeout)."
+        f"{args.slow_duration:g} s after a 1 s warm-up (it answers a few such requests a "
+        "second, one at a time, so more connections only queue, up to wrk's timeout)."
         if mlflow_served
         else ""
     )
