@@ -63,7 +63,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -427,13 +427,10 @@ def measure(
     ctx: Context, server: Server, pgid: int, url: str, rows: int, asked: int, *, ab: bool
 ) -> Cell:
     """Warm up, then measure one cell at ``asked`` connections (MLflow's big cells: fewer)."""
-    connections = asked
     args = ctx.args
-    if server is MLFLOW and rows > 1:
-        seconds, warmup = args.slow_duration, 1.0
-        connections = min(connections, args.slow_connections)
-    else:
-        seconds, warmup = args.duration, args.warmup
+    connections = held_connections(ctx, server, rows, asked)
+    slow = connections != asked or (server is MLFLOW and rows > 1)
+    seconds, warmup = (args.slow_duration, 1.0) if slow else (args.duration, args.warmup)
     if warmup > 0:
         run_wrk(ctx, wrk_argv(ctx, url, rows, connections, warmup))
     if args.wait_quiet > 0:
@@ -461,7 +458,7 @@ def measure(
         load=os.getloadavg()[0],
     )
     print(
-        f"  {server.label}{' A/B' if ab else ''} rows={rows} c={connections}: "
+        f"  {server.label}{' A/B' if ab else ''} rows={rows} c={_held(cell)}: "
         f"{cell.rps:,.1f} req/s, {cell.rows_per_s:,.0f} rows/s, p50 {cell.p50_ms:,.1f} ms, "
         f"p99 {cell.p99_ms:,.1f} ms, errors {cell.errors}, server "
         f"{cell.cores(cell.server_cpu):.2f} cores, wrk {cell.cores(cell.wrk_cpu):.2f}, "
@@ -520,11 +517,24 @@ def bench_server(ctx: Context, server: Server) -> Served:
     return served
 
 
+def held_connections(ctx: Context, server: Server, rows: int, asked: int) -> int:
+    """The connections wrk holds for a cell: ``asked``, or fewer for MLflow's 1,000-row cells."""
+    if server is MLFLOW and rows > 1:
+        return min(asked, int(ctx.args.slow_connections))
+    return asked
+
+
 def measure_all(ctx: Context, served: Served, pgid: int, url: str, *, ab: bool) -> None:
-    """Every body size at every connection count."""
+    """Every body size at every connection count (a cell held at the same count is reused)."""
     for rows in ctx.bodies:
-        for connections in ctx.args.connection_list:
-            served.cells.append(measure(ctx, served.server, pgid, url, rows, connections, ab=ab))
+        done: dict[int, Cell] = {}
+        for asked in ctx.args.connection_list:
+            held = held_connections(ctx, served.server, rows, asked)
+            if held in done:
+                served.cells.append(replace(done[held], connections=asked))
+                continue
+            done[held] = measure(ctx, served.server, pgid, url, rows, asked, ab=ab)
+            served.cells.append(done[held])
 
 
 def score(url: str, body: str, user: str = "user-0") -> httpx.Response:
@@ -734,7 +744,7 @@ def _lat(cell: Cell, value: float) -> str:
 def _held(cell: Cell) -> str:
     if cell.held == cell.connections:
         return str(cell.connections)
-    return f"{cell.connections} (ran at {cell.held})"
+    return f"{cell.connections} (held {cell.held})"
 
 
 def ratio(a: Cell | None, b: Cell | None, rows: bool = False) -> float | None:
