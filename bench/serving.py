@@ -551,12 +551,20 @@ def score(url: str, body: str, user: str = "user-0") -> httpx.Response:
 
 
 def chosen_lines(log: str) -> list[str]:
-    """What ``modelreg serve`` itself printed (not uvicorn's or the loggers' lines)."""
-    lines = [
+    """What ``modelreg serve`` printed before its server started (e.g. the workers it chose)."""
+    lines = []
+    for line in log.splitlines():
+        if re.match(r"(INFO|WARNING|ERROR|DEBUG):|\[INFO\]|\d{4}-\d\d-\d\d |Traceback", line):
+            break  # the server's (or a logger's) first line: the command's own output is over
+        if line.strip():
+            lines.append(line.strip())
+    # Or a log line saying what it chose (uvicorn's and granian's own worker lines aside).
+    lines += [
         line.strip()
         for line in log.splitlines()
-        if line.strip() and not re.match(r"(INFO|WARNING|ERROR|DEBUG):|\d{4}-\d\d-\d\d ", line)
-    ]
+        if re.search(r"(?i)\bworkers?\b", line)
+        and not re.search(r"^INFO:|^\[INFO\]|Started server process|worker-\d", line)
+    ][:2]
     return lines[:5]
 
 
@@ -568,7 +576,7 @@ def runtimes(url: str) -> list[str]:
         if isinstance(node, dict):
             runtime = node.get("runtime")
             if isinstance(runtime, dict):
-                reason = f" ({str(runtime['reason'])[:120]})" if runtime.get("reason") else ""
+                reason = f" ({str(runtime['reason'])[:80]})" if runtime.get("reason") else ""
                 who = node.get("variant") or node.get("model") or "model"
                 found.append(f"{who} v{node.get('version')}: {runtime.get('name')}{reason}")
             for value in node.values():
@@ -1015,8 +1023,8 @@ Servers:
 Errors = non-2xx answers plus socket errors. Server CPU = user + system time
 of the server's process group during the measured run, over its duration, in
 cores; wrk CPU likewise; other CPU = the rest of the machine's busy time
-(`/proc/stat`) in that window: other jobs sharing the machine, which the
-server could not use.
+(`/proc/stat`) in that window: other jobs sharing the machine (and interrupt
+time no process is charged for), which the server could not use.
 
 ### Ratios and verdict
 
