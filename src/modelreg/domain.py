@@ -237,6 +237,9 @@ class CompileDetails(EventDetails):
     converters: dict[str, str] = {}
     refused: str = ""
     replica: str = ""  # the model server that compiled it (host/uuid)
+    # Where the compiled artifact is kept beside the version (``runs:/<run>/modelreg-compiled/
+    # <digest>/model.onnx``); empty when it could not be stored (the server keeps its own copy).
+    artifact_uri: str = ""
 
 
 DETAILS: dict[Action, type[EventDetails]] = {

@@ -75,13 +75,18 @@ def register_trees(registry: Registry, backend: Backend, name: str, depths: list
 def serving(
     backend: Backend, home: Path, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[Server]:
-    """Run `modelreg serve ARGS` on a free port until the block ends."""
+    """Run `modelreg serve ARGS` on a free port until the block ends.
+
+    One worker process unless ARGS say otherwise: the default is one per core,
+    and the tests read metrics, reload counts and /version from one process.
+    """
     port = free_port()
+    workers = () if "--workers" in args else ("--workers", "1")
     argv = [
         sys.executable,
         "-c",
         "from modelreg.cli import run; run()",
-        *cli_argv(backend, home, "serve", *args, "--port", str(port)),
+        *cli_argv(backend, home, "serve", *args, *workers, "--port", str(port)),
     ]
     url = f"http://127.0.0.1:{port}"
     process = ServiceProcess(

@@ -485,7 +485,9 @@ class ProductionShape:
             port = free_port()
             process = self._launch(
                 name,
-                _modelreg_argv("serve", "--config", str(config), "--port", str(port)),
+                _modelreg_argv(
+                    "serve", "--config", str(config), "--port", str(port), "--workers", "1"
+                ),
                 health_url=f"http://127.0.0.1:{port}/v2/health/ready",
                 env={**self.modelreg_env(home), "MODELREG_RELOAD_TOKEN": ""},
                 cwd=home,

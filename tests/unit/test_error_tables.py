@@ -45,6 +45,7 @@ EXPECTED: dict[type[ModelregError], tuple[int, int]] = {
     errors.PermissionDeniedError: (403, 7),
     errors.IntegrityError: (422, 5),
     errors.LineageError: (422, 1),
+    errors.CompilationError: (422, 1),
     errors.BackendError: (502, 6),
     errors.BackendUnavailableError: (503, 6),
     errors.ModelNotReadyError: (503, 1),

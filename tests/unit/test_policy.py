@@ -101,10 +101,23 @@ def test_per_model_overrides_merge_key_by_key() -> None:
     assert loaded.for_model("other").gates.metrics[0].threshold == pytest.approx(0.85)
 
 
+def test_serving_rules_default_to_auto_and_merge_per_model() -> None:
+    assert policy.parse("", "test").for_model("any").serving.compile == "auto"
+    loaded = policy.parse(
+        '[default.serving]\ncompile_tolerance = 1e-4\n[models.fraud.serving]\ncompile = "off"\n',
+        "test",
+    )
+    fraud = loaded.for_model("fraud").serving
+    assert (fraud.compile, fraud.compile_tolerance) == ("off", 1e-4)
+    assert loaded.for_model("other").serving.compile == "auto"
+
+
 @pytest.mark.parametrize(
     ("text", "where"),
     [
         ("[default.gates]\nmetrics = ['auc => 1']", "default.gates.metrics"),
+        ("[default.serving]\ncompile = 'always'", "default.serving.compile"),
+        ("[default.serving]\ncompile_tolerance = 0", "default.serving.compile_tolerance"),
         ("[default.approvals]\nrequired = -1", "default.approvals.required"),
         ("[default.gates]\nbogus = true", "default.gates.bogus"),
         ("[models.x.gates]\nmetrics = 3", "models.x.gates.metrics"),

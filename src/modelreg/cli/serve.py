@@ -4,7 +4,8 @@ The command checks its flags, builds the serving config, checks that every
 model names something servable, and runs the server over the registry (which
 is the server's :class:`~modelreg.serving.source.ModelSource` and
 :class:`~modelreg.serving.source.ExperimentSource`). With
-``--workers N`` uvicorn starts N processes; each gets the complete settings
+``--workers N`` (default: one per usable core, as memory allows, see
+:func:`default_workers`) uvicorn starts N processes; each gets the complete settings
 as JSON in its app factory's arguments (:func:`worker_app`), not through
 environment variables.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -23,10 +24,12 @@ from modelreg.errors import InvalidInputError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from modelreg.serving.config import ServerConfig
+    from modelreg.domain import CompileMode
+    from modelreg.serving.config import ServerConfig, WorkerChoice
     from modelreg.settings import Settings
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_COMPILE_MODES = ("auto", "require", "off")
 
 
 @app.command()
@@ -63,8 +66,22 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     workers: Annotated[
-        int, typer.Option(min=1, max=64, help="Server processes (each uses a core; default 1).")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes (default: one per usable core, as memory allows).",
+        ),
+    ] = None,
+    compile_mode: Annotated[
+        str | None,
+        typer.Option(
+            "--compile",
+            help="auto (default): serve a verified ONNX form when one can be made; "
+            "require: refuse versions without one; off: always the MLflow pyfunc. "
+            "With --config, overrides every model's setting.",
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP (MLflow /invocations), reloading when their alias moves."""
     import logging
@@ -80,6 +97,9 @@ def serve(
         raise InvalidInputError(
             f"--log-level {log_level[:20]!r}: use debug, info, warning or error"
         )
+    if compile_mode is not None and compile_mode not in _COMPILE_MODES:
+        raise InvalidInputError(f"--compile {compile_mode[:20]!r}: use auto, require or off")
+    mode = cast("CompileMode | None", compile_mode)
     if config is not None:
         model_flags = {
             "NAME": name,
@@ -94,7 +114,11 @@ def serve(
             raise InvalidInputError(
                 f"--config describes the models; drop {', '.join(given)} or set it in the file"
             )
-        server = load_config(config).updated(max_body_bytes=max_body_bytes, cache_dir=cache_dir)
+        server = (
+            load_config(config)
+            .updated(max_body_bytes=max_body_bytes, cache_dir=cache_dir)
+            .with_compile(mode)
+        )
     elif name is None:
         raise InvalidInputError("name a model to serve (modelreg serve NAME) or pass --config")
     else:
@@ -107,6 +131,7 @@ def serve(
             max_wait_ms=max_wait_ms,
             max_body_bytes=max_body_bytes,
             cache_dir=cache_dir,
+            compile=mode,
         )
     server = server.with_reload_token(state_of(ctx).settings.serving.reload_token)
     # Bound first: a busy port fails at once, before any model loads.
@@ -131,6 +156,10 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     out.print(f"serving {', '.join(m.reference for m in server.models)} on http://{host}:{port}")
+    if workers is None:
+        choice = default_workers()
+        workers = choice.workers
+        typer.echo(f"serving with {choice.reason}", err=True)
     options: dict[str, Any] = {
         "host": host,  # for uvicorn's "running on" line; it listens on sock
         "port": port,
@@ -160,6 +189,22 @@ def serve(
         factory=True,
         workers=workers,
         **options,
+    )
+
+
+def default_workers() -> WorkerChoice:
+    """The worker count for this machine or container: its cores, its quota, its memory."""
+    from modelreg.serving.config import (
+        available_memory,
+        cgroup_cpu_quota,
+        cgroup_dirs,
+        choose_workers,
+        usable_cpus,
+    )
+
+    dirs = cgroup_dirs()
+    return choose_workers(
+        cpus=usable_cpus(), cpu_quota=cgroup_cpu_quota(dirs), available_bytes=available_memory(dirs)
     )
 
 

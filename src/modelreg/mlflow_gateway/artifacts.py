@@ -14,6 +14,7 @@ from modelreg.errors import (
     BackendUnavailableError,
     InvalidInputError,
     ModelregError,
+    NotFoundError,
 )
 from modelreg.mlflow_gateway.connection import Connection
 
@@ -80,6 +81,42 @@ class ArtifactCalls(Connection):
             except ModelregError as exc:
                 refused[relative] = exc.message
         return refused
+
+    def store_derived(self, run_id: str, folder: str, filename: str, data: bytes) -> str:
+        """Log ``data`` as ``<folder>/<filename>`` among the run's artifacts; its ``runs:/`` URI.
+
+        For artifacts derived from a version (its compiled form): kept beside
+        the run that produced the version, outside the model directory, so
+        the version's own files and manifest are untouched.
+        """
+        with tempfile.TemporaryDirectory(prefix="modelreg-derived-") as tmp:
+            local = Path(tmp) / filename
+            local.write_bytes(data)
+            self._call(lambda: self.client.log_artifact(run_id, str(local), artifact_path=folder))
+        return f"runs:/{run_id}/{folder}/{filename}"
+
+    def fetch_derived(self, uri: str) -> bytes:
+        """The bytes of one artifact logged by :meth:`store_derived`.
+
+        Raises NotFoundError when the store has nothing at ``uri``, BackendError
+        when it cannot be reached.
+        """
+        with tempfile.TemporaryDirectory(prefix="modelreg-derived-") as tmp:
+            try:
+                local = self._call(
+                    lambda: self._mlflow().artifacts.download_artifacts(
+                        artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
+                    )
+                )
+                return Path(local).read_bytes()
+            except (InvalidInputError, BackendError) as exc:
+                if isinstance(exc, BackendUnavailableError):
+                    raise
+                if "RESOURCE_DOES_NOT_EXIST" in exc.message or "No such file" in exc.message:
+                    raise NotFoundError(f"the artifact store has nothing at {uri}") from exc
+                raise
+            except OSError as exc:
+                raise NotFoundError(f"the artifact store cannot give {uri}: {exc}") from exc
 
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:

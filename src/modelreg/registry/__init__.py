@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.domain import CompileDetails, LineageRecord, ReplicaReport, ServingRecord, Stage
-from modelreg.errors import BackendError, BackendUnavailableError
+from modelreg.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidInputError,
+    ModelNotReadyError,
+)
 from modelreg.experiments.definition import (
     DEFAULT_KEY_HEADER,
     ExperimentRoute,
@@ -678,14 +683,33 @@ class Registry:
             compiled=self.serving.compiled(name, version, record.digest),
         )
 
-    def record_compilation(self, record: ServingRecord, details: CompileDetails) -> bool:
+    def record_compilation(
+        self, record: ServingRecord, details: CompileDetails, artifact: bytes | None = None
+    ) -> CompileDetails:
         """Record a model server's compiled form of a version and its verification (COMPILE).
 
         One event per artifacts, compiled artifact and outcome: the same
-        verification repeated by every replica and reload is not appended again.
-        Returns whether an event was appended.
+        verification repeated by every replica and reload is not appended
+        again. A passed form's ``artifact`` is kept beside the version, among
+        the artifacts of the run that logged it
+        (``modelreg-compiled/<digest>/model.onnx``), so other replicas fetch it
+        instead of converting again. Returns the details as recorded.
         """
-        return self.serving.record_compilation(record, details)
+
+        def store(data: bytes) -> str:
+            run_id = self.gateway.version(record.name, record.version).run_id
+            if not run_id:
+                raise ModelNotReadyError(record.name, "the version has no run to keep it beside")
+            folder = f"modelreg-compiled/{record.digest.removeprefix('sha256:')}"
+            return self.gateway.store_derived(run_id, folder, "model.onnx", data)
+
+        return self.serving.record_compilation(record, details, artifact, store=store)
+
+    def compiled_artifact(self, uri: str) -> bytes:
+        """The bytes of a compiled artifact kept beside a version (a COMPILE's ``artifact_uri``)."""
+        if not uri.startswith("runs:/"):
+            raise InvalidInputError(f"not a compiled artifact's URI: {uri[:100]!r}")
+        return self.gateway.fetch_derived(uri)
 
     def download(self, name: str, version: int, dst: Path) -> Path:
         """Download a version's artifacts under ``dst`` and return the model directory."""

@@ -11,6 +11,8 @@ slots as last reported, reloads and refused loads for
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from modelreg.domain import (
@@ -21,6 +23,7 @@ from modelreg.domain import (
     ServingRecord,
     check_model_name,
 )
+from modelreg.errors import ModelregError
 from modelreg.ledger import Ledger
 from modelreg.ledger.replicas import ReplicaStore
 from modelreg.policy import Permission
@@ -28,6 +31,8 @@ from modelreg.registry.access import Access
 from modelreg.registry.reads import check_page
 from modelreg.settings import Settings
 from modelreg.views import ReloadPage, ReloadView, ServedSlotView
+
+log = logging.getLogger("modelreg.serving")
 
 SILENT = timedelta(minutes=1)
 """A replica reports every ``flush_interval`` (2 s by default): this long without a report
@@ -97,24 +102,50 @@ class ServingReports:
                     found = details
         return found
 
-    def record_compilation(self, record: ServingRecord, details: CompileDetails) -> bool:
+    def record_compilation(
+        self,
+        record: ServingRecord,
+        details: CompileDetails,
+        artifact: bytes | None = None,
+        *,
+        store: Callable[[bytes], str] | None = None,
+    ) -> CompileDetails:
         """Append a COMPILE event for ``record``'s version, unless the same one is there.
 
         Every replica verifies a compiled form on every load; the ledger keeps
         one event per (artifacts, compiled artifact, outcome, reason), the
         first, so it reads as a history of what was compiled rather than a
-        log of loads. Returns whether an event was appended.
+        log of loads. A passed form's ``artifact`` is first kept beside the
+        version by ``store`` (which returns its URI); a failure to store it is
+        logged and the event says it is not stored. Returns the details as
+        recorded (the existing event's when there was one).
         """
         key = (details.compiled_digest, details.passed, details.refused)
+        for seen in self._compile_details(record):
+            if (seen.compiled_digest, seen.passed, seen.refused) == key:
+                return seen
+        if details.passed and artifact is not None and store is not None:
+            try:
+                details = details.model_copy(update={"artifact_uri": store(artifact)})
+            except ModelregError as exc:
+                log.warning(
+                    "%s v%d: the compiled form could not be stored beside the version "
+                    "(each server compiles its own): %s",
+                    record.name,
+                    record.version,
+                    exc.message,
+                )
         with self.ledger.locked(record.name) as tx:
+            # Another replica may have recorded the same form while this one stored it.
             for event in tx.events(record.name, version=record.version):
-                if event.action is not Action.COMPILE or event.digest != record.digest:
-                    continue
-                seen = event.typed()
-                if isinstance(seen, CompileDetails) and (
-                    (seen.compiled_digest, seen.passed, seen.refused) == key
+                same = event.typed()
+                if (
+                    event.action is Action.COMPILE
+                    and event.digest == record.digest
+                    and isinstance(same, CompileDetails)
+                    and (same.compiled_digest, same.passed, same.refused) == key
                 ):
-                    return False
+                    return same
             tx.append(
                 NewEvent(
                     model=record.name,
@@ -129,7 +160,19 @@ class ServingReports:
                     details=details.model_dump(mode="json"),
                 )
             )
-        return True
+        return details
+
+    def _compile_details(self, record: ServingRecord) -> list[CompileDetails]:
+        found = []
+        for event in self.ledger.events(record.name, version=record.version):
+            details = event.typed()
+            if (
+                event.action is Action.COMPILE
+                and event.digest == record.digest
+                and isinstance(details, CompileDetails)
+            ):
+                found.append(details)
+        return found
 
     def prune(self) -> None:
         """Forget silent replicas and reloads past the history (the workers' round)."""

@@ -19,9 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelreg.serving.protocol import ScoringInput
+from modelreg.serving.protocol import ScoringInput, as_frame
 
-Predict = Callable[[pd.DataFrame, dict[str, Any] | None], Any]
+Predict = Callable[[Any, dict[str, Any] | None], Any]
+"""``predict(input, params)``: input a DataFrame, or with ``takes_arrays`` also a 2-D array."""
+
+#: Weight of the newest predict call in the running mean of call durations.
+_CALL_WEIGHT = 0.2
 
 
 @dataclass
@@ -51,6 +55,21 @@ class MicroBatcher:
     Each request gets exactly what predicting it alone would return: results
     are split back by row (ndarray rows, list items, DataFrame/Series rows
     with a fresh index). Requests with different ``params`` are never merged.
+    The wait is also never longer than a predict call has been taking (a
+    running mean): for a model answering in microseconds, waiting milliseconds
+    for company costs more than the merged call saves, and the requests that
+    arrive meanwhile batch up during the call anyway. And after a batch of one
+    request, the next does not wait at all: nothing was arriving concurrently
+    (one client sending one request at a time would pay the wait on every
+    request and never gain a merge); waiting resumes as soon as requests
+    accumulate during a predict call again.
+
+    Inputs parsed as arrays (:class:`ScoringInput`) are merged with one
+    ``np.concatenate``; ``predict`` gets the merged array when ``takes_arrays``
+    is true (:meth:`LoadedModel.predict` does), else a DataFrame built from it
+    once per batch. An array is never merged with a frame, nor arrays of
+    different columns or dtypes.
+
     If a merged predict raises, every request of that batch is predicted on
     its own, so only a bad request fails, with its own exception. If it
     returns something that cannot be split by row (not one result per input
@@ -66,6 +85,7 @@ class MicroBatcher:
         max_wait_ms: float = 2.0,
         executor: concurrent.futures.Executor | None = None,
         on_batch: Callable[[int], None] | None = None,
+        takes_arrays: bool = False,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -76,6 +96,9 @@ class MicroBatcher:
         self._max_wait = max_wait_ms / 1000.0
         self._executor = executor
         self._on_batch = on_batch
+        self._takes_arrays = takes_arrays
+        self._call_seconds = self._max_wait  # until measured: the configured wait
+        self._concurrent = True  # whether the last batch merged requests (see the docstring)
         self._queue: deque[_Request] = deque()
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -126,6 +149,7 @@ class MicroBatcher:
                 continue
             batch = await self._collect()
             if batch:
+                self._concurrent = len(batch) > 1
                 await self._run(batch)
 
     async def _collect(self) -> list[_Request]:
@@ -135,10 +159,10 @@ class MicroBatcher:
         deadline = 0.0
         while True:
             rows, full = self._take(batch, rows)
-            if full or not batch or self._draining:
+            if full or not batch or self._draining or not self._concurrent:
                 return batch
             if not deadline:
-                deadline = batch[0].queued_at + self._max_wait
+                deadline = batch[0].queued_at + min(self._max_wait, self._call_seconds)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return batch
@@ -169,7 +193,7 @@ class MicroBatcher:
                 first = batch[0].item
                 if request.item.params != first.params:
                     return rows, True
-                if not _same_layout(request.item.frame, first.frame):
+                if not _same_layout(request.item, first):
                     return rows, True
             queue.popleft()
             batch.append(request)
@@ -183,10 +207,9 @@ class MicroBatcher:
             if len(batch) == 1:
                 await self._run_alone(batch[0])
                 return
-            frame = pd.concat([r.item.frame for r in batch], ignore_index=True)
             merged_ok = False
             try:
-                result = await self._call(frame, batch[0].item.params)
+                result = await self._call(_merge([r.item for r in batch]), batch[0].item.params)
                 merged_ok = True
                 parts = _split(result, [r.item.rows for r in batch])
             except Exception:  # noqa: BLE001 - isolate the failing request below
@@ -215,7 +238,7 @@ class MicroBatcher:
         if request.future.done():
             return
         try:
-            result = await self._call(request.item.frame, request.item.params)
+            result = await self._call(request.item, request.item.params)
         except Exception as exc:  # noqa: BLE001 - delivered to the caller that sent the request
             if not request.future.done():
                 request.future.set_exception(exc)
@@ -223,19 +246,50 @@ class MicroBatcher:
             if not request.future.done():
                 request.future.set_result(result)
 
-    async def _call(self, frame: pd.DataFrame, params: dict[str, Any] | None) -> Any:
+    async def _call(self, item: ScoringInput, params: dict[str, Any] | None) -> Any:
         if self._on_batch is not None:
-            self._on_batch(len(frame))
+            self._on_batch(item.rows)
+        data = item.data if self._takes_arrays else item.frame
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._predict, frame, params)
+        started = time.monotonic()
+        try:
+            return await loop.run_in_executor(self._executor, self._predict, data, params)
+        finally:
+            seconds = time.monotonic() - started
+            self._call_seconds += _CALL_WEIGHT * (seconds - self._call_seconds)
 
 
-def _same_layout(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Whether two frames can be concatenated without pandas aligning or upcasting columns."""
+def _same_layout(a: ScoringInput, b: ScoringInput) -> bool:
+    """Whether two inputs merge without pandas aligning or upcasting columns."""
+    x, y = a.data, b.data
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        return (
+            isinstance(x, np.ndarray)
+            and isinstance(y, np.ndarray)
+            and x.dtype == y.dtype
+            and x.ndim == y.ndim == 2
+            and x.shape[1] == y.shape[1]
+            and (a.columns is b.columns or _same_columns(a.columns, b.columns))
+        )
     # Frames parsed against one schema share its column Index object: the cheap common case.
-    if a.columns is b.columns:
+    if x.columns is y.columns:
         return True
-    return bool(a.columns.equals(b.columns) and a.dtypes.equals(b.dtypes))
+    return bool(x.columns.equals(y.columns) and x.dtypes.equals(y.dtypes))
+
+
+def _same_columns(a: pd.Index | None, b: pd.Index | None) -> bool:
+    return a is not None and b is not None and bool(a.equals(b))
+
+
+def _merge(items: list[ScoringInput]) -> ScoringInput:
+    """One input holding every row of ``items`` (of one layout, see :func:`_same_layout`)."""
+    first = items[0]
+    rows = sum(item.rows for item in items)
+    if isinstance(first.data, np.ndarray):
+        merged = np.concatenate([item.data for item in items])
+        return ScoringInput(merged, first.params, rows, first.columns)
+    frame = pd.concat([as_frame(item.data, item.columns) for item in items], ignore_index=True)
+    return ScoringInput(frame, first.params, rows)
 
 
 def _split(result: Any, sizes: list[int]) -> list[Any] | None:

@@ -38,6 +38,7 @@ from modelreg.experiments.definition import Feedback, FeedbackResult
 from modelreg.serving import protocol
 from modelreg.serving.loader import LoadedModel
 from modelreg.serving.metrics import NO_VERSION, UNKNOWN_MODEL, ServingMetrics
+from modelreg.serving.protocol import InputSchema
 from modelreg.serving.recording import ExperimentRecorder, first_output
 from modelreg.serving.reporting import ReplicaReporter
 from modelreg.serving.router import DEFAULT_DECISION, DefaultRouter, Router
@@ -95,6 +96,18 @@ class InferenceResponse:
     def error_code(self) -> str | None:
         """MLflow's ``error_code`` of the error, None for predictions."""
         return None if self.error is None else protocol.error_code_for(self.error)
+
+
+LARGE_BODY_BYTES = 64 * 1024
+"""Bodies larger than this (about 150 rows of 20 numbers) are parsed off the event loop."""
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A body parsed off the event loop, and the schema it was parsed against."""
+
+    parsed: protocol.ScoringInput
+    schema: InputSchema | None
 
 
 @dataclass(frozen=True)
@@ -217,10 +230,15 @@ class DataPlane:
         try:
             serving = slot.serving()  # not ready: answered before reading a body
             body = await request.read_body(self.max_body_bytes)
+            early = await self._parse_large(body, request.content_type, slot)
             # No await between taking the current model and submitting to its batcher:
             # a swap in between would hand the request to a batcher that is draining.
             serving = slot.serving()
-            scoring = protocol.parse_request(body, request.content_type, serving.model.schema)
+            schema = serving.model.schema
+            if early is not None and early.schema is schema:
+                scoring = early.parsed
+            else:
+                scoring = protocol.parse_request(body, request.content_type, schema)
             predictions = await serving.batcher.submit(scoring)
             answer = InferenceResponse(
                 variant, serving.model, predictions=protocol.predictions_json(predictions)
@@ -238,6 +256,22 @@ class DataPlane:
         finally:
             slot.inflight -= 1
         return _Scored(answer, body, None)
+
+    async def _parse_large(
+        self, body: bytes, content_type: str | None, slot: ModelSlot
+    ) -> _Parsed | None:
+        """Parse a body over :data:`LARGE_BODY_BYTES` in a thread; None for smaller ones.
+
+        Parsing a 1,000-row body takes milliseconds, during which the event loop
+        would answer nobody else; in a thread, small requests keep being
+        served (the GIL is handed over every few milliseconds). The caller
+        parses again if a reload changed the schema meanwhile.
+        """
+        if len(body) <= LARGE_BODY_BYTES:
+            return None
+        schema = slot.serving().model.schema
+        parsed = await asyncio.to_thread(protocol.parse_request, body, content_type, schema)
+        return _Parsed(parsed, schema)
 
     async def _score_shadow(self, job: ShadowJob) -> None:
         """Score a mirrored request on its treatment; counted, logged, never answered."""

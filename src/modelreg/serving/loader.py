@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,8 @@ from modelreg.errors import (
     shorten,
 )
 from modelreg.integrity import Manifest, verify
+from modelreg.serving.cache import mark_used, prune_cache
+from modelreg.serving.config import DEFAULT_CACHE_MAX_BYTES
 from modelreg.serving.protocol import InputSchema
 from modelreg.serving.source import CompilationSink, ModelSource
 
@@ -195,10 +198,28 @@ def zero_row(schema: Any) -> pd.DataFrame | None:
 class ModelLoader:
     """Turns (model, version) into a :class:`LoadedModel` through a model source and the cache."""
 
-    def __init__(self, source: ModelSource, cache_dir: Path, *, replica: str = "") -> None:
+    def __init__(
+        self,
+        source: ModelSource,
+        cache_dir: Path,
+        *,
+        replica: str = "",
+        max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+    ) -> None:
         self.source = source
         self.cache_dir = cache_dir.expanduser().resolve()
         self.replica = replica
+        self.max_bytes = max_bytes
+        # What this process serves (digests), so pruning keeps it; the server sets it.
+        self.in_use: Callable[[], Collection[str]] = frozenset
+
+    def prune(self) -> list[Path]:
+        """Remove least recently used versions past ``max_bytes``, keeping what is served.
+
+        Blocking (walks the cache): call it from a worker thread after a load.
+        """
+        keep = {digest.removeprefix("sha256:") for digest in self.in_use()}
+        return prune_cache(self.cache_dir, max_bytes=self.max_bytes, keep=keep)
 
     def load(self, name: str, version: int) -> LoadedModel:
         """Fetch, verify and deserialise a version (blocking: call it from a worker thread).
@@ -272,9 +293,10 @@ class ModelLoader:
     def _compiled_form(self, loaded: LoadedModel) -> tuple[CompiledModel, CompileDetails]:
         """A compiled form of ``loaded`` that passed verification now; CompilationError if none.
 
-        The stored form is used when the ledger recorded its sha256 (a stored
-        form that differs from the record is refused: tampered); otherwise the
-        model is converted again and the new form stored once it verifies.
+        A form the ledger recorded is taken from this server's cache, else
+        from beside the version in the artifact store, if its sha256 is the
+        recorded one (a different one is refused: tampered); otherwise the
+        model is converted. Either way it is verified again before it serves.
         """
         from modelreg.serving import compiled as onnx
 
@@ -283,20 +305,9 @@ class ModelLoader:
             raise CompilationError("the model has no named-column signature to compile against")
         stored = self.cache_dir / f"{loaded.digest.removeprefix('sha256:')}.onnx"
         known = record.compiled
-        form: CompiledModel | None = None
-        data = b""
-        if known is not None and stored.is_file():
-            data = stored.read_bytes()
-            if onnx.onnx_digest(data) != known.compiled_digest:
-                refusal = (
-                    f"the stored compiled form {stored} does not match the sha256 the ledger "
-                    f"recorded ({known.compiled_digest}); it was changed after verification. "
-                    "Refused; delete the file to compile the version again"
-                )
-                log.error("%s v%d: %s", loaded.name, loaded.version, refusal)
-                raise CompilationError(refusal)
+        data = self._recorded_form(loaded, stored, known) if known is not None else b""
+        if known is not None and data:
             form = onnx.CompiledModel(data, kind=known.kind, predict_fn=known.predict_fn)
-            os.utime(stored)  # recently used: the cache keeps it longest
             converters, model_type = known.converters, known.model_type
             kind, predict_fn = known.kind, known.predict_fn
         else:
@@ -321,21 +332,61 @@ class ModelLoader:
             refused=check.reason,
             replica=self.replica,
         )
-        self._record(record, details)
+        details = self._record(record, details, data if check.passed else None)
         if not check.passed:
             raise _RefusedError(
                 f"the compiled form disagrees with the original: {check.reason}", details
             )
-        if not stored.is_file():
+        if stored.is_file():
+            mark_used(stored)
+        else:
             _write_atomically(stored, data)
         return form, details
 
-    def _record(self, record: ServingRecord, details: CompileDetails) -> None:
-        """Record the verification in the ledger; a failure to record does not stop serving."""
+    def _recorded_form(self, loaded: LoadedModel, stored: Path, known: CompileDetails) -> bytes:
+        """The recorded compiled form's bytes (cache, then artifact store); b"" when neither has it.
+
+        CompilationError when the bytes found are not the ones the ledger recorded.
+        """
+        from modelreg.serving.compiled import onnx_digest
+
+        if stored.is_file():
+            data, origin = stored.read_bytes(), str(stored)
+            fix = "delete the file to compile the version again"
+        elif known.artifact_uri and isinstance(self.source, CompilationSink):
+            try:
+                data = self.source.compiled_artifact(known.artifact_uri)
+            except ModelregError as exc:
+                log.warning(
+                    "%s v%d: the recorded compiled form is not available (%s); converting again",
+                    loaded.name,
+                    loaded.version,
+                    exc.message,
+                )
+                return b""
+            origin, fix = known.artifact_uri, "delete it from the run's artifacts"
+        else:
+            return b""
+        if onnx_digest(data) != known.compiled_digest:
+            refusal = (
+                f"the compiled form at {origin} does not match the sha256 the ledger recorded "
+                f"({known.compiled_digest}); it was changed after verification. Refused; {fix}"
+            )
+            log.error("%s v%d: %s", loaded.name, loaded.version, refusal)
+            raise CompilationError(refusal)
+        return data
+
+    def _record(
+        self, record: ServingRecord, details: CompileDetails, artifact: bytes | None
+    ) -> CompileDetails:
+        """Record the verification (and keep a passed form beside the version), as recorded.
+
+        A failure to record is logged and does not stop serving.
+        """
         if not isinstance(self.source, CompilationSink):
-            return
+            return details
         try:
-            self.source.record_compilation(record, details)
+            return self.source.record_compilation(record, details, artifact)
         except ModelregError as exc:
             log.warning(
                 "%s v%d: could not record the compiled form's verification: %s",
@@ -343,6 +394,7 @@ class ModelLoader:
                 record.version,
                 exc.message,
             )
+            return details
 
     def fetch(self, name: str, version: int, manifest: Manifest) -> Path:
         """The verified local copy of a version: from the cache, or downloaded into it."""
@@ -351,6 +403,7 @@ class ModelLoader:
         entry = self.cache_dir / manifest.digest.removeprefix("sha256:")
         if entry.is_dir():
             if not verify(entry, manifest):
+                mark_used(entry)
                 return entry
             log.warning("cached copy %s no longer matches its manifest; downloading again", entry)
             shutil.rmtree(entry)
@@ -369,6 +422,7 @@ class ModelLoader:
             except OSError:
                 if not entry.is_dir():  # else another loader stored the same content first
                     raise
+        mark_used(entry)
         return entry
 
 

@@ -41,12 +41,14 @@ import datetime as dt
 import io
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from modelreg.errors import (
@@ -87,6 +89,10 @@ _INT_TYPES: Mapping[str, np.dtype[Any]] = {
     "integer": np.dtype(np.int32),
 }
 _BOOL_WORDS = {"true": True, "false": False}
+#: orjson reads an integer literal beyond 64 bits as a float where the json module keeps
+#: the exact int; any such literal has at least 19 digits in a row. Bodies holding such a
+#: run (also long fractions, or digits inside strings) are read by the json module.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 #: MLflow ``error_code`` for each error class, looked up along the class hierarchy
 #: (see :func:`error_code_for`). MLflow answers unparsable input with BAD_REQUEST;
@@ -143,21 +149,42 @@ class InputSchema:
 
 @dataclass(frozen=True)
 class ScoringInput:
-    """One parsed scoring request: the model input frame, its params and row count."""
+    """One parsed scoring request: the model input, its params and row count.
 
-    frame: pd.DataFrame
+    ``data`` is a DataFrame, or for an all-float schema a 2-D numpy array of
+    shape (rows, columns) whose columns are ``columns`` (the schema's names,
+    in signature order): building a DataFrame costs more than parsing a small
+    request, so it is built once per batch instead (:attr:`frame`).
+    """
+
+    data: pd.DataFrame | np.ndarray
     params: dict[str, Any] | None
     rows: int
+    columns: pd.Index | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The input as a DataFrame (an array is wrapped without copying its values)."""
+        return as_frame(self.data, self.columns)
+
+
+def as_frame(data: pd.DataFrame | np.ndarray, columns: pd.Index | None) -> pd.DataFrame:
+    """``data`` as a DataFrame: a frame as it is, a 2-D array with ``columns`` as its names."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    return pd.DataFrame(data, columns=columns, copy=False)
 
 
 def parse_request(
     body: bytes, content_type: str | None, schema: InputSchema | None
 ) -> ScoringInput:
-    """Parse an ``/invocations`` body into a frame that conforms to ``schema``.
+    """Parse an ``/invocations`` body into input that conforms to ``schema``.
 
-    Raises :class:`UnsupportedMediaTypeError` for anything but JSON or CSV in
-    UTF-8, and :class:`PayloadError` naming the problem for malformed bodies,
-    missing columns and values of the wrong type.
+    For an all-float ``schema`` the common formats become a schema-ordered
+    2-D array (see :class:`ScoringInput`), anything else a DataFrame. Raises
+    :class:`UnsupportedMediaTypeError` for anything but JSON or CSV in UTF-8,
+    and :class:`PayloadError` naming the problem for malformed bodies, missing
+    columns and values of the wrong type.
     """
     media_type = _media_type(content_type)
     if not body.strip():
@@ -167,15 +194,15 @@ def parse_request(
         )
     params: dict[str, Any] | None = None
     if media_type == CSV_MEDIA_TYPE:
-        fast = _float_csv_frame(body, schema) if schema is not None else None
+        fast = _float_csv_values(body, schema) if schema is not None else None
         if fast is not None:
-            return ScoringInput(fast, None, len(fast))
+            return ScoringInput(fast, None, len(fast), schema.index if schema else None)
         frame = _parse_csv(body, schema)
     else:
         key, value, params = _parse_json(body)
-        fast = _float_frame(key, value, schema) if schema is not None else None
+        fast = _float_values(key, value, schema) if schema is not None else None
         if fast is not None:
-            return ScoringInput(fast, params, len(fast))
+            return ScoringInput(fast, params, len(fast), schema.index if schema else None)
         # Only here: the fast path accepts nothing deeper than a table of numbers.
         if _depth_exceeds(value, MAX_JSON_DEPTH - 1) or _depth_exceeds(params, MAX_JSON_DEPTH - 1):
             raise PayloadError(_too_deep())
@@ -224,7 +251,7 @@ def _parse_csv(body: bytes, schema: InputSchema | None) -> pd.DataFrame:
         ) from exc
 
 
-def _float_csv_frame(body: bytes, schema: InputSchema) -> pd.DataFrame | None:
+def _float_csv_values(body: bytes, schema: InputSchema) -> np.ndarray | None:
     """Fast path for all-float schemas: the csv module and one numpy call instead of read_csv.
 
     read_csv costs about half a millisecond even for one row; anything it would
@@ -235,7 +262,7 @@ def _float_csv_frame(body: bytes, schema: InputSchema) -> pd.DataFrame | None:
         return None
     try:
         header, *rows = csv.reader(io.StringIO(body.decode()))
-        return _float_rows_frame(rows, header, schema, dtype) if rows else None
+        return _float_rows(rows, header, schema, dtype) if rows else None
     except (ValueError, TypeError, OverflowError, csv.Error):
         return None
 
@@ -243,7 +270,7 @@ def _float_csv_frame(body: bytes, schema: InputSchema) -> pd.DataFrame | None:
 def _parse_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
     """Return the input key, its value and the params of a JSON body."""
     try:
-        document = json.loads(body)
+        document = _load_json(body)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise PayloadError(f"malformed JSON: {exc}") from exc
     except RecursionError as exc:
@@ -284,6 +311,23 @@ def _parse_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
     return key, value, params
 
 
+def _load_json(body: bytes) -> Any:
+    """``json.loads(body)``, exactly: the same values, errors and messages, mostly by orjson.
+
+    orjson is several times faster, but refuses what the json module accepts
+    (NaN and Infinity tokens, numbers too large for a double, lone surrogates,
+    a UTF-8 BOM, UTF-16 and UTF-32 bodies, nesting past 1,024 levels) and reads
+    integers past 64 bits as floats: those bodies, and malformed ones, are
+    read again by the json module, whose answer or error is what counts.
+    """
+    if not _LONG_DIGITS.search(body):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def _too_deep() -> str:
     return f"malformed JSON: arrays and objects nest deeper than {MAX_JSON_DEPTH} levels"
 
@@ -319,10 +363,10 @@ def _json_type(value: Any) -> str:
     return "boolean" if isinstance(value, bool) else "number"
 
 
-def _float_frame(key: str, value: Any, schema: InputSchema) -> pd.DataFrame | None:
-    """Fast path for all-float schemas: numbers converted in one numpy call, no pandas parsing.
+def _float_values(key: str, value: Any, schema: InputSchema) -> np.ndarray | None:
+    """Fast path for all-float schemas: numbers converted in one numpy call, no pandas.
 
-    Returns a frame that already conforms to ``schema``, or None whenever
+    Returns a (rows, columns) array in schema column order, or None whenever
     anything is unusual (missing, duplicate or unnamed columns, ragged rows,
     text, an explicit index); the general path then produces the precise error.
     """
@@ -334,25 +378,24 @@ def _float_frame(key: str, value: Any, schema: InputSchema) -> pd.DataFrame | No
             columns = value.get("columns")
             if "index" in value or not isinstance(columns, list):
                 return None
-            return _float_rows_frame(value["data"], columns, schema, dtype)
+            return _float_rows(value["data"], columns, schema, dtype)
         if isinstance(value, dict):  # inputs/instances as {column: values}
             values = np.asarray([value[name] for name in schema.names], dtype)
             if values.ndim not in (1, 2):
                 return None
-            values = values.reshape(len(schema.names), -1).T
-            return pd.DataFrame(values, columns=schema.index, copy=False)
+            return values.reshape(len(schema.names), -1).T
         if isinstance(value, list) and value and isinstance(value[0], dict):  # records
             rows = [[record[name] for name in schema.names] for record in value]
-            return _float_rows_frame(rows, list(schema.names), schema, dtype)
+            return _float_rows(rows, list(schema.names), schema, dtype)
     except (KeyError, TypeError, ValueError, OverflowError):
         # OverflowError: an integer too large for a float (10**400); the general path names it.
         return None
     return None
 
 
-def _float_rows_frame(
+def _float_rows(
     data: Any, columns: list[Any], schema: InputSchema, dtype: np.dtype[Any]
-) -> pd.DataFrame | None:
+) -> np.ndarray | None:
     values = np.asarray(data, dtype=dtype)
     if values.ndim != 2 or values.shape[1] != len(columns):
         return None
@@ -361,7 +404,7 @@ def _float_rows_frame(
         if len(positions) != len(columns) or not positions.keys() >= set(schema.names):
             return None
         values = values[:, [positions[name] for name in schema.names]]
-    return pd.DataFrame(values, columns=schema.index, copy=False)
+    return values
 
 
 def _json_frame(key: str, value: Any, schema: InputSchema | None) -> pd.DataFrame:
@@ -575,6 +618,9 @@ def predictions_json(predictions: Any) -> bytes:
     accepts, so a client could not read a 200 answer.
     """
     if isinstance(predictions, np.ndarray):
+        fast = _vector_json(predictions)
+        if fast is not None:
+            return fast
         jsonable: Any = predictions.tolist()
     elif isinstance(predictions, pd.DataFrame):
         jsonable = predictions.to_dict(orient="records")
@@ -590,6 +636,28 @@ def predictions_json(predictions: Any) -> bytes:
         # Only predictions holding NaN or infinity get here: the common case pays
         # nothing for the rewrite, which walks every value.
         return json.dumps({"predictions": _finite(jsonable)}, default=_json_default).encode()
+
+
+def _vector_json(values: np.ndarray) -> bytes | None:
+    """The answer for a 1-D array of integers or finite floats, written without json.dumps.
+
+    Byte for byte what :func:`predictions_json` writes through the json module
+    (``{"predictions": [1, 0]}``, items separated by ", "): orjson writes
+    integers and booleans as the json module does, only without the space,
+    and floats go through ``float.__repr__``, the json module's own float
+    format (orjson's differs: ``0.00001`` for ``1e-05``). None for anything
+    else, including NaN and infinity.
+    """
+    if values.ndim != 1:
+        return None
+    kind = values.dtype.kind
+    if kind in "iub":
+        items = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].replace(b",", b", ")
+    elif kind == "f" and values.dtype.itemsize in (4, 8) and np.isfinite(values).all():
+        items = ", ".join(map(float.__repr__, values.tolist())).encode()
+    else:
+        return None
+    return b'{"predictions": [' + items + b"]}"
 
 
 def _finite(value: Any) -> Any:

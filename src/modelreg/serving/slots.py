@@ -339,6 +339,7 @@ class ModelSlot:
         self.metrics.load_seconds.labels(self.name, self.variant).observe(load_seconds)
         batcher = MicroBatcher(
             loaded.predict,
+            takes_arrays=True,
             max_batch_size=self.config.max_batch_size,
             max_wait_ms=self.config.max_wait_ms,
             executor=self.executor,
@@ -359,6 +360,7 @@ class ModelSlot:
                 load_seconds,
             )
             _settle_heap()
+            await self._prune()
             return CheckResult.RELOADED
         log.info(
             "%s: now serving v%d (%s), loaded in %.1f s, was v%d; draining the old model",
@@ -371,7 +373,15 @@ class ModelSlot:
         await old.batcher.drain()
         del old  # the last reference: the old model can be freed
         _settle_heap()
+        await self._prune()
         return CheckResult.RELOADED
+
+    async def _prune(self) -> None:
+        """Keep the model cache within its size once a load added to it (never fails a load)."""
+        try:
+            await asyncio.to_thread(self.loader.prune)
+        except Exception:  # pruning is housekeeping: log it, keep serving
+            log.exception("%s: pruning the model cache failed", self.config.reference)
 
     def _load_failed(self, version: int, error: BaseException, stage: str) -> None:
         reason = failure_reason(error, stage)
@@ -530,6 +540,10 @@ class SlotSet:
             self._arms[name] = dict(arms)
         kept = {id(slot) for slot in arms.values()}
         return [s for v, s in old.items() if s.variant == v and id(s) not in kept]
+
+    def digests(self) -> set[str]:
+        """The artifact digests every slot (configured and arms) serves now."""
+        return {slot.current.model.digest for slot in self.slots.values() if slot.current}
 
     def served(self) -> list[ServedSlot]:
         """What every variant is served by now: configured slots, arms, and control."""

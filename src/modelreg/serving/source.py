@@ -115,6 +115,16 @@ class CompilationSink(Protocol):
     one, compiled forms are still verified on every load, just not recorded.
     """
 
-    def record_compilation(self, record: ServingRecord, details: CompileDetails) -> bool:
-        """Record a compiled form of ``record``'s version; whether a new event was appended."""
+    def record_compilation(
+        self, record: ServingRecord, details: CompileDetails, artifact: bytes | None = None
+    ) -> CompileDetails:
+        """Record a compiled form of ``record``'s version and store a verified ``artifact``.
+
+        Returns the details as recorded: with ``artifact_uri`` set when the
+        artifact is kept beside the version (or already was).
+        """
+        ...
+
+    def compiled_artifact(self, uri: str) -> bytes:
+        """The bytes of a compiled artifact kept beside a version (``artifact_uri``)."""
         ...
