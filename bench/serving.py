@@ -819,8 +819,8 @@ def verdict(results: Sequence[Served]) -> str:
         return "met" if (value >= target if above else value <= target) else "**missed**"
 
     big = (
-        f"{ours_big.rows_per_s:,.0f} rows/s at {ours_big.connections} connections vs "
-        f"{theirs_big.rows_per_s:,.0f} at {theirs_big.connections}"
+        f"{ours_big.rows_per_s:,.0f} rows/s at {_held(ours_big)} connections vs "
+        f"{theirs_big.rows_per_s:,.0f} at {_held(theirs_big)}"
         if ours_big and theirs_big
         else "not measured"
     )
