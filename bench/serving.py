@@ -565,7 +565,7 @@ def chosen_lines(log: str) -> list[str]:
         if re.search(r"(?i)\bworkers?\b", line)
         and not re.search(r"^INFO:|^\[INFO\]|Started server process|worker-\d", line)
     ][:2]
-    return lines[:5]
+    return list(dict.fromkeys(lines))[:5]  # once each, in order
 
 
 def runtimes(url: str) -> list[str]:
