@@ -1,36 +1,48 @@
-"""Serving throughput: ``modelreg serve`` against ``mlflow models serve`` on the course model.
+"""Serving throughput: ``modelreg serve`` at its defaults against ``mlflow models serve``.
 
-Run from the repository root (needs ``wrk``: ``apt-get install wrk``)::
+Run from the repository root (needs ``wrk``: ``apt-get install wrk``; py-spy
+and granian come with ``.[dev]``)::
 
-    .venv/bin/python bench/serving.py                      # full run, about 5 minutes
-    .venv/bin/python bench/serving.py --duration 5 --connections 1,16 --no-write-docs  # quick
+    .venv/bin/python bench/serving.py            # full run, about 12 minutes; writes the docs
+    .venv/bin/python bench/serving.py --quick --no-write-docs   # about 5 minutes, a smoke test
 
-The script starts its own MLflow server (SQLite backend and local artifacts in
-a temporary directory) and a SQLite ledger, trains the course's RandomForest
-(200 trees, depth 10, 20 double features, as in
-``modelreg.examples.course_register``), registers it with
-``modelreg.Registry.register`` and promotes it through Staging to Production.
-It then serves ``models:/<name>@production`` with each server in turn, at its
-defaults, on a free port:
+``--servers mlflow,modelreg,ceiling,modelreg-granian,ceiling-granian`` picks
+servers (the others follow the worker count ``modelreg`` chose, so keep it in),
+``--no-ab`` and ``--no-profile`` skip those parts, ``--keep DIR`` keeps every
+log, wrk output and the raw profile, and ``--wait-quiet 30`` waits (up to 30 s
+a cell) for other jobs to leave the CPUs: on a shared machine the "other CPU"
+column shows what they took.
 
-- ``mlflow models serve -m models:/<name>@production --env-manager local``
-  (``MLFLOW_TRACKING_URI`` set; MLflow's own default worker count), and
-- ``modelreg serve <name>`` (micro-batching on, as by default).
+The script starts its own MLflow server (SQLite, local artifacts, all in a
+temporary directory) and SQLite ledger, trains the course's RandomForest (200
+trees, depth 10, 20 double features, ``course_register.fraud_data``), registers
+it twice with ``Registry.register`` (version 1 in Production, version 2 in
+Staging, another seed) and serves ``<name>@production`` with, one server at a
+time, on a free port:
 
-Both get the same single-row ``dataframe_split`` JSON body from ``wrk`` (POST,
-``Content-Type: application/json``) at 1, 16 and 64 connections: a warm-up of
-``--warmup`` seconds, then ``--duration`` seconds measured. Requests/s, p50 and
-p99 come from a Lua ``done`` hook; non-2xx answers from wrk's "Non-2xx or 3xx
-responses" line; the servers' CPU time from ``/proc``; their full (generation-2)
-garbage-collection pauses from a ``sitecustomize`` hook the script puts on their
-``PYTHONPATH`` (it only logs). Only one model server runs at a time, but wrk
-shares the machine's cores with it.
+- ``mlflow models serve`` (the baseline, MLflow's defaults);
+- ``modelreg serve <name>`` with **default flags** (it picks its own worker
+  count; what it printed is recorded), measured without and then with a
+  running A/B experiment (``Registry.ab_start``: version 2 gets 50% of users,
+  keyed by ``X-User-ID``), then profiled with py-spy at 64 connections;
+- the HTTP ceiling: ``bench/serving_ceiling.py``, an ASGI app that reads the
+  body and answers ``{"predictions": [0]}``, under uvicorn with the worker
+  count modelreg chose and the uvicorn settings ``modelreg serve`` passes
+  (loop, http, access log: read from ``src/modelreg/cli/serve.py``);
+- the same two apps under granian (``granian --interface asgi``, modelreg
+  through its factory ``modelreg.cli.serve:worker_app``, same worker count).
 
-With py-spy installed (``.venv/bin/pip install py-spy``; not a project
-dependency) the script then profiles ``modelreg serve`` for ``--profile-seconds``
-under 64-connection load and summarises where its time goes; ``--no-profile``
-skips that. The table is printed and, with ``--write-docs`` (the default),
-written to the "Serving" section of ``docs/benchmarks.md``.
+Every server gets the same requests from ``wrk`` (POST ``/invocations``,
+``dataframe_split`` JSON of 1 row or of 1,000 rows, a different ``X-User-ID``
+on each request) at 1, 16 and 64 connections: ``--warmup`` seconds, then
+``--duration`` seconds measured. MLflow answers a few 1,000-row requests a
+second, one at a time: 64 queued ones could wait longer than wrk's timeout, so
+its 1,000-row cells hold at most ``--slow-connections`` connections (the table
+says so) for ``--slow-duration`` seconds. Requests/s, rows/s, p50 and p99 come
+from wrk's Lua ``done`` hook; the servers' CPU from ``/proc``, wrk's from ``getrusage``;
+per-worker RSS and PSS from ``/proc/<pid>/smaps_rollup`` after the load. wrk
+and the server share the machine's cores. The section is printed and, unless
+``--no-write-docs``, replaces "## Serving" in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -49,9 +62,8 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,26 +76,41 @@ from modelreg.examples.course_register import fraud_data
 from modelreg.registry import Registry
 from modelreg.stack import MLFLOW_SERVER_ENV, ServiceProcess, free_port, mlflow_server_argv
 from registry import machine, write_section
+from serving_profile import Profile, markdown, parse, record
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+# Where modelreg serve's uvicorn settings are written (the ceiling copies them).
+SERVE_SOURCES = (
+    ROOT / "src" / "modelreg" / "cli" / "serve.py",
+    ROOT / "src" / "modelreg" / "serving" / "listener.py",
+)
 SECTION = "## Serving"
 MODEL_PARAMS = {"n_estimators": 200, "max_depth": 10}
-TARGET_RATIO = 30.0
-TARGET_P99_MS = 100.0
-TARGET_CONNECTIONS = 64
-PROFILE_RATE = 100  # py-spy samples per second
+BIG_ROWS = 1000
 BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CPUS = len(os.sched_getaffinity(0))
 
-MLFLOW = "mlflow models serve"
-MODELREG = "modelreg serve"
+# The issue's targets (issue 13, "Done when"), all at default flags, single-row unless said.
+TARGET_RATIO_64 = 100.0
+TARGET_P99_MS = 20.0
+TARGET_CEILING_SHARE = 0.5
+TARGET_RATIO_1 = 10.0
+TARGET_ROWS_RATIO = 20.0
 
-# wrk calls done() once, in its main thread, with the statistics of all threads.
+# wrk calls request() per request in each thread's Lua state, done() once with all threads' stats.
 LUA = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [==[{body}]==]
+local counter = math.random(1, 1000000)
+
+request = function()
+  counter = counter + 1
+  wrk.headers["X-User-ID"] = "user-" .. counter
+  return wrk.format()
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -97,66 +124,254 @@ end
 """
 
 
-# Loaded into both servers' Python processes through PYTHONPATH: it only observes,
-# logging the wall-clock end and the pause of every full (generation-2) collection.
-GC_HOOK = """\
-import gc, os, time
+# -- servers ---------------------------------------------------------------------------
 
-_path = os.environ.get("BENCH_GC_LOG")
-if _path:
-    _log = open(f"{_path}.{os.getpid()}", "a", buffering=1)
-    _started = [0.0]
 
-    def _bench_gc(phase, info):
-        if info["generation"] != 2:
-            return
-        if phase == "start":
-            _started[0] = time.perf_counter()
+@dataclass(frozen=True)
+class Server:
+    """One server configuration: which app on which ASGI server."""
+
+    key: str
+    label: str
+    app: str  # "mlflow", "modelreg" or "ceiling"
+    stack: str  # "mlflow", "uvicorn" or "granian"
+
+
+MLFLOW = Server("mlflow", "mlflow models serve", "mlflow", "mlflow")
+MODELREG = Server("modelreg", "modelreg serve (defaults)", "modelreg", "uvicorn")
+CEILING = Server("ceiling", "ceiling on uvicorn", "ceiling", "uvicorn")
+MODELREG_GRANIAN = Server("modelreg-granian", "modelreg app on granian", "modelreg", "granian")
+CEILING_GRANIAN = Server("ceiling-granian", "ceiling on granian", "ceiling", "granian")
+SERVERS = (MLFLOW, MODELREG, CEILING, MODELREG_GRANIAN, CEILING_GRANIAN)
+
+
+@dataclass
+class Context:
+    """What every server and measurement needs: options, wrk, where files go, the model."""
+
+    args: argparse.Namespace
+    wrk: str
+    home: Path
+    tracking_uri: str = ""
+    ledger_uri: str = ""
+    model: str = ""
+    bodies: dict[int, str] = field(default_factory=dict)  # rows per request -> JSON body
+    workers: int = 1  # what modelreg serve chose; the other stacks get the same
+    uvicorn_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def wrk_log(self) -> Path:
+        """Where every wrk output is kept."""
+        return self.home / "wrk.log"
+
+    def script(self, rows: int) -> Path:
+        """The wrk Lua script sending the ``rows``-row body."""
+        return self.home / f"body-{rows}.lua"
+
+    def modelreg_env(self) -> dict[str, str]:
+        """The environment of a modelreg server process."""
+        return {
+            "MODELREG_TRACKING_URI": self.tracking_uri,
+            "MODELREG_LEDGER_URI": self.ledger_uri,
+            "MODELREG_HOME": str(self.home / "modelreg-home"),
+            "MODELREG_RELOAD_TOKEN": "",
+        }
+
+
+def uvicorn_options() -> dict[str, str]:
+    """The uvicorn settings ``modelreg serve`` passes (loop, http, access log), from its source.
+
+    Read rather than assumed, so the ceiling follows whatever the server at HEAD does;
+    a setting it does not pass is uvicorn's default.
+    """
+    source = "\n".join(path.read_text() for path in SERVE_SOURCES if path.exists())
+    found = {}
+    choices = {
+        "loop": "auto|asyncio|uvloop",
+        "http": "auto|h11|httptools",
+        "access_log": "True|False",
+    }
+    for option, values in choices.items():
+        # As a Config keyword (loop="uvloop") or an options-dict entry ("loop": "uvloop").
+        match = re.search(rf'(?:"{option}":|\b{option}=)\s*"?({values})\b', source)
+        found[option] = match.group(1) if match else values.split("|")[0]  # uvicorn default
+    return found
+
+
+def server_process(ctx: Context, server: Server, port: int) -> ServiceProcess:
+    """The process of ``server`` on ``port`` (not started)."""
+    host = "127.0.0.1"
+    bench_dir = str(Path(__file__).resolve().parent)
+    env: dict[str, str] = {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if server is MLFLOW:
+        argv = [
+            str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{ctx.model}@production",
+            "--env-manager", "local", "-h", host, "-p", str(port),
+        ]  # fmt: skip
+        env["MLFLOW_TRACKING_URI"] = ctx.tracking_uri
+    elif server is MODELREG:
+        argv = [str(BIN / "modelreg"), "serve", ctx.model, "--port", str(port)]
+        argv += shlex.split(ctx.args.serve_args)
+        env |= ctx.modelreg_env()
+    elif server.stack == "uvicorn":
+        opts = ctx.uvicorn_options
+        argv = [
+            str(BIN / "uvicorn"), "serving_ceiling:app", "--app-dir", bench_dir,
+            "--host", host, "--port", str(port), "--workers", str(ctx.workers),
+            "--loop", opts["loop"], "--http", opts["http"],
+        ]  # fmt: skip
+        if opts["access_log"] == "False":
+            argv.append("--no-access-log")
+    else:
+        target = (
+            "serving_ceiling:app" if server.app == "ceiling" else "modelreg.cli.serve:worker_app"
+        )
+        argv = [
+            str(BIN / "granian"), "--interface", "asgi", "--host", host, "--port", str(port),
+            "--workers", str(ctx.workers), "--no-ws", target,
+        ]  # fmt: skip
+        if server.app == "modelreg":
+            argv.insert(-1, "--factory")
+            env |= ctx.modelreg_env()
+            env["MODELREG_SERVE_CONFIG"] = json.dumps({"models": [{"name": ctx.model}]})
         else:
-            pause = (time.perf_counter() - _started[0]) * 1000
-            _log.write(f"{time.time():.4f} {pause:.3f}\\n")
+            env["PYTHONPATH"] = bench_dir
+    return ServiceProcess(
+        server.key,
+        argv,
+        health_url=f"http://{host}:{port}/ping",
+        env=env,
+        log_path=ctx.home / f"{server.key}.log",
+        cwd=ctx.home,
+    )
 
-    gc.callbacks.append(_bench_gc)
-"""
+
+def shown_command(ctx: Context, server: Server) -> str:
+    """The command line of ``server`` as the docs show it."""
+    opts = ctx.uvicorn_options
+    access = " --no-access-log" if opts.get("access_log") == "False" else ""
+    return {
+        "mlflow": "MLFLOW_TRACKING_URI=... mlflow models serve -m models:/<name>@production "
+        "--env-manager local -h 127.0.0.1 -p PORT",
+        "modelreg": "MODELREG_TRACKING_URI=... MODELREG_LEDGER_URI=... modelreg serve <name> "
+        f"--port PORT {ctx.args.serve_args}".rstrip(),
+        "ceiling": f"uvicorn serving_ceiling:app --app-dir bench --workers {ctx.workers} "
+        f"--loop {opts.get('loop')} --http {opts.get('http')}{access}",
+        "modelreg-granian": 'MODELREG_SERVE_CONFIG=\'{"models": [{"name": "<name>"}]}\' '
+        "MODELREG_TRACKING_URI=... granian --interface asgi --factory --no-ws "
+        f"--workers {ctx.workers} modelreg.cli.serve:worker_app",
+        "ceiling-granian": f"PYTHONPATH=bench granian --interface asgi --no-ws "
+        f"--workers {ctx.workers} serving_ceiling:app",
+    }[server.key]
+
+
+# -- processes and memory --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One worker process's memory after load, from ``/proc/<pid>/smaps_rollup``."""
+
+    pid: int
+    rss_mib: float
+    pss_mib: float  # shared pages divided among the processes sharing them
+
+
+def group_stats(pgid: int) -> dict[int, list[str]]:
+    """``/proc/<pid>/stat`` fields after the command of every live process in group ``pgid``."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # pgrp is field 5 of stat, third after the command
+                found[int(stat.parent.name)] = fields
+    return found
+
+
+def worker_pids(pgid: int) -> list[int]:
+    """The processes that answer requests: the group's leaves, minus multiprocessing helpers."""
+    stats = group_stats(pgid)
+    parents = {int(fields[1]) for fields in stats.values()}
+    leaves = []
+    for pid in set(stats) - parents:
+        with contextlib.suppress(OSError):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if command and b"resource_tracker" not in command:
+                leaves.append(pid)
+    return sorted(leaves)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group ``pgid``."""
+    total = sum(int(f[11]) + int(f[12]) for f in group_stats(pgid).values())
+    return total / CLOCK_TICKS
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent outside idle and iowait since boot, from ``/proc/stat``."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+def wait_quiet(most: float, busy_cores: float = 0.3) -> None:
+    """Wait (at most ``most`` seconds) until the machine, server idle, is below ``busy_cores``."""
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        before = machine_busy_seconds()
+        time.sleep(1)
+        if machine_busy_seconds() - before < busy_cores:
+            return
+    print(f"  (machine still busy after {most:g} s; measuring anyway)", file=sys.stderr)
+
+
+def memory(pgid: int) -> list[Memory]:
+    """RSS and PSS of each worker process of group ``pgid``."""
+    found = []
+    for pid in worker_pids(pgid):
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            kib = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+):\s+(\d+) kB", text, re.M)}
+            found.append(Memory(pid, kib.get("Rss", 0) / 1024, kib.get("Pss", 0) / 1024))
+    return found
 
 
 # -- measuring -------------------------------------------------------------------------
 
 
 @dataclass
-class Run:
-    """One measured wrk run against one server at one connection count."""
+class Cell:
+    """One measured wrk run: one server, body size, connection count, with or without A/B."""
 
-    server: str
-    connections: int
-    threads: int
+    server: Server
+    ab: bool
+    rows: int
+    connections: int  # the cell's connection count
+    held: int  # the connections wrk really held (fewer for MLflow's 1,000-row cells)
     requests: int
     seconds: float
     p50_ms: float
     p99_ms: float
-    max_ms: float
     non_2xx: int
-    socket_errors: dict[str, int]
-    server_cpu: float  # seconds of CPU the server's processes used during the run
+    socket_errors: int
+    server_cpu: float  # CPU seconds of the server's processes during the run
     wrk_cpu: float
+    other_cores: float  # cores busy with everything else (other jobs, this script's probes)
     load: float  # 1-minute load average after the run
-    batch_rows: float | None = None  # mean rows per predict call (modelreg only)
-    gc_pauses: list[float] = field(default_factory=list)  # full-collection pauses, ms
 
     @property
     def rps(self) -> float:
-        """Requests per second over the measured duration."""
+        """Requests per second."""
         return self.requests / self.seconds
 
     @property
-    def cpu_ms_per_request(self) -> float:
-        """Server CPU milliseconds per answered request."""
-        return 1000 * self.server_cpu / max(self.requests, 1)
+    def rows_per_s(self) -> float:
+        """Rows scored per second."""
+        return self.rps * self.rows
 
     @property
     def errors(self) -> int:
         """Non-2xx answers plus socket errors."""
-        return self.non_2xx + sum(self.socket_errors.values())
+        return self.non_2xx + self.socket_errors
 
     def cores(self, cpu: float) -> float:
         """``cpu`` seconds as the number of cores kept busy during the run."""
@@ -174,323 +389,269 @@ def check_wrk() -> str:
     return path
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of every live process in process group ``pgid``."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # pgrp is field 5 of stat, third after the command
-                total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
-def batch_totals(url: str) -> tuple[float, float]:
-    """(rows, predict calls) so far, from modelreg's batch-size histogram."""
-    text = httpx.get(f"{url}/metrics", trust_env=False, timeout=10).text
-    totals = {"sum": 0.0, "count": 0.0}
-    for kind in totals:
-        for found in re.finditer(
-            rf"^modelreg_serving_batch_size_{kind}\{{.*\}} (\S+)$", text, re.M
-        ):
-            totals[kind] += float(found.group(1))
-    return totals["sum"], totals["count"]
-
-
-def wrk_argv(
-    wrk: str, script: Path, url: str, connections: int, seconds: float, args: argparse.Namespace
-) -> list[str]:
+def wrk_argv(ctx: Context, url: str, rows: int, connections: int, seconds: float) -> list[str]:
     """The wrk command line for one run."""
     return [
-        wrk,
-        f"-t{min(args.threads, connections)}",
+        ctx.wrk,
+        f"-t{min(ctx.args.threads, connections)}",
         f"-c{connections}",
-        f"-d{seconds:g}s",
-        f"--timeout={args.timeout:g}s",
-        "--latency",
+        f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds
+        f"--timeout={ctx.args.timeout:g}s",
         "-s",
-        str(script),
+        str(ctx.script(rows)),
         f"{url}/invocations",
     ]
 
 
-def parse_wrk(output: str) -> dict[str, int]:
-    """The numbers of the Lua ``done`` hook, plus wrk's own non-2xx count."""
-    found = re.search(r"^BENCH (\{.*\})$", output, re.M)
-    if found is None:
-        raise RuntimeError(f"wrk printed no BENCH line; its output:\n{output}")
+def run_wrk(ctx: Context, argv: list[str]) -> dict[str, int]:
+    """Run wrk to completion, log its output and return its numbers (see ``LUA``)."""
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    with ctx.wrk_log.open("a") as out:
+        out.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n")
+    found = re.search(r"^BENCH (\{.*\})$", done.stdout, re.M)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     numbers: dict[str, int] = json.loads(found.group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", done.stdout)
     numbers["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
     return numbers
 
 
-def run_wrk(argv: list[str], log: Path) -> str:
-    """Run wrk to completion, append its output to ``log`` and return it."""
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n")
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return done.stdout
-
-
-def measure(
-    server: str,
-    process: ServiceProcess,
-    url: str,
-    connections: int,
-    ctx: Context,
-) -> Run:
-    """Warm up, then measure one server at one connection count."""
-    args = ctx.args
-    if args.warmup > 0:
-        run_wrk(wrk_argv(ctx.wrk, ctx.script, url, connections, args.warmup, args), ctx.wrk_log)
-    pgid = process.pid
-    assert pgid is not None  # noqa: S101 - the server is running
-    batches = batch_totals(url) if server == MODELREG else None
-    cpu_before = group_cpu_seconds(pgid)
-    wrk_before = _children_cpu()
-    window_start = time.time()
-    output = run_wrk(
-        wrk_argv(ctx.wrk, ctx.script, url, connections, args.duration, args), ctx.wrk_log
-    )
-    wrk_cpu = _children_cpu() - wrk_before
-    server_cpu = group_cpu_seconds(pgid) - cpu_before
-    pauses = gc_pauses(ctx.gc_log, window_start, time.time())
-    numbers = parse_wrk(output)
-    batch_rows = None
-    if batches is not None:
-        rows, calls = batch_totals(url)
-        batch_rows = (rows - batches[0]) / max(calls - batches[1], 1)
-    run = Run(
-        server=server,
-        connections=connections,
-        threads=min(args.threads, connections),
-        requests=numbers["requests"],
-        seconds=numbers["duration_us"] / 1e6,
-        p50_ms=numbers["p50_us"] / 1000,
-        p99_ms=numbers["p99_us"] / 1000,
-        max_ms=numbers["max_us"] / 1000,
-        non_2xx=numbers["non_2xx"],
-        socket_errors={k: numbers[k] for k in ("connect", "read", "write", "timeout")},
-        server_cpu=server_cpu,
-        wrk_cpu=wrk_cpu,
-        load=os.getloadavg()[0],
-        batch_rows=batch_rows,
-        gc_pauses=pauses,
-    )
-    batch = f", {batch_rows:.1f} rows/predict" if batch_rows is not None else ""
-    batch += f", gen-2 GC {_gc_text(pauses)}"
-    print(
-        f"  {server} c={connections}: {run.rps:,.1f} req/s, p50 {run.p50_ms:,.1f} ms, "
-        f"p99 {run.p99_ms:,.1f} ms, errors {run.errors}, server {run.cores(server_cpu):.2f} "
-        f"cores, wrk {run.cores(wrk_cpu):.2f} cores{batch}",
-        file=sys.stderr,
-        flush=True,
-    )
-    return run
-
-
-def gc_pauses(log: Path, start: float, end: float) -> list[float]:
-    """Milliseconds of every full garbage collection that ended between ``start`` and ``end``."""
-    pauses = []
-    for path in log.parent.glob(f"{log.name}.*"):
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                at, pause = (float(x) for x in line.split())
-                if start <= at <= end:
-                    pauses.append(pause)
-    return pauses
-
-
-def _children_cpu() -> float:
+def children_cpu() -> float:
+    """CPU seconds of this script's finished children (wrk; the servers are still running)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-# -- profiling -----------------------------------------------------------------------
+def measure(
+    ctx: Context, server: Server, pgid: int, url: str, rows: int, asked: int, *, ab: bool
+) -> Cell:
+    """Warm up, then measure one cell at ``asked`` connections (MLflow's big cells: fewer)."""
+    args = ctx.args
+    connections = held_connections(ctx, server, rows, asked)
+    slow = connections != asked or (server is MLFLOW and rows > 1)
+    seconds, warmup = (args.slow_duration, 1.0) if slow else (args.duration, args.warmup)
+    if warmup > 0:
+        run_wrk(ctx, wrk_argv(ctx, url, rows, connections, warmup))
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet)
+    cpu_before, wrk_before = group_cpu_seconds(pgid), children_cpu()
+    busy_before, window = machine_busy_seconds(), time.monotonic()
+    numbers = run_wrk(ctx, wrk_argv(ctx, url, rows, connections, seconds))
+    server_cpu, wrk_cpu = group_cpu_seconds(pgid) - cpu_before, children_cpu() - wrk_before
+    busy, window = machine_busy_seconds() - busy_before, time.monotonic() - window
+    cell = Cell(
+        server=server,
+        ab=ab,
+        rows=rows,
+        connections=asked,
+        held=connections,
+        requests=numbers["requests"],
+        seconds=numbers["duration_us"] / 1e6,
+        p50_ms=numbers["p50_us"] / 1000,
+        p99_ms=numbers["p99_us"] / 1000,
+        non_2xx=numbers["non_2xx"],
+        socket_errors=sum(numbers[k] for k in ("connect", "read", "write", "timeout")),
+        server_cpu=server_cpu,
+        wrk_cpu=wrk_cpu,
+        other_cores=max(busy - server_cpu - wrk_cpu, 0.0) / window,
+        load=os.getloadavg()[0],
+    )
+    print(
+        f"  {server.label}{' A/B' if ab else ''} rows={rows} c={_held(cell)}: "
+        f"{cell.rps:,.1f} req/s, {cell.rows_per_s:,.0f} rows/s, p50 {cell.p50_ms:,.1f} ms, "
+        f"p99 {cell.p99_ms:,.1f} ms, errors {cell.errors}, server "
+        f"{cell.cores(cell.server_cpu):.2f} cores, wrk {cell.cores(cell.wrk_cpu):.2f}, "
+        f"others {cell.other_cores:.2f}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return cell
 
 
 @dataclass
-class Profile:
-    """Where ``modelreg serve`` spends its time under load, from py-spy samples."""
+class Served:
+    """Everything measured on one server."""
 
-    seconds: float
-    rps: float
-    samples: int = 0
-    loop: int = 0  # samples of the event-loop thread
-    predict: int = 0  # samples of the predict threads
-    parts: Counter[str] = field(default_factory=Counter)
-    leaves: Counter[str] = field(default_factory=Counter)
-    error: str | None = None
-
-    def share(self, count: int) -> str:
-        """``count`` samples as a percentage of all samples."""
-        return f"{100 * count / max(self.samples, 1):.0f}%"
-
-    def busy(self, count: int) -> str:
-        """``count`` samples of one thread kind as a percentage of wall-clock time."""
-        return f"{100 * count / max(self.seconds * PROFILE_RATE, 1):.0f}%"
+    server: Server
+    command: str
+    workers: int = 0
+    printed: list[str] = field(default_factory=list)  # what modelreg serve said it chose
+    answer: str = ""
+    cells: list[Cell] = field(default_factory=list)
+    memory: dict[str, list[Memory]] = field(default_factory=dict)  # phase -> workers
+    ab_probe: str = ""
+    runtimes: list[str] = field(default_factory=list)  # what served each variant, per /version
+    ab_runtimes: list[str] = field(default_factory=list)
+    profile: Profile | None = None
 
 
-# Where a sample of the event-loop thread goes: first a modelreg step anywhere in the
-# stack (its callees count towards it), else the library of the innermost frame
-# that belongs to one. Predict-thread samples: scikit-learn anywhere, else MLflow.
-LOOP_STEPS = (
-    ("request parsing: JSON body to DataFrame (protocol.parse_request)", ("parse_request (",)),
-    ("response: predictions to JSON (protocol.predictions_json)", ("predictions_json (",)),
-    ("batching: merge frames, split results (serving/batcher.py)", ("serving/batcher.py",)),
-    ("Prometheus metrics", ("prometheus_client/", "serving/metrics.py")),
-)
-LOOP_LIBRARIES = (
-    ("FastAPI/Starlette: routing, Request/Response objects", ("starlette/", "fastapi/")),
-    ("uvicorn HTTP protocol (httptools parser, transport writes)", ("uvicorn/", "httptools")),
-    ("other modelreg request code (app.score, request-id middleware)", ("modelreg/",)),
-    ("event loop itself (uvloop C code, asyncio)", ("asyncio/", "uvloop", "selectors.py")),
-)
-PREDICT_PARTS = (
-    ("predict: scikit-learn predict_proba (200 tree walks, joblib dispatch)", ("sklearn/",)),
-    ("predict: MLflow pyfunc wrapper and schema enforcement", ("mlflow/",)),
-)
+def bench_server(ctx: Context, server: Server) -> Served:
+    """Start one server, check its answer, measure every cell, stop it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = server_process(ctx, server, port)
+    print(f"== {server.label}: starting", file=sys.stderr, flush=True)
+    process.start()
+    try:
+        process.wait_ready(timeout=300)
+        pgid = process.pid
+        assert pgid is not None  # noqa: S101 - the server is running
+        served = Served(server, shown_command(ctx, server), answer=score(url, ctx.bodies[1]).text)
+        served.workers = len(worker_pids(pgid))
+        if server.app == "modelreg":
+            served.printed = chosen_lines(process.log_tail(400))
+            served.runtimes = runtimes(url)
+        measure_all(ctx, served, pgid, url, ab=False)
+        served.memory["after load"] = memory(pgid)
+        if server is MODELREG and ctx.args.profile:
+            served.profile = profile(ctx, process, url, served.workers)
+        if server is MODELREG and ctx.args.ab:
+            with running_experiment(ctx, url):
+                served.ab_probe = probe_variants(url, ctx.bodies[1])
+                served.ab_runtimes = runtimes(url)
+                measure_all(ctx, served, pgid, url, ab=True)
+                served.memory["after load, A/B running (two models loaded)"] = memory(pgid)
+    finally:
+        process.stop()
+    return served
 
 
-def parse_profile(raw: str, profile: Profile) -> None:
-    """Fold py-spy's collapsed stacks into per-category and per-function sample counts."""
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = stack.split(";")
-        profile.samples += count
-        profile.leaves[_short(frames[-1])] += count
-        if any("concurrent/futures/thread.py" in f for f in frames):
-            if any("serving/loader.py" in f for f in frames):
-                profile.predict += count
-                profile.parts[_anywhere(PREDICT_PARTS, frames) or "predict: other"] += count
-            else:
-                profile.parts["background threads (registry polling)"] += count
-            continue
-        profile.loop += count
-        part = _anywhere(LOOP_STEPS, frames) or _innermost(LOOP_LIBRARIES, frames)
-        profile.parts[part or "other (event-loop thread)"] += count
+def held_connections(ctx: Context, server: Server, rows: int, asked: int) -> int:
+    """The connections wrk holds for a cell: ``asked``, or fewer for MLflow's 1,000-row cells."""
+    if server is MLFLOW and rows > 1:
+        return min(asked, int(ctx.args.slow_connections))
+    return asked
 
 
-def _anywhere(parts: Sequence[tuple[str, tuple[str, ...]]], frames: list[str]) -> str | None:
-    for label, markers in parts:
-        if any(marker in frame for frame in frames for marker in markers):
-            return label
-    return None
+def measure_all(ctx: Context, served: Served, pgid: int, url: str, *, ab: bool) -> None:
+    """Every body size at every connection count (a cell held at the same count is reused)."""
+    for rows in ctx.bodies:
+        done: dict[int, Cell] = {}
+        for asked in ctx.args.connection_list:
+            held = held_connections(ctx, served.server, rows, asked)
+            if held in done:
+                served.cells.append(replace(done[held], connections=asked))
+                continue
+            done[held] = measure(ctx, served.server, pgid, url, rows, asked, ab=ab)
+            served.cells.append(done[held])
 
 
-def _innermost(parts: Sequence[tuple[str, tuple[str, ...]]], frames: list[str]) -> str | None:
-    for frame in reversed(frames):
-        for label, markers in parts:
-            if any(marker in frame for marker in markers):
-                return label
-    return None
+def score(url: str, body: str, user: str = "user-0") -> httpx.Response:
+    """One scoring request; raises on a non-2xx answer."""
+    answer = httpx.post(
+        f"{url}/invocations",
+        content=body,
+        headers={"Content-Type": "application/json", "X-User-ID": user},
+        trust_env=False,
+        timeout=60,
+    )
+    answer.raise_for_status()
+    return answer
 
 
-def _short(frame: str) -> str:
-    """``function (…/site-packages/pkg/mod.py:12)`` shortened to ``function (pkg/mod.py)``."""
-    found = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
-    if found is None:
-        return frame
-    function, path = found.groups()
-    for marker in ("site-packages/", "/src/", "/lib/python3.11/"):
-        if marker in path:
-            path = path.rsplit(marker, 1)[1]
-            break
-    return f"{function} ({path})"
+def chosen_lines(log: str) -> list[str]:
+    """What ``modelreg serve`` printed before its server started (e.g. the workers it chose)."""
+    lines = []
+    for line in log.splitlines():
+        if re.match(r"(INFO|WARNING|ERROR|DEBUG):|\[INFO\]|\d{4}-\d\d-\d\d |Traceback", line):
+            break  # the server's (or a logger's) first line: the command's own output is over
+        if line.strip():
+            lines.append(line.strip())
+    # Or a log line saying what it chose (uvicorn's and granian's own worker lines aside).
+    lines += [
+        line.strip()
+        for line in log.splitlines()
+        if re.search(r"(?i)\bworkers?\b", line)
+        and not re.search(r"^INFO:|^\[INFO\]|Started server process|worker-\d", line)
+    ][:2]
+    return list(dict.fromkeys(lines))[:5]  # once each, in order
 
 
-def profile_modelreg(process: ServiceProcess, url: str, ctx: Context) -> Profile:
-    """Sample ``modelreg serve`` with py-spy while wrk loads it at 64 connections."""
-    args = ctx.args
-    seconds = args.profile_seconds
-    profile = Profile(seconds=seconds, rps=0.0)
+def runtimes(url: str) -> list[str]:
+    """The runtime of every model slot ``/version`` shows (e.g. ``onnxruntime``), with why."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            runtime = node.get("runtime")
+            if isinstance(runtime, dict):
+                reason = f" ({str(runtime['reason'])[:80]})" if runtime.get("reason") else ""
+                who = node.get("variant") or node.get("model") or "model"
+                found.append(f"{who} v{node.get('version')}: {runtime.get('name')}{reason}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        walk(httpx.get(f"{url}/version", trust_env=False, timeout=10).json())
+    return found
+
+
+@contextlib.contextmanager
+def running_experiment(ctx: Context, url: str) -> Iterator[None]:
+    """A 50/50 A/B experiment (version 2 vs production) that every worker has picked up."""
+    registry = Registry.connect(ctx.tracking_uri, ctx.ledger_uri, actor="bench", home=ctx.home)
+    try:
+        registry.ab_start(ctx.model, ["2"], traffic=0.5, reason="bench serving: A/B overhead")
+        print("== waiting for every worker to run the experiment", file=sys.stderr, flush=True)
+        deadline, streak = time.monotonic() + 180, 0
+        # Each new connection may land on any worker: 30 in a row saying running means all do.
+        while streak < 30:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not pick up the experiment within 180 s")
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(f"{url}/version", trust_env=False, timeout=10).text
+                streak = streak + 1 if '"running"' in text else 0
+            time.sleep(0.05 if streak else 0.5)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            registry.ab_conclude(ctx.model, reason="bench serving done")
+        registry.close()
+
+
+def probe_variants(url: str, body: str) -> str:
+    """How 200 distinct users were split, from the answers' ``X-Variant`` headers."""
+    seen: dict[str, int] = {}
+    for user in range(200):
+        variant = score(url, body, user=f"probe-{user}").headers.get("x-variant", "none")
+        seen[variant] = seen.get(variant, 0) + 1
+    return ", ".join(f"{name} {count}" for name, count in sorted(seen.items()))
+
+
+def profile(ctx: Context, process: ServiceProcess, url: str, workers: int) -> Profile:
+    """py-spy samples of every process of ``modelreg serve`` under 64-connection load."""
+    seconds = ctx.args.profile_seconds
+    result = Profile(seconds=seconds, processes=workers)
     py_spy = shutil.which("py-spy", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if py_spy is None:
-        profile.error = "py-spy is not installed (`.venv/bin/pip install py-spy`)"
-        return profile
+    if py_spy is None or process.pid is None:
+        result.error = "py-spy is not installed (`.venv/bin/pip install py-spy`)"
+        return result
+    print(f"== {MODELREG.label}: profiling", file=sys.stderr, flush=True)
     out = ctx.home / "profile.txt"
     load = subprocess.Popen(
-        wrk_argv(ctx.wrk, ctx.script, url, TARGET_CONNECTIONS, seconds + 4, args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        wrk_argv(ctx, url, 1, 64, seconds + 4), stdout=subprocess.PIPE, text=True
     )
     try:
         time.sleep(2)
-        spy = subprocess.run(
-            [
-                py_spy,
-                "record",
-                "--gil",
-                "--subprocesses",  # --workers N: the uvicorn workers are child processes
-                "--nonblocking",
-                "--format",
-                "raw",
-                "-r",
-                str(PROFILE_RATE),
-                "-d",
-                f"{seconds:g}",
-                "-o",
-                str(out),
-                "-p",
-                str(process.pid),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result.error = record(py_spy, process.pid, seconds, out)
     finally:
         output, _ = load.communicate()
     with ctx.wrk_log.open("a") as log:
-        log.write(f"$ (profile run)\n{output}\n")
-    if spy.returncode != 0 or not out.exists():
-        profile.error = f"py-spy failed: {(spy.stderr or spy.stdout).strip()[-300:]}"
-        return profile
-    numbers = parse_wrk(output)
-    profile.rps = numbers["requests"] / (numbers["duration_us"] / 1e6)
-    parse_profile(out.read_text(), profile)
-    return profile
+        log.write(f"$ (load while profiling)\n{output}\n")
+    found = re.search(r"^BENCH (\{.*\})$", output, re.M)
+    if found:
+        numbers = json.loads(found.group(1))
+        result.rps = numbers["requests"] / (numbers["duration_us"] / 1e6)
+    if result.error is None:
+        parse(out.read_text(), result)
+    return result
 
 
-# -- the services ----------------------------------------------------------------------
-
-
-@dataclass
-class Context:
-    """What every measurement needs: options, wrk, its script, where logs go."""
-
-    args: argparse.Namespace
-    wrk: str
-    home: Path
-    script: Path
-    tracking_uri: str = ""
-    ledger_uri: str = ""
-    model: str = ""
-    body: str = ""
-
-    @property
-    def wrk_log(self) -> Path:
-        """Where every wrk output is kept."""
-        return self.home / "wrk.log"
-
-    @property
-    def gc_log(self) -> Path:
-        """Prefix of the servers' garbage-collection logs (one file per process)."""
-        return self.home / "gc.log"
-
-    def observed(self, env: dict[str, str]) -> dict[str, str]:
-        """``env`` plus what loads the garbage-collection hook into a server."""
-        hook = self.home / "gc-hook"
-        hook.mkdir(exist_ok=True)
-        (hook / "sitecustomize.py").write_text(GC_HOOK)
-        path = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
-        return {**env, "PYTHONPATH": path, "BENCH_GC_LOG": str(self.gc_log)}
+# -- the model -------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -519,156 +680,30 @@ def mlflow_tracking(home: Path) -> Iterator[str]:
 
 
 def register_model(ctx: Context) -> None:
-    """Train the course RandomForest, register it with modelreg and promote it to Production."""
+    """Register the course forest as version 1 (Production) and, another seed, 2 (Staging)."""
     x_train, x_test, y_train, _ = fraud_data()
-    model = RandomForestClassifier(**MODEL_PARAMS, random_state=42, n_jobs=1).fit(x_train, y_train)
     ctx.model = f"bench-serving-{uuid.uuid4().hex[:6]}"
     registry = Registry.connect(ctx.tracking_uri, ctx.ledger_uri, actor="bench", home=ctx.home)
     try:
         registry.ledger.migrate()
-        view = registry.register(
-            model,
-            name=ctx.model,
-            training_data=x_train,
-            params=MODEL_PARAMS,
-            experiment="bench-serving",
-        )
-        for stage in (Stage.STAGING, Stage.PRODUCTION):
-            registry.promote(ctx.model, view.version, stage, reason="bench serving")
+        for seed, stages in ((42, (Stage.STAGING, Stage.PRODUCTION)), (7, (Stage.STAGING,))):
+            model = RandomForestClassifier(**MODEL_PARAMS, random_state=seed, n_jobs=1)
+            view = registry.register(
+                model.fit(x_train, y_train),
+                name=ctx.model,
+                training_data=x_train,
+                params=MODEL_PARAMS,
+                experiment="bench-serving",
+            )
+            for stage in stages:
+                registry.promote(ctx.model, view.version, stage, reason="bench serving")
     finally:
         registry.close()
-    row = x_test.head(1)
-    ctx.body = json.dumps(
-        {"dataframe_split": {"columns": list(row.columns), "data": row.to_numpy().tolist()}}
-    )
-    ctx.script.write_text(LUA.format(body=ctx.body))
-
-
-def mlflow_serving(ctx: Context, port: int) -> ServiceProcess:
-    """``mlflow models serve`` of the Production alias, at MLflow's defaults."""
-    return ServiceProcess(
-        "mlflow-models-serve",
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{ctx.model}@production",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        health_url=f"http://127.0.0.1:{port}/ping",
-        # MLflow starts uvicorn through a shell: the venv's bin must be on PATH.
-        env=ctx.observed(
-            {
-                "MLFLOW_TRACKING_URI": ctx.tracking_uri,
-                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            }
-        ),
-        log_path=ctx.home / "mlflow-models-serve.log",
-        cwd=ctx.home,
-    )
-
-
-def modelreg_serving(ctx: Context, port: int) -> ServiceProcess:
-    """``modelreg serve`` of the model, at modelreg's defaults but for ``--workers``."""
-    return ServiceProcess(
-        "modelreg-serve",
-        [
-            str(BIN / "modelreg"),
-            "serve",
-            ctx.model,
-            "--port",
-            str(port),
-            "--workers",
-            str(ctx.args.workers),
-        ],
-        health_url=f"http://127.0.0.1:{port}/ping",
-        env=ctx.observed(
-            {
-                "MODELREG_TRACKING_URI": ctx.tracking_uri,
-                "MODELREG_LEDGER_URI": ctx.ledger_uri,
-                "MODELREG_HOME": str(ctx.home / "modelreg-home"),
-                "MODELREG_RELOAD_TOKEN": "",
-            }
-        ),
-        log_path=ctx.home / "modelreg-serve.log",
-        cwd=ctx.home,
-    )
-
-
-@dataclass
-class Served:
-    """Everything measured on one server."""
-
-    name: str
-    command: str
-    workers: str
-    runs: list[Run] = field(default_factory=list)
-    answer: str = ""
-    profile: Profile | None = None
-
-
-def bench_server(ctx: Context, name: str) -> Served:
-    """Start one server, check its answer, measure every connection count, stop it."""
-    port = free_port()
-    process = mlflow_serving(ctx, port) if name == MLFLOW else modelreg_serving(ctx, port)
-    url = f"http://127.0.0.1:{port}"
-    print(f"== {name}: starting", file=sys.stderr, flush=True)
-    process.start()
-    try:
-        process.wait_ready(timeout=300)
-        answer = httpx.post(
-            f"{url}/invocations",
-            content=ctx.body,
-            headers={"Content-Type": "application/json"},
-            trust_env=False,
-            timeout=30,
-        )
-        answer.raise_for_status()
-        served = Served(
-            name,
-            _shown_command(name, ctx.args.workers),
-            _workers(name, process),
-            answer=answer.text,
-        )
-        for connections in ctx.args.connection_list:
-            served.runs.append(measure(name, process, url, connections, ctx))
-        if name == MODELREG and ctx.args.profile:
-            print(f"== {name}: profiling", file=sys.stderr, flush=True)
-            served.profile = profile_modelreg(process, url, ctx)
-    finally:
-        process.stop()
-    return served
-
-
-def _shown_command(name: str, workers: int) -> str:
-    if name == MLFLOW:
-        return (
-            "MLFLOW_TRACKING_URI=... mlflow models serve -m models:/<name>@production "
-            "--env-manager local -h 127.0.0.1 -p PORT"
-        )
-    return (
-        "MODELREG_TRACKING_URI=... MODELREG_LEDGER_URI=... modelreg serve <name> --port PORT "
-        f"--workers {workers}"
-    )
-
-
-def _workers(name: str, process: ServiceProcess) -> str:
-    """How many server processes answer requests, as their start-up log says."""
-    started = process.log_tail(500).count("Started server process")
-    if name == MLFLOW:
-        given = os.environ.get("MLFLOW_MODELS_WORKERS")
-        how = f"MLFLOW_MODELS_WORKERS={given}" if given else "MLflow's default, no --workers"
-        return f"{started} uvicorn worker process{'es' if started != 1 else ''} ({how})"
-    return (
-        f"{started} uvicorn process{'es' if started != 1 else ''}, one event loop each; "
-        "predict in a thread pool; micro-batching on (max 64 rows, 2 ms wait)"
-    )
+    for rows in (1, BIG_ROWS):
+        frame = x_test.head(rows)
+        body = {"dataframe_split": {"columns": list(frame.columns), "data": frame.values.tolist()}}
+        ctx.bodies[rows] = json.dumps(body)
+        ctx.script(rows).write_text(LUA.format(body=ctx.bodies[rows]))
 
 
 # -- reporting -------------------------------------------------------------------------
@@ -678,167 +713,356 @@ def _ms(value: float) -> str:
     return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
-def _gc_text(pauses: list[float]) -> str:
-    if not pauses:
-        return "none"
-    return f"{len(pauses)}, longest {_ms(max(pauses))} ms"
+def find(
+    results: Sequence[Served], key: str, rows: int, connections: int, ab: bool = False
+) -> Cell | None:
+    """The cell of server ``key`` at ``rows`` and ``connections``, if measured."""
+    for served in results:
+        for cell in served.cells:
+            if (cell.server.key, cell.rows, cell.connections, cell.ab) == (
+                key, rows, connections, ab,
+            ):  # fmt: skip
+                return cell
+    return None
 
 
-def table(baseline: Served, ours: Served) -> str:
-    """Both servers' runs side by side, per connection count."""
+def cells_table(results: Sequence[Served]) -> str:
+    """Every measured cell."""
     lines = [
-        "| connections | server | requests/s | p50 ms | p99 ms | errors "
-        "| server CPU (cores) | wrk CPU (cores) | CPU ms / request | rows / predict "
-        "| gen-2 GC pauses |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | A/B | rows / request | connections | requests/s | rows/s | p50 ms | p99 ms "
+        "| errors | server CPU (cores) | wrk CPU | other CPU | load | measured s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for theirs, mine in zip(baseline.runs, ours.runs, strict=True):
-        for run in (theirs, mine):
-            rows = f"{run.batch_rows:.1f}" if run.batch_rows is not None else "1"
+    for served in results:
+        for c in served.cells:
             lines.append(
-                f"| {run.connections} | `{run.server}` | {run.rps:,.1f} | {_ms(run.p50_ms)} "
-                f"| {_ms(run.p99_ms)} | {run.errors:,} | {run.cores(run.server_cpu):.2f} "
-                f"| {run.cores(run.wrk_cpu):.2f} | {run.cpu_ms_per_request:.2f} | {rows} "
-                f"| {_gc_text(run.gc_pauses)} |"
+                f"| {c.server.label} | {'50/50' if c.ab else '-'} | {c.rows:,} | {_held(c)} "
+                f"| {c.rps:,.1f} | {c.rows_per_s:,.0f} | {_lat(c, c.p50_ms)} | {_lat(c, c.p99_ms)} "
+                f"| {c.errors:,} | {c.cores(c.server_cpu):.2f} | {c.cores(c.wrk_cpu):.2f} "
+                f"| {c.other_cores:.2f} "
+                f"| {c.load:.1f} | {c.seconds:.0f} |"
             )
-    lines += [
-        "",
-        "| connections | **throughput ratio modelreg / MLflow** | p50 ratio MLflow / modelreg |",
-        "|---:|---:|---:|",
-    ]
-    for theirs, mine in zip(baseline.runs, ours.runs, strict=True):
-        lines.append(
-            f"| {mine.connections} | **{mine.rps / theirs.rps:.1f}x** "
-            f"| {theirs.p50_ms / mine.p50_ms:.1f}x |"
-        )
     return "\n".join(lines)
 
 
-def verdict(baseline: Served, ours: Served) -> str:
-    """The result at 64 connections against the 30x / 100 ms target."""
-    pairs = [
-        (t, m)
-        for t, m in zip(baseline.runs, ours.runs, strict=True)
-        if m.connections == TARGET_CONNECTIONS
+def _lat(cell: Cell, value: float) -> str:
+    return _ms(value) if cell.requests else "none answered"
+
+
+def _held(cell: Cell) -> str:
+    if cell.held == cell.connections:
+        return str(cell.connections)
+    return f"{cell.connections} (held {cell.held})"
+
+
+def ratio(a: Cell | None, b: Cell | None, rows: bool = False) -> float | None:
+    """``a``'s throughput over ``b``'s (rows/s when ``rows``), None when either is missing."""
+    if a is None or b is None or b.rps == 0:
+        return None
+    return (a.rows_per_s / b.rows_per_s) if rows else a.rps / b.rps
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}x"
+
+
+def peak(results: Sequence[Served], key: str, rows: int) -> Cell | None:
+    """The cell of server ``key`` with the most rows/s at ``rows`` rows per request."""
+    cells = [
+        c for s in results for c in s.cells if c.server.key == key and c.rows == rows and not c.ab
     ]
-    if not pairs:
-        return f"Not measured at {TARGET_CONNECTIONS} connections: no verdict on the target."
-    theirs, mine = pairs[0]
-    ratio = mine.rps / theirs.rps
-    met_ratio, met_p99 = ratio >= TARGET_RATIO, mine.p99_ms < TARGET_P99_MS
-    status = "**met**" if met_ratio and met_p99 else "**missed**"
-    return (
-        f"Target at {TARGET_CONNECTIONS} connections: at least {TARGET_RATIO:.0f}x the "
-        f"throughput of `mlflow models serve` with p99 under {TARGET_P99_MS:.0f} ms. Result: "
-        f"{ratio:.1f}x ({mine.rps:,.0f} vs {theirs.rps:,.1f} req/s, "
-        f"{'met' if met_ratio else 'missed'}) with p99 {_ms(mine.p99_ms)} ms "
-        f"({'met' if met_p99 else 'missed'}): target {status}."
-    )
+    return max(cells, key=lambda c: c.rows_per_s, default=None)
 
 
-def limits(ours: Served) -> str:
-    """What bounds modelreg's throughput at the highest connection count, from CPU and profile."""
-    run = ours.runs[-1]
-    busy = run.cores(run.server_cpu) + run.cores(run.wrk_cpu)
+def ratios(results: Sequence[Served], connections: Sequence[int]) -> str:
+    """modelreg against MLflow and against the ceiling, per body size and connection count."""
     lines = [
-        f"At {run.connections} connections `modelreg serve` used {run.cores(run.server_cpu):.2f} "
-        f"cores ({run.cpu_ms_per_request:.2f} ms of CPU per request) and wrk "
-        f"{run.cores(run.wrk_cpu):.2f} cores: together {busy:.2f} of the machine's {CPUS}. "
-        f"Requests were merged into {run.batch_rows or 1:.1f} rows per predict call on average. "
-        "A server process runs Python in one thread at a time (the GIL), so about one core is "
-        "all one `modelreg serve` process can use however many cores the machine has.",
+        "| rows / request | connections | modelreg / MLflow (req/s) | modelreg with A/B / MLflow "
+        "| modelreg / ceiling (uvicorn) | modelreg / ceiling (granian) | granian / uvicorn "
+        "(modelreg app) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    if run.gc_pauses:
-        lines.append(
-            f"\nFull (generation-2) garbage collections stopped the server {len(run.gc_pauses)} "
-            f"times during that run, {_ms(sum(run.gc_pauses))} ms in total, the longest "
-            f"{_ms(max(run.gc_pauses))} ms (p99 latency: {_ms(run.p99_ms)} ms): while one runs, "
-            "no request is parsed, predicted or answered. Each scans every object the process "
-            "holds (MLflow, pandas, scikit-learn, the model), and per-request allocations "
-            "trigger them every few seconds."
-        )
-    profile = ours.profile
-    if profile is None:
-        lines.append("\nNo profile was taken (`--no-profile`).")
-        return "\n".join(lines)
-    if profile.error:
-        lines.append(f"\nNo profile: {profile.error}.")
-        return "\n".join(lines)
-    lines.append(
-        f"\nProfile: `py-spy record --gil --nonblocking` sampled the thread holding the GIL "
-        f"{PROFILE_RATE} times a second for {profile.seconds:g} s while wrk held "
-        f"{TARGET_CONNECTIONS} connections ({profile.rps:,.0f} req/s during profiling). "
-        f"The GIL was held {profile.busy(profile.samples)} of the time: by the event-loop "
-        f"thread (HTTP, parsing, framework) {profile.busy(profile.loop)}, by the predict "
-        f"threads {profile.busy(profile.predict)}. Share of the {profile.samples:,} samples:\n"
-    )
-    lines += [f"- {label}: {profile.share(n)}" for label, n in profile.parts.most_common()]
-    lines.append("\nTop functions by own time (share of the samples):\n")
-    lines += [f"- `{name}`: {profile.share(n)}" for name, n in profile.leaves.most_common(12)]
+    for rows in (1, BIG_ROWS):
+        for n in connections:
+            ours, mlflow_cell = find(results, "modelreg", rows, n), find(results, "mlflow", rows, n)
+            with_ab = find(results, "modelreg", rows, n, ab=True)
+            share = ratio(ours, find(results, "ceiling", rows, n))
+            granian = find(results, "modelreg-granian", rows, n)
+            share_g = ratio(granian, find(results, "ceiling-granian", rows, n))
+            lines.append(
+                f"| {rows:,} | {n} | {_x(ratio(ours, mlflow_cell))} "
+                f"| {_x(ratio(with_ab, mlflow_cell))} | {_pct(share)} | {_pct(share_g)} "
+                f"| {_x(ratio(granian, ours))} |"
+            )
     return "\n".join(lines)
 
 
-def section(
-    args: argparse.Namespace, baseline: Served, ours: Served, started: datetime, body_bytes: int
-) -> str:
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def verdict(results: Sequence[Served]) -> str:
+    """The issue's targets, each with its measured value and met / missed."""
+    ours64, theirs64 = find(results, "modelreg", 1, 64), find(results, "mlflow", 1, 64)
+    r64, r1 = (
+        ratio(ours64, theirs64),
+        ratio(find(results, "modelreg", 1, 1), find(results, "mlflow", 1, 1)),
+    )
+    share = ratio(ours64, find(results, "ceiling", 1, 64))
+    ours_big, theirs_big = peak(results, "modelreg", BIG_ROWS), peak(results, "mlflow", BIG_ROWS)
+    rows_ratio = ratio(ours_big, theirs_big, rows=True)
+    p99 = ours64.p99_ms if ours64 else None
+
+    def mark(value: float | None, target: float, above: bool = True) -> str:
+        if value is None:
+            return "not measured"
+        return "met" if (value >= target if above else value <= target) else "**missed**"
+
+    big = (
+        f"{ours_big.rows_per_s:,.0f} rows/s at {_held(ours_big)} connections vs "
+        f"{theirs_big.rows_per_s:,.0f} at {_held(theirs_big)}"
+        if ours_big and theirs_big
+        else "not measured"
+    )
+    p99_text = "n/a" if p99 is None else f"{_ms(p99)} ms"
+    big_what = f"modelreg / MLflow rows/s, {BIG_ROWS:,}-row requests (best of each: {big})"
+    rows = [
+        ("modelreg / MLflow req/s at 64 connections", f"≥ {TARGET_RATIO_64:.0f}x", _x(r64),
+         mark(r64, TARGET_RATIO_64)),
+        ("modelreg p99 at 64 connections", f"≤ {TARGET_P99_MS:.0f} ms", p99_text,
+         mark(p99, TARGET_P99_MS, above=False)),
+        ("modelreg / HTTP ceiling (uvicorn) at 64", f"≥ {100 * TARGET_CEILING_SHARE:.0f}%",
+         _pct(share), mark(share, TARGET_CEILING_SHARE)),
+        ("modelreg / MLflow req/s at 1 connection", f"≥ {TARGET_RATIO_1:.0f}x", _x(r1),
+         mark(r1, TARGET_RATIO_1)),
+        (big_what, f"≥ {TARGET_ROWS_RATIO:.0f}x", _x(rows_ratio),
+         mark(rows_ratio, TARGET_ROWS_RATIO)),
+    ]  # fmt: skip
+    lines = ["| target (issue 13, default flags) | wanted | measured | |", "|---|---:|---:|---|"]
+    lines += [f"| {what} | {wanted} | {got} | {status} |" for what, wanted, got, status in rows]
+    missed = [what.split(" (")[0] for what, _, _, status in rows if status != "met"]
+    lines.append(
+        "\nVerdict: **all targets met**."
+        if not missed
+        else f"\nVerdict: **{len(missed)} of {len(rows)} targets not met** ({'; '.join(missed)})."
+    )
+    return "\n".join(lines)
+
+
+def comparisons(results: Sequence[Served]) -> str:
+    """A/B cost and uvicorn against granian at 64 connections, single-row, in sentences."""
+    ours = find(results, "modelreg", 1, 64)
+    lines = []
+    with_ab = find(results, "modelreg", 1, 64, ab=True)
+    if ours and with_ab:
+        lines.append(
+            f"A running 50/50 experiment: {with_ab.rps:,.0f} req/s at 64 connections against "
+            f"{ours.rps:,.0f} without ({_pct(ratio(with_ab, ours))}), p99 {_ms(with_ab.p99_ms)} "
+            f"ms against {_ms(ours.p99_ms)} ms."
+        )
+    granian = find(results, "modelreg-granian", 1, 64)
+    ceiling, ceiling_g = find(results, "ceiling", 1, 64), find(results, "ceiling-granian", 1, 64)
+    if ours and granian:
+        lines.append(
+            f"uvicorn or granian, same worker count, 64 connections: the modelreg app answered "
+            f"{ours.rps:,.0f} req/s (p99 {_ms(ours.p99_ms)} ms) on uvicorn and "
+            f"{granian.rps:,.0f} (p99 {_ms(granian.p99_ms)} ms) on granian "
+            f"({_x(ratio(granian, ours))}); the ceiling app {_x(ratio(ceiling_g, ceiling))} "
+            "(granian / uvicorn)."
+        )
+    return " ".join(lines)
+
+
+def memory_table(results: Sequence[Served]) -> str:
+    """RSS and PSS of every worker process of every server, after its load."""
+    lines = [
+        "| server | when | workers | RSS MiB per worker | PSS MiB per worker | PSS MiB total |",
+        "|---|---|---:|---|---|---:|",
+    ]
+    for served in results:
+        for phase, workers in served.memory.items():
+            rss = ", ".join(f"{m.rss_mib:,.0f}" for m in workers)
+            pss = ", ".join(f"{m.pss_mib:,.0f}" for m in workers)
+            total = sum(m.pss_mib for m in workers)
+            lines.append(
+                f"| {served.server.label} | {phase} | {len(workers)} | {rss} | {pss} "
+                f"| {total:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def limits(results: Sequence[Served]) -> str:
+    """What bounds modelreg at 64 connections, in measured numbers: CPU, ceiling, profile."""
+    ours = find(results, "modelreg", 1, 64)
+    ceiling = find(results, "ceiling", 1, 64)
+    modelreg = next((s for s in results if s.server is MODELREG), None)
+    if ours is None or modelreg is None:
+        return "modelreg was not measured at 64 connections."
+    busy = ours.cores(ours.server_cpu) + ours.cores(ours.wrk_cpu)
+    per_request = 1000 * ours.server_cpu / max(ours.requests, 1)
+    lines = [
+        f"Single-row requests at 64 connections: `modelreg serve` ({_workers(modelreg.workers)}) "
+        f"used {ours.cores(ours.server_cpu):.2f} cores, {per_request:.2f} ms of CPU "
+        f"per request, and wrk {ours.cores(ours.wrk_cpu):.2f} cores: {busy:.2f} of the "
+        f"machine's {CPUS} cores together (1-minute load average {ours.load:.1f})."
+    ]
+    spare = CPUS - ours.cores(ours.wrk_cpu)
+    lines.append(
+        f" At that CPU cost the {spare:.2f} cores wrk leaves could answer at most "
+        f"{spare * 1000 / max(per_request, 1e-9):,.0f} req/s if nothing else ran; it answered "
+        f"{ours.rps:,.0f} (other jobs on the machine took {ours.other_cores:.2f} cores)."
+    )
+    if ceiling is not None:
+        ceiling_cpu = 1000 * ceiling.server_cpu / max(ceiling.requests, 1)
+        lines.append(
+            f" The ceiling app on the same stack answered {ceiling.rps:,.0f} req/s using "
+            f"{ceiling.cores(ceiling.server_cpu):.2f} cores ({ceiling_cpu:.2f} ms of CPU per "
+            f"request) with wrk at {ceiling.cores(ceiling.wrk_cpu):.2f} cores: that much of "
+            f"every modelreg request is the HTTP server, the event loop and the kernel, and "
+            f"the other {max(per_request - ceiling_cpu, 0):.2f} ms is modelreg's own work "
+            "(framework, parsing, routing, batching, the model, metrics)."
+        )
+    big, big_ceiling = peak(results, "modelreg", BIG_ROWS), peak(results, "ceiling", BIG_ROWS)
+    if big is not None and big.requests:
+        big_cpu = 1000 * big.server_cpu / big.requests
+        lines.append(
+            f"\n\n{BIG_ROWS:,}-row requests: at best {big.rows_per_s:,.0f} rows/s "
+            f"({big.connections} connections, p99 {_ms(big.p99_ms)} ms), {big_cpu:.1f} ms of "
+            f"server CPU per request, {1000 * big_cpu / BIG_ROWS:.1f} µs per row."
+        )
+        if big_ceiling is not None and big_ceiling.requests:
+            ceiling_big = 1000 * big_ceiling.server_cpu / big_ceiling.requests
+            lines.append(
+                f" Reading the same {BIG_ROWS:,}-row body costs the ceiling app "
+                f"{ceiling_big:.2f} ms: the rest is parsing the JSON into the model's input, "
+                "predicting and answering."
+            )
+    lines.append(
+        '\n\nOn a shared machine requests/s fall when other jobs take CPU (the "other CPU" '
+        "column); CPU milliseconds per request and the profile's shares hold."
+    )
+    if modelreg.profile is not None:
+        lines.append("\n\n" + markdown(modelreg.profile, "`modelreg serve` at 64 connections"))
+    else:
+        lines.append("\n\nNo profile was taken (`--no-profile`).")
+    return "".join(lines)
+
+
+def section(ctx: Context, results: Sequence[Served], started: datetime) -> str:
     """The "Serving" section of docs/benchmarks.md."""
-    same = "identical" if baseline.answer.strip() == ours.answer.strip() else "DIFFERENT"
-    command = " ".join([".venv/bin/python bench/serving.py", *_shown_argv(args.argv)])
-    loads = [run.load for run in baseline.runs + ours.runs]
+    args = ctx.args
+    by_key = {s.server.key: s for s in results}
+    modelreg = by_key.get("modelreg")
+    mlflow_served = by_key.get("mlflow")
+    answers = {s.server.label: s.answer.strip() for s in results if s.server.app != "ceiling"}
+    same = "identical" if len(set(answers.values())) <= 1 else f"DIFFERENT: {answers}"
+    printed = "; ".join(f"`{line}`" for line in modelreg.printed) if modelreg else ""
+    commands = "\n".join(
+        f"- {s.server.label}: `{s.command}` ({_workers(s.workers)})" for s in results
+    )
+    loads = [c.load for s in results for c in s.cells]
+    command = " ".join([".venv/bin/python bench/serving.py", *args.argv])
+    ab = (
+        f"Experiment: `Registry.ab_start(name, ['2'], traffic=0.5)` (version 2, another seed, "
+        f"against version 1 in Production), picked up by every worker before measuring; 200 "
+        f"probe users were split {modelreg.ab_probe}."
+        if modelreg and modelreg.ab_probe
+        else "No A/B experiment was measured (`--no-ab`)."
+    )
+    mlflow_note = (
+        f"MLflow's {BIG_ROWS:,}-row cells: at most {args.slow_connections} connections, "
+        f"{args.slow_duration:g} s after a 1 s warm-up (it answers a few such requests a "
+        "second, one at a time, so more connections only queue, up to wrk's timeout)."
+        if mlflow_served
+        else ""
+    )
+    runtime_text = (
+        "; ".join(
+            f"{s.server.label}{' with A/B' if ab else ''}: {', '.join(found)}"
+            for s in results
+            for ab, found in ((False, s.runtimes), (True, s.ab_runtimes))
+            if found
+        )
+        or "not reported"
+    )
+    small, big = len(ctx.bodies.get(1, "")), len(ctx.bodies.get(BIG_ROWS, ""))
     return f"""{SECTION}
 
-`bench/serving.py` serves one registered model with `mlflow models serve` and with
-`modelreg serve`, one after the other in the same run, and loads each with
-[wrk](https://github.com/wg/wrk) sending the same single-row request. Ratio =
-modelreg requests/s / MLflow requests/s at the same number of connections.
+`bench/serving.py` serves one registered model with `mlflow models serve`, with
+`modelreg serve` at its **default flags** (without and with a running A/B
+experiment), and with a trivial app on the same ASGI server (the HTTP ceiling),
+then the modelreg app and the trivial app under granian, one server at a time,
+and loads each with [wrk](https://github.com/wg/wrk).
 
-- Date: {started:%Y-%m-%d %H:%M} UTC
+- Date: {started:%Y-%m-%d %H:%M} UTC; commit `{git_head()}`
 - Machine: {machine()}
-- Model: the course's `RandomForestClassifier(n_estimators=200, max_depth=10)` on 20
-  double features (`course_register.fraud_data`), registered with `Registry.register`
-  and promoted to Production; both servers load `models:/<name>@production`
-- Request: `POST /invocations`, `Content-Type: application/json`, one row as
-  `{{"dataframe_split": {{"columns": [...20 names], "data": [[...20 numbers]]}}}}`
-  ({body_bytes} bytes); the two servers' answers were {same} (`{ours.answer.strip()}`)
-- MLflow: `{baseline.command}`: {baseline.workers}; access log on (its default)
-- modelreg: `{ours.command}`: {ours.workers}
-- Load: `wrk -t{args.threads} -c<connections> -d{args.duration:g}s --timeout {args.timeout:g}s
-  --latency -s body.lua` (never more threads than connections), after a
-  {args.warmup:g} s warm-up at the same concurrency
-- **wrk and the server share the same {CPUS} cores**, so wrk's own CPU use
-  (column "wrk CPU") is taken from the server; the other server is stopped meanwhile
 - Command: `{command}`
-- 1-minute load average after each run (wrk and the server count too):
-  {min(loads):.1f} to {max(loads):.1f}
+- Model: the course's `RandomForestClassifier(n_estimators=200, max_depth=10)` on 20
+  double features (`course_register.fraud_data`), registered with `Registry.register`;
+  every server loads `models:/<name>@production`
+- Requests: `POST /invocations`, `dataframe_split` JSON of 1 row ({small:,} bytes)
+  or {BIG_ROWS:,} rows ({big:,} bytes), a new `X-User-ID` on every request; the
+  single-row answers were {same}
+- Load: `wrk -t{args.threads} -c<connections> -d{args.duration:g}s --timeout {args.timeout:g}s
+  -s body.lua` (never more threads than connections) after a {args.warmup:g} s warm-up.
+  {mlflow_note}
+- **wrk and the server share the same {CPUS} cores**; wrk's CPU is a column; 1-minute load
+  average after each cell: {min(loads, default=0):.1f} to {max(loads, default=0):.1f}
+- modelreg flags: {f"`{args.serve_args}`" if args.serve_args else "none (its defaults)"}; it
+  printed: {printed or "nothing"}
+- {ab}
+- Model runtime (`/version`): {runtime_text}
+- uvicorn settings of the ceiling, as `modelreg serve` passes them: {ctx.uvicorn_options}
 
-{table(baseline, ours)}
+Servers:
 
-Errors = non-2xx answers plus socket errors (connect, read, write, timeout). CPU
-is user + system time of the server's process group during the measured run,
-divided by its duration; "rows / predict" is the mean batch size from modelreg's
-`modelreg_serving_batch_size` histogram over the run.
+{commands}
 
-{verdict(baseline, ours)}
+{cells_table(results)}
+
+Errors = non-2xx answers plus socket errors. Server CPU = user + system time
+of the server's process group during the measured run, over its duration, in
+cores; wrk CPU likewise; other CPU = the rest of the machine's busy time
+(`/proc/stat`) in that window: other jobs sharing the machine (and interrupt
+time no process is charged for), which the server could not use.
+
+### Ratios and verdict
+
+{ratios(results, args.connection_list)}
+
+{verdict(results)}
+
+{comparisons(results)}
+
+### Memory per worker
+
+{memory_table(results)}
 
 ### What limits it
 
-{limits(ours)}
+{limits(results)}
 """
 
 
-def _shown_argv(argv: Sequence[str]) -> list[str]:
-    """``argv`` without ``--keep DIR``, which changes where logs go, not what is measured."""
-    shown, skip = [], False
-    for arg in argv:
-        if not skip and not arg.startswith("--keep"):
-            shown.append(arg)
-        skip = arg == "--keep"
-    return shown
+def _workers(count: int) -> str:
+    return f"{count} worker process{'es' if count != 1 else ''}"
 
 
-def write_docs(path: Path, text: str) -> None:
-    """Replace (or add) the Serving section of ``path``, keeping everything else."""
-    write_section(path, SECTION, text)
+def git_head() -> str:
+    """The short commit the run measured (with ``+dirty`` for uncommitted changes)."""
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{head}{'+dirty' if dirty else ''}" or "unknown"
 
 
 # -- main ------------------------------------------------------------------------------
@@ -847,28 +1071,42 @@ def write_docs(path: Path, text: str) -> None:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each run")
+    parser.add_argument("--quick", action="store_true", help="2 s cells at 1 and 64 connections")
+    parser.add_argument("--duration", type=float, help="measured seconds per cell (default 10)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds per cell (default 2)")
     parser.add_argument(
-        "--connections", default="1,16,64", help="comma-separated wrk connection counts"
+        "--slow-duration", type=float, help="seconds of MLflow's 1,000-row cells (default 10)"
+    )
+    parser.add_argument(
+        "--slow-connections", type=int, default=4, help="most connections, MLflow 1,000-row cells"
+    )
+    parser.add_argument("--connections", help="comma-separated wrk connections (default 1,16,64)")
+    parser.add_argument(
+        "--servers",
+        default=",".join(s.key for s in SERVERS),
+        help=f"which servers, comma-separated (default all: {','.join(s.key for s in SERVERS)})",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (at most connections)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="wrk request timeout, seconds")
     parser.add_argument(
-        "--workers", type=int, default=2, help="modelreg serve --workers (one per core)"
+        "--ab", action=argparse.BooleanOptionalAction, default=True, help="measure with A/B too"
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="wrk request timeout in seconds"
+        "--profile", action=argparse.BooleanOptionalAction, default=True, help="py-spy profile"
+    )
+    parser.add_argument("--profile-seconds", type=float, help="py-spy duration (default 10)")
+    parser.add_argument(
+        "--serve-args",
+        default="",
+        help="extra modelreg serve flags, e.g. '--workers 2' (default none: its defaults)",
     )
     parser.add_argument(
-        "--profile",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="profile modelreg serve at 64 connections with py-spy when it is installed",
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="before each cell wait up to this many seconds for other jobs to leave the CPUs",
     )
-    parser.add_argument("--profile-seconds", type=float, default=10.0, help="py-spy duration")
-    parser.add_argument(
-        "--keep", type=Path, help="keep server logs, wrk output and the profile in this directory"
-    )
+    parser.add_argument("--keep", type=Path, help="keep logs, wrk output and profile here")
     parser.add_argument(
         "--write-docs",
         action=argparse.BooleanOptionalAction,
@@ -877,46 +1115,74 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--docs", type=Path, default=DOCS, help="benchmarks page to update")
     args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "duration": 2.0 if quick else 10.0,
+        "warmup": 1.0 if quick else 2.0,
+        "slow_duration": 3.0 if quick else 10.0,
+        "connections": "1,64" if quick else "1,16,64",
+        "profile_seconds": 4.0 if quick else 10.0,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     try:
         args.connection_list = [int(c) for c in args.connections.split(",") if c.strip()]
     except ValueError:
         parser.error(f"--connections must be comma-separated integers, got {args.connections!r}")
     if not args.connection_list or min(args.connection_list) < 1:
         parser.error("--connections must be positive")
-    if args.duration <= 0 or args.threads < 1:
-        parser.error("--duration and --threads must be positive")
-    args.argv = list(argv)
+    known = {s.key: s for s in SERVERS}
+    try:
+        args.server_list = [known[k.strip()] for k in args.servers.split(",") if k.strip()]
+    except KeyError as exc:
+        parser.error(f"--servers: unknown server {exc}; known: {', '.join(known)}")
+    args.argv = shown_argv(argv)
     return args
 
 
+def shown_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` without the options that change where output goes, not what is measured."""
+    shown, skip = [], False
+    for arg in argv:
+        if not skip and not arg.startswith(("--keep", "--docs")) and arg != "--no-write-docs":
+            shown.append(arg)
+        skip = arg in ("--keep", "--docs")
+    return shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print the table and update the docs."""
+    """Run the benchmark; print the section and update the docs."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     wrk = check_wrk()
     # A plain kill must still stop the servers this script started (the finally blocks).
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     warnings.filterwarnings("ignore", category=FutureWarning)
     started = datetime.now(UTC)
+    results: list[Served] = []
     with contextlib.ExitStack() as stack:
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             home = args.keep.resolve()
         else:
-            home = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="modelreg-bench-serving-"))
-            )
-        ctx = Context(args, wrk, home, home / "body.lua")
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-serving-")))
+        ctx = Context(args, wrk, home, uvicorn_options=uvicorn_options())
         print("== starting MLflow and registering the model", file=sys.stderr, flush=True)
         ctx.tracking_uri = stack.enter_context(mlflow_tracking(home))
         ctx.ledger_uri = f"sqlite:///{home / 'ledger.db'}"
         mlflow.set_tracking_uri(ctx.tracking_uri)
         register_model(ctx)
-        baseline = bench_server(ctx, MLFLOW)
-        ours = bench_server(ctx, MODELREG)
-    text = section(args, baseline, ours, started, len(ctx.body))
+        # modelreg first among the ASGI servers: the others get the worker count it chose.
+        order = sorted(args.server_list, key=SERVERS.index)
+        for server in order:
+            served = bench_server(ctx, server)
+            if server is MODELREG:
+                ctx.workers = max(served.workers, 1)
+            results.append(served)
+    text = section(ctx, results, started)
     print(text)
     if args.write_docs:
-        write_docs(args.docs, text)
+        write_section(args.docs, SECTION, text)
         print(f"wrote {args.docs}", file=sys.stderr)
     return 0
 
