@@ -303,3 +303,27 @@ def test_created_outside_a_loop_and_default_executor() -> None:
 def test_invalid_settings_are_refused(size: int, wait: float) -> None:
     with pytest.raises(ValueError, match="max_"):
         MicroBatcher(rowwise, max_batch_size=size, max_wait_ms=wait)
+
+
+def test_fast_calls_run_on_the_event_loop_and_slow_ones_go_back_to_the_thread() -> None:
+    threads: list[str] = []
+    delays = iter([0.0, 0.0, 0.05, 0.0])
+
+    def timed(frame: pd.DataFrame, params: dict[str, Any] | None) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        threading.Event().wait(next(delays))
+        return rowwise(frame, params)
+
+    async def main(executor: ThreadPoolExecutor) -> list[Any]:
+        batcher = MicroBatcher(timed, executor=executor, inline_seconds=0.01, max_wait_ms=0)
+        answers = [await batcher.submit(request([float(i)])) for i in range(4)]
+        await batcher.drain()
+        return answers
+
+    answers = run(main)
+    assert [a.tolist() for a in answers] == [[0.0], [12.0], [24.0], [36.0]]
+    loop = threading.main_thread().name
+    # Calls under 10 ms run inline; the 50 ms one lifts the running mean over it,
+    # so the next call goes to a pool thread.
+    assert threads[:3] == [loop, loop, loop]
+    assert threads[3] != loop

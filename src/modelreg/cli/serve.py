@@ -236,11 +236,22 @@ def worker_app(settings_json: str | None = None) -> FastAPI:
     the settings come from ``MODELREG_*`` variables and the serving config
     from ``MODELREG_SERVE_CONFIG``.
     """
+    import logging
+
+    from modelreg.mlflow_gateway import use_serving_http_defaults
     from modelreg.registry import Registry
     from modelreg.serving.app import create_app
     from modelreg.serving.config import build_config
     from modelreg.settings import Settings
 
+    if settings_json is None:
+        # Started by another ASGI server (uvicorn --factory, granian --factory): nothing
+        # set up what `modelreg serve` sets up before starting its workers.
+        use_serving_http_defaults()
+        if not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
     settings = Settings.model_validate_json(settings_json) if settings_json else Settings()
     if settings.serving.serve_config is None:
         raise InvalidInputError(

@@ -37,7 +37,7 @@ from modelreg.errors import (
     nearest,
     shorten,
 )
-from modelreg.serving.batcher import MicroBatcher
+from modelreg.serving.batcher import INLINE_SECONDS, MicroBatcher
 from modelreg.serving.config import ModelConfig
 from modelreg.serving.loader import LoadedModel, ModelLoader
 from modelreg.serving.metrics import ServingMetrics
@@ -343,6 +343,7 @@ class ModelSlot:
         batcher = MicroBatcher(
             loaded.predict,
             takes_arrays=True,
+            inline_seconds=INLINE_SECONDS if loaded.compiled is not None else 0.0,
             max_batch_size=self.config.max_batch_size,
             max_wait_ms=self.config.max_wait_ms,
             executor=self.executor,
