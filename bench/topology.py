@@ -37,6 +37,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests"), str(HERE.parent / "tests" / "topology")]
 
@@ -50,7 +52,7 @@ from production_shape import (  # noqa: E402 - after the path to the tests' help
 )
 
 from registry import machine, write_section  # noqa: E402
-from serving import batch_totals, group_cpu_seconds  # noqa: E402
+from serving import group_cpu_seconds  # noqa: E402
 
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 SECTION = "## Topology: load balancer, 1 vs 3 replicas"
@@ -94,6 +96,18 @@ class Run:
     def rate(self) -> float:
         """Requests per second."""
         return self.requests / self.seconds
+
+
+def batch_totals(url: str) -> tuple[float, float]:
+    """(rows, predict calls) so far, from a replica's batch-size histogram."""
+    text = httpx.get(f"{url}/metrics", trust_env=False, timeout=10).text
+    totals = {"sum": 0.0, "count": 0.0}
+    for kind in totals:
+        for found in re.finditer(
+            rf"^modelreg_serving_batch_size_{kind}\{{.*\}} (\S+)$", text, re.M
+        ):
+            totals[kind] += float(found.group(1))
+    return totals["sum"], totals["count"]
 
 
 def parse(output: str) -> Run:
