@@ -93,6 +93,12 @@ def test_any_bytes_parse_or_fail_as_with_the_json_module(body: bytes) -> None:
         b'{"a": 1, "a": 2}',
         b"[" * 2000 + b"]" * 2000,
         b"[1,]",
+        # A table of doubles (long digit runs after leading zeros) with one huge integer
+        # deep inside: found by the walk over the parsed values.
+        b'{"dataframe_split": {"data": [[0.0012345678901234567, 2.5], [[1, 2], '
+        b'{"x": [123456789012345678901234567890]}]]}}',
+        b"[0.0012345678901234567, -0.00098765432109876543]",  # fractions stay with orjson
+        b"[9.3e18, 1e308]",  # large doubles: read again, same values
     ],
 )
 def test_bodies_orjson_reads_differently_or_refuses_behave_as_before(body: bytes) -> None:

@@ -41,7 +41,6 @@ import datetime as dt
 import io
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -90,9 +89,37 @@ _INT_TYPES: Mapping[str, np.dtype[Any]] = {
 }
 _BOOL_WORDS = {"true": True, "false": False}
 #: orjson reads an integer literal beyond 64 bits as a float where the json module keeps
-#: the exact int; any such literal has at least 19 digits in a row. Bodies holding such a
-#: run (also long fractions, or digits inside strings) are read by the json module.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+#: the exact int; such a float's magnitude is at least 2**63. A parsed value holding a float
+#: that large (or an infinity) is read again by the json module.
+_BIG = float(2**63)
+
+
+def _may_hold_big_integer(value: Any) -> bool:
+    """Whether ``value`` (as orjson parsed it) holds a float of magnitude 2**63 or more.
+
+    One pass over the parsed values (about 1 ms for 20,000 numbers): scanning
+    the body's bytes for long digit runs instead took 5 to 15 ms, as long as
+    json itself, since doubles printed with leading zeros make such runs.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is float:
+            if not -_BIG < item < _BIG:
+                return True
+        elif kind is list:
+            for inner in item:
+                inner_kind = type(inner)
+                if inner_kind is float:
+                    if not -_BIG < inner < _BIG:
+                        return True
+                elif inner_kind is list or inner_kind is dict:
+                    pending.append(inner)
+        elif kind is dict:
+            pending.extend(item.values())
+    return False
+
 
 #: MLflow ``error_code`` for each error class, looked up along the class hierarchy
 #: (see :func:`error_code_for`). MLflow answers unparsable input with BAD_REQUEST;
@@ -320,12 +347,13 @@ def _load_json(body: bytes) -> Any:
     integers past 64 bits as floats: those bodies, and malformed ones, are
     read again by the json module, whose answer or error is what counts.
     """
-    if not _LONG_DIGITS.search(body):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(body)
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+    if _may_hold_big_integer(value):
+        return json.loads(body)
+    return value
 
 
 def _too_deep() -> str:
