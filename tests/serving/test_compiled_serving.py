@@ -28,7 +28,7 @@ from sklearn.kernel_ridge import KernelRidge
 
 from integration.registry_helpers import COLUMNS, labels, training_frame
 from modelreg.domain import Action, CompileDetails
-from modelreg.errors import CompilationError
+from modelreg.errors import CompilationError, PayloadError
 from modelreg.registry import Registry
 from modelreg.serving import compiled as onnx
 from modelreg.serving.config import ModelConfig
@@ -153,6 +153,9 @@ def test_another_server_fetches_the_recorded_form_instead_of_converting(
     assert len(_compile_events(module_registry, name, version)) == 1
     held_out = _held_out()
     assert served.predict(held_out, None).tolist() == loaded.pyfunc.predict(held_out).tolist()
+    # Finite in float64 but past float32 (the forest's input type): the original's 400.
+    with pytest.raises(PayloadError, match="too large"):
+        served.predict(np.array([[1e39, 0.0, 0.0]]), None)
 
 
 def test_a_changed_stored_compiled_form_is_refused_and_the_pyfunc_serves(

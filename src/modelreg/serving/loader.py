@@ -132,7 +132,12 @@ class LoadedModel:
             # (scikit-learn refuses them with a 400, or its trees route NaN): the
             # compiled form was never verified on them.
             if np.isfinite(values).all():
-                return compiled.predict(values)
+                try:
+                    return compiled.predict(values)
+                except ValueError:
+                    # Finite here, but not in the compiled model's input type (1e39 is
+                    # past float32): the original refuses or scores it, as before.
+                    pass
         if isinstance(frame, np.ndarray):
             if self.schema is None:
                 raise PayloadError("the model has no named-column schema to read an array by")
