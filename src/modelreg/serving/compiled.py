@@ -397,7 +397,8 @@ class CompiledModel:
         array = np.asarray(values)
         if array.ndim != 2:
             raise ValueError(f"expected a 2-D array [rows, columns], got shape {array.shape}")
-        array = np.ascontiguousarray(array, dtype=self._input_dtype)
+        with np.errstate(over="ignore"):  # past float32's range: infinite, refused below
+            array = np.ascontiguousarray(array, dtype=self._input_dtype)
         # NaN routing learned by scikit-learn trees is not converted (skl2onnx issue 1253),
         # so such rows could get another answer: refuse them rather than guess.
         if not np.isfinite(array).all():
