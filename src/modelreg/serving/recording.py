@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from modelreg.errors import NotFoundError
 from modelreg.experiments.definition import (
     LATENCY_BOUNDS_S,
     Feedback,
@@ -218,6 +219,9 @@ class ExperimentRecorder:
     async def feedback(self, feedback: Feedback) -> FeedbackResult:
         """Write the prediction records of ``feedback.request_id`` first, then the feedback.
 
+        A request id this process never logged is looked up once more after
+        1.5 flush intervals: behind one address several workers (or replicas)
+        keep their own buffers, and another one may not have written it yet.
         Errors are those of :meth:`ExperimentSource.record_feedback` (and
         BackendError when the pending records cannot be written).
         """
@@ -229,7 +233,15 @@ class ExperimentRecorder:
                 except BaseException:
                     self._put_back(records)
                     raise
-        return await asyncio.to_thread(self.experiments.record_feedback, feedback)
+        try:
+            return await asyncio.to_thread(self.experiments.record_feedback, feedback)
+        except NotFoundError:
+            if records:
+                raise
+            # The prediction may sit in another worker's or replica's buffer (several
+            # processes behind one address): they write theirs every flush_interval.
+            await asyncio.sleep(self.flush_interval * 1.5)
+            return await asyncio.to_thread(self.experiments.record_feedback, feedback)
 
     async def run(self) -> None:
         """Flush every ``flush_interval`` seconds until cancelled."""
