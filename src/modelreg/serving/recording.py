@@ -79,6 +79,10 @@ def first_output(predictions: Any) -> float | str | None:
     return None
 
 
+_FEEDBACK_RETRY_CAP = 3.0
+"""Seconds, at most, that feedback for an unknown request id waits for other workers' flush."""
+
+
 @dataclass
 class _Tally:
     requests: int = 0
@@ -220,7 +224,7 @@ class ExperimentRecorder:
         """Write the prediction records of ``feedback.request_id`` first, then the feedback.
 
         A request id this process never logged is looked up once more after
-        1.5 flush intervals: behind one address several workers (or replicas)
+        1.5 flush intervals (at most 3 s): behind one address several workers (or replicas)
         keep their own buffers, and another one may not have written it yet.
         Errors are those of :meth:`ExperimentSource.record_feedback` (and
         BackendError when the pending records cannot be written).
@@ -240,7 +244,7 @@ class ExperimentRecorder:
                 raise
             # The prediction may sit in another worker's or replica's buffer (several
             # processes behind one address): they write theirs every flush_interval.
-            await asyncio.sleep(self.flush_interval * 1.5)
+            await asyncio.sleep(min(self.flush_interval * 1.5, _FEEDBACK_RETRY_CAP))
             return await asyncio.to_thread(self.experiments.record_feedback, feedback)
 
     async def run(self) -> None:
