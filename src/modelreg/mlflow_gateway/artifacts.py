@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,10 @@ class ArtifactCalls(Connection):
 
     def _download(self, name: str, version: int, uri: str, dst: Path) -> Path:
         """Download ``uri``; a store that has nothing there is named as the cause."""
+        return self._download_uri(uri, dst, lambda why: ArtifactsNotFoundError(name, version, why))
+
+    def _download_uri(self, uri: str, dst: Path, missing: Callable[[str], ModelregError]) -> Path:
+        """Download ``uri`` into ``dst``; ``missing(why)`` is raised when the store has nothing."""
         try:
             local = self._call(
                 lambda: self._mlflow().artifacts.download_artifacts(
@@ -45,10 +50,10 @@ class ArtifactCalls(Connection):
             if isinstance(exc, BackendUnavailableError):
                 raise
             if "RESOURCE_DOES_NOT_EXIST" in exc.message or "No such file" in exc.message:
-                raise ArtifactsNotFoundError(name, version, f"nothing at {uri}") from exc
+                raise missing(f"nothing at {uri}") from exc
             raise
         except OSError as exc:
-            raise ArtifactsNotFoundError(name, version, f"{uri}: {exc}") from exc
+            raise missing(f"{uri}: {exc}") from exc
         return Path(local)
 
     def download_version(self, name: str, version: int, dst: Path) -> Path:
@@ -102,21 +107,10 @@ class ArtifactCalls(Connection):
         when it cannot be reached.
         """
         with tempfile.TemporaryDirectory(prefix="modelreg-derived-") as tmp:
-            try:
-                local = self._call(
-                    lambda: self._mlflow().artifacts.download_artifacts(
-                        artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
-                    )
-                )
-                return Path(local).read_bytes()
-            except (InvalidInputError, BackendError) as exc:
-                if isinstance(exc, BackendUnavailableError):
-                    raise
-                if "RESOURCE_DOES_NOT_EXIST" in exc.message or "No such file" in exc.message:
-                    raise NotFoundError(f"the artifact store has nothing at {uri}") from exc
-                raise
-            except OSError as exc:
-                raise NotFoundError(f"the artifact store cannot give {uri}: {exc}") from exc
+            local = self._download_uri(
+                uri, Path(tmp), lambda why: NotFoundError(f"no derived artifact: {why}")
+            )
+            return local.read_bytes()
 
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:
