@@ -20,18 +20,12 @@ public method is a one-line delegation:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelreg.domain import CompileDetails, LineageRecord, ReplicaReport, ServingRecord, Stage
-from modelreg.errors import (
-    BackendError,
-    BackendUnavailableError,
-    InvalidInputError,
-    ModelNotReadyError,
-)
+from modelreg.errors import BackendError, BackendUnavailableError
 from modelreg.experiments.definition import (
     DEFAULT_KEY_HEADER,
     ExperimentRoute,
@@ -674,14 +668,7 @@ class Registry:
         ``sync``); one that still has no manifest is refused, because its
         artifacts could not be verified before loading.
         """
-        record = self.adoption.serving_record(name, version)
-        rules = self.policy().for_model(name).serving
-        return replace(
-            record,
-            compile=rules.compile,
-            compile_tolerance=rules.compile_tolerance,
-            compiled=self.serving.compiled(name, version, record.digest),
-        )
+        return self.serving.with_compilation(self.adoption.serving_record(name, version))
 
     def record_compilation(
         self, record: ServingRecord, details: CompileDetails, artifact: bytes | None = None
@@ -695,21 +682,13 @@ class Registry:
         (``modelreg-compiled/<digest>/model.onnx``), so other replicas fetch it
         instead of converting again. Returns the details as recorded.
         """
-
-        def store(data: bytes) -> str:
-            run_id = self.gateway.version(record.name, record.version).run_id
-            if not run_id:
-                raise ModelNotReadyError(record.name, "the version has no run to keep it beside")
-            folder = f"modelreg-compiled/{record.digest.removeprefix('sha256:')}"
-            return self.gateway.store_derived(run_id, folder, "model.onnx", data)
-
-        return self.serving.record_compilation(record, details, artifact, store=store)
+        return self.serving.record_compilation(
+            record, details, artifact, store=self.artifacts.store_compiled
+        )
 
     def compiled_artifact(self, uri: str) -> bytes:
         """The bytes of a compiled artifact kept beside a version (a COMPILE's ``artifact_uri``)."""
-        if not uri.startswith("runs:/"):
-            raise InvalidInputError(f"not a compiled artifact's URI: {uri[:100]!r}")
-        return self.gateway.fetch_derived(uri)
+        return self.artifacts.compiled(uri)
 
     def download(self, name: str, version: int, dst: Path) -> Path:
         """Download a version's artifacts under ``dst`` and return the model directory."""

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelreg.domain import check_model_name
-from modelreg.errors import ArtifactsNotFoundError, BackendError, BackendUnavailableError
+from modelreg.errors import (
+    ArtifactsNotFoundError,
+    BackendError,
+    BackendUnavailableError,
+    InvalidInputError,
+    ModelNotReadyError,
+)
 from modelreg.integrity import Manifest, build_manifest, verify
 from modelreg.ledger import Ledger
 from modelreg.mlflow_gateway import MlflowGateway, temporary_dir
@@ -58,6 +64,27 @@ class Artifacts:
         """Download a version's artifacts under ``dst`` and return the model directory."""
         check_model_name(name)
         return self.gateway.download_version(name, version, dst)
+
+    def store_compiled(self, name: str, version: int, digest: str, data: bytes) -> str:
+        """Keep a version's compiled form among its run's artifacts; its ``runs:/`` URI.
+
+        Stored as ``modelreg-compiled/<digest>/model.onnx``, outside the model
+        directory, so the version's files and manifest are untouched.
+        ModelNotReadyError when the version has no run to keep it beside.
+        """
+        run_id = self.gateway.version(name, version).run_id
+        if not run_id:
+            raise ModelNotReadyError(
+                name, "the version has no run to keep its compiled form beside"
+            )
+        folder = f"modelreg-compiled/{digest.removeprefix('sha256:')}"
+        return self.gateway.store_derived(run_id, folder, "model.onnx", data)
+
+    def compiled(self, uri: str) -> bytes:
+        """The bytes of a compiled form kept by :meth:`store_compiled` (its ``runs:/`` URI)."""
+        if not uri.startswith("runs:/"):
+            raise InvalidInputError(f"not a compiled artifact's URI: {uri[:100]!r}")
+        return self.gateway.fetch_derived(uri)
 
     def fetch(self, name: str, version: int, dst: Path) -> Fetched:
         """Download a version under ``dst`` and hash every file once into its manifest.

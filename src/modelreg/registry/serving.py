@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from modelreg.domain import (
@@ -93,6 +94,16 @@ class ServingReports:
             limit=limit,
         )
 
+    def with_compilation(self, record: ServingRecord) -> ServingRecord:
+        """``record`` with the policy's compile rules and the last verified compiled form."""
+        rules = self.access.policy().for_model(record.name).serving
+        return replace(
+            record,
+            compile=rules.compile,
+            compile_tolerance=rules.compile_tolerance,
+            compiled=self.compiled(record.name, record.version, record.digest),
+        )
+
     def compiled(self, name: str, version: int, digest: str) -> CompileDetails | None:
         """The newest compiled form that passed verification for these artifacts, if any."""
         events = self.ledger.events(name, version=version)
@@ -105,7 +116,7 @@ class ServingReports:
         details: CompileDetails,
         artifact: bytes | None = None,
         *,
-        store: Callable[[bytes], str] | None = None,
+        store: Callable[[str, int, str, bytes], str] | None = None,
     ) -> CompileDetails:
         """Append a COMPILE event for ``record``'s version, unless the same one is there.
 
@@ -113,18 +124,19 @@ class ServingReports:
         one event per (artifacts, compiled artifact, outcome, reason), the
         first, so it reads as a history of what was compiled rather than a
         log of loads. A passed form's ``artifact`` is first kept beside the
-        version by ``store`` (which returns its URI); a failure to store it is
-        logged and the event says it is not stored. Returns the details as
+        version by ``store(name, version, digest, data)``, which returns its
+        URI; a failure to store it is logged and the event says it is not
+        stored. Returns the details as
         recorded (the existing event's when there was one).
         """
         key = (details.compiled_digest, details.passed, details.refused)
-        recorded = self.ledger.events(record.name, version=record.version)
-        for seen in _compilations(recorded, record.digest):
-            if (seen.compiled_digest, seen.passed, seen.refused) == key:
-                return seen
+        seen = _recorded(self.ledger.events(record.name, version=record.version), record, key)
+        if seen is not None:
+            return seen
         if details.passed and artifact is not None and store is not None:
             try:
-                details = details.model_copy(update={"artifact_uri": store(artifact)})
+                uri = store(record.name, record.version, record.digest, artifact)
+                details = details.model_copy(update={"artifact_uri": uri})
             except ModelregError as exc:
                 log.warning(
                     "%s v%d: the compiled form could not be stored beside the version "
@@ -135,10 +147,9 @@ class ServingReports:
                 )
         with self.ledger.locked(record.name) as tx:
             # Another replica may have recorded the same form while this one stored it.
-            now = tx.events(record.name, version=record.version)
-            for same in _compilations(now, record.digest):
-                if (same.compiled_digest, same.passed, same.refused) == key:
-                    return same
+            seen = _recorded(tx.events(record.name, version=record.version), record, key)
+            if seen is not None:
+                return seen
             tx.append(
                 NewEvent(
                     model=record.name,
@@ -173,3 +184,13 @@ def _compilations(events: Iterable[Event], digest: str) -> list[CompileDetails]:
         ):
             found.append(details)
     return found
+
+
+def _recorded(
+    events: Iterable[Event], record: ServingRecord, key: tuple[str, bool, str]
+) -> CompileDetails | None:
+    """The COMPILE of ``record``'s artifacts with ``key`` (digest, passed, refused), if any."""
+    for details in _compilations(events, record.digest):
+        if (details.compiled_digest, details.passed, details.refused) == key:
+            return details
+    return None
