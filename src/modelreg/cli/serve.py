@@ -84,8 +84,6 @@ def serve(
     ] = None,
 ) -> None:
     """Serve models over HTTP (MLflow /invocations), reloading when their alias moves."""
-    import logging
-
     from modelreg.mlflow_gateway import use_serving_http_defaults
     from modelreg.serving import listener
     from modelreg.serving.app import create_app
@@ -152,9 +150,7 @@ def serve(
     except BaseException:
         sock.close()
         raise
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level)
     out.print(f"serving {', '.join(m.reference for m in server.models)} on http://{host}:{port}")
     if workers is None:
         choice = default_workers()
@@ -208,6 +204,15 @@ def default_workers() -> WorkerChoice:
     )
 
 
+def configure_logging(level: str) -> None:
+    """Log modelreg's lines (loads, compiles, reloads) at ``level``; no-op once configured."""
+    import logging
+
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def worker_settings(settings: Settings, server: ServerConfig) -> str:
     """The settings JSON a worker process builds its server from (see :func:`worker_app`).
 
@@ -236,8 +241,6 @@ def worker_app(settings_json: str | None = None) -> FastAPI:
     the settings come from ``MODELREG_*`` variables and the serving config
     from ``MODELREG_SERVE_CONFIG``.
     """
-    import logging
-
     from modelreg.mlflow_gateway import use_serving_http_defaults
     from modelreg.registry import Registry
     from modelreg.serving.app import create_app
@@ -248,10 +251,7 @@ def worker_app(settings_json: str | None = None) -> FastAPI:
         # Started by another ASGI server (uvicorn --factory, granian --factory): nothing
         # set up what `modelreg serve` sets up before starting its workers.
         use_serving_http_defaults()
-        if not logging.getLogger().handlers:
-            logging.basicConfig(
-                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-            )
+        configure_logging("info")
     settings = Settings.model_validate_json(settings_json) if settings_json else Settings()
     if settings.serving.serve_config is None:
         raise InvalidInputError(
