@@ -86,6 +86,9 @@ def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
         variant: int(count)
         for count, variant in re.findall(r"^\s*(\d+) x-variant: (\w+)$", out, re.M)
     }
+    assert re.search(r"^  routed by [12] serving replica\(s\)$", out, re.M), shown
+    # Every worker routes the experiment before the first user: no `default` answers.
+    assert set(split) == {"control", "treatment"}, shown
     assert sum(split.values()) == 200 and 5 <= split.get("treatment", 0) <= 45, shown
     assert re.search(r"^\s*200 200$", out, re.M), shown
     assert re.search(r"experiment [0-9a-f]{32} running", out), shown

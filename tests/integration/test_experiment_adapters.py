@@ -7,6 +7,7 @@ test_experiments, so these run on SQLite alone.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from modelreg.api.app import create_app
 from modelreg.cli import main
-from modelreg.domain import Stage
+from modelreg.domain import ReplicaReport, ServedSlot, Stage
 from modelreg.registry import Registry
 from services import Backend, cli_argv
 
@@ -131,10 +132,62 @@ def test_cli_ab_commands_print_json_and_exit_by_the_error_table(
 
 
 @on_sqlite
+def test_ab_start_waits_for_every_replica_to_route_it(
+    backend: Backend,
+    registry: Registry,
+    quick_versions: Versions,
+    model_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    control, treatment = _two(registry, quick_versions, model_name)
+
+    def start(*args: str) -> tuple[int, str, str]:
+        code = main(
+            cli_argv(
+                backend, tmp_path, "ab", "start", model_name, "--treatment", str(treatment),
+                "--traffic", "0.1", *args,
+            )
+        )  # fmt: skip
+        captured = capsys.readouterr()
+        main(cli_argv(backend, tmp_path, "ab", "stop", model_name))
+        main(cli_argv(backend, tmp_path, "ab", "conclude", model_name))
+        capsys.readouterr()
+        return code, captured.out, captured.err
+
+    # No replica reports the model: nothing to wait for, and it says so.
+    code, out, _ = start("--wait", "5")
+    assert code == 0 and f"no serving replica of {model_name} is reporting" in out
+
+    def report(replica: str, *slots: tuple[str, int | None]) -> None:
+        now = datetime.now(UTC)
+        served = tuple(
+            ServedSlot(model_name, variant, None, version, None, None, now)
+            for variant, version in slots
+        )
+        registry.record_replica(ReplicaReport(replica, served, ()))
+
+    report("host/a", ("default", control), ("treatment", treatment))
+    report("host/b", ("default", control), ("treatment", None))  # still loading it
+    started = time.monotonic()
+    code, out, err = start("--wait", "1.5", "--json")
+    assert code == 1 and time.monotonic() - started >= 1.5
+    assert "1 of 2 serving replica(s)" in err and "host/b" in err and "host/a" not in err
+    assert json.loads(out)["state"] == "running"  # started all the same; the wait only reports
+    assert "Traceback" not in err
+
+    report("host/b", ("default", control), ("treatment", treatment))
+    code, out, _ = start("--wait", "5")
+    assert code == 0 and "routed by 2 serving replica(s)" in out
+    code, _, err = start("--wait", "-1")
+    assert code == 2 and "--wait" in err
+
+
+@on_sqlite
 def test_api_serves_the_timeline_and_what_replicas_report(
     api: TestClient, registry: Registry, quick_versions: Versions, model_name: str
 ) -> None:
-    from modelreg.domain import ReloadEvent, ReloadOutcome, ReplicaReport, ServedSlot
+    from modelreg.domain import ReloadEvent, ReloadOutcome
     from modelreg.experiments.definition import LATENCY_BOUNDS_S, VariantCounts
 
     control, treatment = _two(registry, quick_versions, model_name)

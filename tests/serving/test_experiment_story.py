@@ -90,17 +90,15 @@ def test_experiment_to_promotion_and_a_guardrail_stop(
         register_trees(registry, backend, name, [1, 3])
         to_production(registry, name, 1)
         with serving(backend, tmp_path / "serve", name, "--poll-interval", "0.5") as server:
+            # --wait returns once the server's report says it routes the experiment.
             started = modelreg(
                 backend, tmp_path, "ab", "start", name, "--treatment", "2", "--traffic", "0.5",
-                "--metric", "accuracy", "--json",
+                "--metric", "accuracy", "--wait", "60", "--json",
             )  # fmt: skip
-            wait_for(
-                "the server to pick up the experiment",
-                lambda: (
-                    server.score(BODY, headers={"X-User-ID": "probe"}).headers.get("X-Variant")
-                    in {"control", "treatment"}
-                ),
-            )
+            assert server.score(BODY, headers={"X-User-ID": "probe"}).headers["X-Variant"] in {
+                "control",
+                "treatment",
+            }
             seen = drive(server, accuracy={"control": 0.6, "treatment": 0.85})
             assert seen.keys() == {"control", "treatment"}
 

@@ -6,21 +6,36 @@ Each calls one :class:`modelreg.Registry` method; every read command has
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from modelreg.cli.app import JsonOpt, ReasonOpt, app, emit, out, state_of
+from modelreg.cli.app import JsonOpt, ReasonOpt, app, emit, err, out, state_of
 
 if TYPE_CHECKING:
-    from modelreg.views import ExperimentView
+    from modelreg.registry import Registry
+    from modelreg.views import ExperimentView, ServedSlotView
 
 ab_app = typer.Typer(
     help="A/B experiments: sticky traffic splits between registry versions, with statistics.",
     no_args_is_help=True,
 )
 app.add_typer(ab_app, name="ab")
+
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        min=0,
+        help="Then wait up to SECONDS until every serving replica routes the experiment "
+        "(exit 1 if some do not).",
+    ),
+]
+_WAIT_PROBE_SECONDS = 0.5
 
 TrafficOpt = Annotated[
     float,
@@ -105,6 +120,58 @@ def _report(report: dict[str, Any]) -> None:
     out.print(f"decision: [bold]{report.get('decision')}[/bold] ({report.get('reason', '')})")
 
 
+def routing(view: ExperimentView, slots: Sequence[ServedSlotView]) -> tuple[list[str], list[str]]:
+    """The replicas that route ``view``'s experiment and those that do not yet, by name.
+
+    A replica counts when it reported a slot of the model within the last
+    minute (a silent one is left out); it routes the experiment once it
+    reports every treatment loaded at the experiment's version, which it
+    does only after switching its routing (``serving/arms.py``). Before, it
+    answers the model's users with the default variant, which the experiment
+    neither counts nor takes feedback for. Both lists are sorted.
+    """
+    live: dict[str, set[tuple[str, int]]] = {}
+    for slot in slots:
+        if slot.model != view.model or slot.silent_seconds is not None:
+            continue
+        loaded = live.setdefault(slot.replica, set())
+        if slot.version is not None:
+            loaded.add((slot.variant, slot.version))
+    wanted = {(arm.variant, arm.version) for arm in view.treatments}
+    routes = sorted(replica for replica, loaded in live.items() if wanted <= loaded)
+    waiting = sorted(replica for replica, loaded in live.items() if not wanted <= loaded)
+    return routes, waiting
+
+
+def _wait_for_replicas(
+    registry: Registry, view: ExperimentView, seconds: float, *, as_json: bool
+) -> None:
+    """Return once every live replica of the model routes ``view``; ModelregError after ``seconds``.
+
+    Replicas report every ``flush_interval`` (2 s by default), so this takes
+    at least until each one's next report after it loaded the treatments.
+    """
+    from modelreg.errors import ModelregError
+
+    say = err if as_json else out  # JSON alone on stdout
+    deadline = time.monotonic() + seconds
+    while True:
+        routes, waiting = routing(view, registry.replicas(view.model))
+        if not waiting:
+            if routes:
+                say.print(f"  routed by {len(routes)} serving replica(s)", markup=False)
+            else:
+                say.print(f"  no serving replica of {view.model} is reporting", markup=False)
+            return
+        if time.monotonic() >= deadline:
+            raise ModelregError(
+                f"{len(waiting)} of {len(routes) + len(waiting)} serving replica(s) of "
+                f"{view.model} do not route experiment {view.id} after {seconds:g} s: "
+                f"{', '.join(waiting)} (see their logs and /version)"
+            )
+        time.sleep(_WAIT_PROBE_SECONDS)
+
+
 def _show(view: ExperimentView, as_json: bool) -> None:
     if as_json:
         emit(view, True)
@@ -147,10 +214,15 @@ def start(
         typer.Option("--guardrail", help="e.g. 'error_rate<0.05' or 'p99_latency_ms<500'."),
     ] = None,
     reason: ReasonOpt = "",
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start an experiment: each --treatment gets --traffic of requests, control the rest."""
-    view = state_of(ctx).registry.ab_start(
+    """Start an experiment: each --treatment gets --traffic of requests, control the rest.
+
+    With ``--wait SECONDS`` it returns once every serving replica routes it.
+    """
+    registry = state_of(ctx).registry
+    view = registry.ab_start(
         name,
         treatment,
         traffic=traffic,
@@ -162,6 +234,8 @@ def start(
         reason=reason,
     )
     _show(view, as_json)
+    if wait > 0:
+        _wait_for_replicas(registry, view, wait, as_json=as_json)
 
 
 @ab_app.command("status")
