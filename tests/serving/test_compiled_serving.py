@@ -97,6 +97,9 @@ def test_a_forest_is_served_compiled_after_verification_and_recorded_once(
         assert answer.json() == {"predictions": expected}
         runtime = _runtime(server)
         assert runtime["name"] == "onnxruntime", runtime
+        # No rows: the original answers, as without compilation (scikit-learn refuses them).
+        empty = _score(server, held_out.iloc[:0])
+        assert empty.status_code == 400 and "0 sample(s)" in empty.text, empty.text
         check = runtime["verification"]
         assert check["passed"] is True
         assert check["rows"] >= 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -179,3 +180,7 @@ def test_several_worker_processes_each_serve_and_follow_promotions(
                 break
             assert time.monotonic() < deadline, versions
             time.sleep(0.1)
+        # Each worker logs its loads like a single-process server (a spawned process
+        # does not inherit the parent's logging set-up).
+        log = (tmp_path / "serve.log").read_text()
+        assert len(re.findall(r" INFO modelreg\.serving: \S+: now serving v2 \(", log)) == 2, log

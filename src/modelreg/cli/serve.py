@@ -181,7 +181,7 @@ def serve(
     # JSON in its arguments, with the URIs resolved here and the serving config inside.
     listener.run(
         sock,
-        partial(worker_app, worker_settings(settings, server)),
+        partial(worker_app, worker_settings(settings, server), log_level),
         factory=True,
         workers=workers,
         **options,
@@ -231,7 +231,7 @@ def worker_settings(settings: Settings, server: ServerConfig) -> str:
     return resolved.model_dump_json()
 
 
-def worker_app(settings_json: str | None = None) -> FastAPI:
+def worker_app(settings_json: str | None = None, log_level: str = "info") -> FastAPI:
     """Build one worker process's server from ``settings_json`` (default: the environment).
 
     This is the factory each uvicorn worker process calls when ``modelreg serve
@@ -239,7 +239,9 @@ def worker_app(settings_json: str | None = None) -> FastAPI:
     routing and for ``predict``, so a second process is what uses a second core.
     Without ``settings_json`` (``uvicorn --factory modelreg.cli.serve:worker_app``)
     the settings come from ``MODELREG_*`` variables and the serving config
-    from ``MODELREG_SERVE_CONFIG``.
+    from ``MODELREG_SERVE_CONFIG``. Either way the process is a new one (uvicorn
+    spawns its workers): the fail-fast HTTP defaults and logging at
+    ``log_level`` are set up here, as ``modelreg serve`` sets them up for itself.
     """
     from modelreg.mlflow_gateway import use_serving_http_defaults
     from modelreg.registry import Registry
@@ -247,11 +249,8 @@ def worker_app(settings_json: str | None = None) -> FastAPI:
     from modelreg.serving.config import build_config
     from modelreg.settings import Settings
 
-    if settings_json is None:
-        # Started by another ASGI server (uvicorn --factory, granian --factory): nothing
-        # set up what `modelreg serve` sets up before starting its workers.
-        use_serving_http_defaults()
-        configure_logging("info")
+    use_serving_http_defaults()
+    configure_logging(log_level)
     settings = Settings.model_validate_json(settings_json) if settings_json else Settings()
     if settings.serving.serve_config is None:
         raise InvalidInputError(

@@ -128,10 +128,10 @@ class LoadedModel:
         compiled = self.compiled
         if compiled is not None and not params:
             values = frame if isinstance(frame, np.ndarray) else frame.to_numpy(np.float64)
-            # Missing or infinite values go to the original, whose library decides
-            # (scikit-learn refuses them with a 400, or its trees route NaN): the
-            # compiled form was never verified on them.
-            if np.isfinite(values).all():
+            # Missing or infinite values, and no rows at all, go to the original, whose
+            # library decides (scikit-learn refuses them with a 400, or its trees route
+            # NaN): the compiled form was never verified on them.
+            if len(values) and np.isfinite(values).all():
                 try:
                     return compiled.predict(values)
                 except ValueError:
