@@ -7,18 +7,24 @@ outside ``monkeypatch``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from modelreg.errors import BackendUnavailableError
+from modelreg.mlflow_gateway.connection import CLI_HTTP
 from services import (
+    CORPUS_FIGURES,
     Backend,
     S3Store,
     ServiceSetupError,
+    add_corpus_figures,
     admin_pg_url,
+    corpus_figures_table,
     create_database,
     drop_database,
     start_mlflow,
@@ -147,3 +153,44 @@ def mlflow_env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ba
 def model_name() -> str:
     """A registered-model name no other test uses."""
     return f"m-{uuid4().hex[:10]}"
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_http_settings() -> Iterator[None]:
+    """Undo what a test's in-process ``modelreg serve`` did to MLflow's HTTP client.
+
+    ``modelreg serve`` switches the whole process to fail fast (no retries, a
+    10 s timeout; ``use_serving_http_defaults``). Under pytest-xdist a later
+    test file in the same worker would otherwise talk to MLflow that way, and
+    a busy MLflow server's dropped connection would become a 503.
+    """
+    from modelreg.mlflow_gateway import connection
+
+    keys = CLI_HTTP.env().keys()
+    saved = {key: os.environ.get(key) for key in keys}
+    written = dict(connection._WRITTEN)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    connection._WRITTEN.clear()
+    connection._WRITTEN.update(written)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Under pytest-xdist: add a finished worker's security corpus figures to the run's."""
+    rows = getattr(node, "workeroutput", {}).get("corpus_figures")
+    if rows:
+        add_corpus_figures(node.config, rows)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the security corpus figures (docs/security.md quotes them), also under -q."""
+    rows = terminalreporter.config.stash.get(CORPUS_FIGURES, {})
+    if rows:
+        terminalreporter.write_sep("-", "security corpus figures")
+        for line in corpus_figures_table(rows):
+            terminalreporter.write_line(line)

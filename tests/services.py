@@ -22,6 +22,7 @@ from typing import Any
 
 import boto3
 import psycopg
+import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import URL, make_url
@@ -416,3 +417,23 @@ def start_mlflow(
         process.stop()
         raise
     return process, f"http://127.0.0.1:{port}"
+
+
+CORPUS_FIGURES = pytest.StashKey[dict[str, list[int]]]()
+"""The security corpus figures of the run by surface: inputs tried, refused, server errors."""
+
+
+def add_corpus_figures(config: pytest.Config, rows: dict[str, list[int]]) -> None:
+    """Add one process's corpus figures to the run's (the tests/security processes send them)."""
+    totals = config.stash.setdefault(CORPUS_FIGURES, {})
+    for name, row in rows.items():
+        totals[name] = [a + b for a, b in zip(totals.get(name, [0] * len(row)), row, strict=True)]
+
+
+def corpus_figures_table(rows: dict[str, list[int]]) -> list[str]:
+    """The corpus figures as a Markdown table (docs/security.md quotes it), with a total."""
+    lines = ["| surface | inputs tried | refused | server errors |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {t} | {r} | {e} |" for name, (t, r, e) in rows.items()]
+    tried, refused, errors = (sum(row[i] for row in rows.values()) for i in range(3))
+    lines.append(f"| total | {tried} | {refused} | {errors} |")
+    return lines

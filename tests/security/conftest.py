@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
-from security_helpers import FIGURES, Stack, figures_table
+from security_helpers import Stack, figures_rows
 
 from integration.registry_helpers import create_versions
 from modelreg.domain import Stage
 from modelreg.registry import Registry
-from services import Backend
+from services import Backend, add_corpus_figures
 from serving.serving_helpers import Server, serving
 
 
@@ -44,9 +44,14 @@ def model_server(stack: Stack) -> Iterator[Server]:
         yield server
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the corpus figures (docs/security.md quotes them), also under -q."""
-    if FIGURES:
-        terminalreporter.write_sep("-", "security corpus figures")
-        for line in figures_table():
-            terminalreporter.write_line(line)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Hand the corpus figures to the process that prints them (tests/conftest.py).
+
+    Under pytest-xdist that is the controller, which gets them in the worker's output.
+    """
+    rows = figures_rows()
+    sink = getattr(session.config, "workeroutput", None)
+    if sink is not None:
+        sink["corpus_figures"] = rows
+    elif rows:
+        add_corpus_figures(session.config, rows)

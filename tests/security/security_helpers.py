@@ -48,13 +48,6 @@ class Surface:
 FIGURES: dict[str, Surface] = {}
 
 
-def figures_table() -> list[str]:
-    """The corpus figures as a table: surface, inputs tried, refused, server errors."""
-    lines = ["| surface | inputs tried | refused | server errors |", "|---|---:|---:|---:|"]
-    lines += [f"| {n} | {s.tried} | {s.refused} | {s.server_errors} |" for n, s in FIGURES.items()]
-    tried, refused, errors = (
-        sum(getattr(s, key) for s in FIGURES.values())
-        for key in ("tried", "refused", "server_errors")
-    )
-    lines.append(f"| total | {tried} | {refused} | {errors} |")
-    return lines
+def figures_rows() -> dict[str, list[int]]:
+    """This process's corpus figures by surface: inputs tried, refused, server errors."""
+    return {n: [s.tried, s.refused, s.server_errors] for n, s in FIGURES.items()}
