@@ -7,9 +7,11 @@ outside ``monkeypatch``.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import uuid4
 
@@ -153,6 +155,26 @@ def mlflow_env(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ba
 def model_name() -> str:
     """A registered-model name no other test uses."""
     return f"m-{uuid4().hex[:10]}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Import anyio and schemathesis whole, before any test starts a thread.
+
+    Both ship pytest plugins, so pytest rewrites each of their modules with
+    ``ast.parse`` as it is imported, and both import most modules lazily, on
+    first use. CPython 3.11.7 keeps ``ast.parse``'s recursion counter per
+    interpreter, not per thread (gh-106905, fixed in 3.11.8): two threads
+    parsing at once, e.g. a fuzz test importing schemathesis while its ASGI
+    client's thread imports anyio's backend, fail with ``SystemError: AST
+    constructor recursion depth mismatch``. It happened in a pytest-xdist worker.
+    About a second per process; optional parts whose dependency is missing
+    (anyio's trio backend, schemathesis' allure reporting) are skipped.
+    """
+    for package in ("anyio", "schemathesis"):
+        root = importlib.import_module(package)
+        for found in pkgutil.walk_packages(root.__path__, f"{package}.", onerror=lambda _: None):
+            with suppress(ImportError):
+                importlib.import_module(found.name)
 
 
 @pytest.fixture(autouse=True)
