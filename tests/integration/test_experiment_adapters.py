@@ -87,22 +87,27 @@ def test_api_runs_an_experiment_and_refuses_bad_input_with_4xx(
     assert api.get("/api/v1/experiments", params={"state": "sideways"}).status_code == 400
 
 
-@on_sqlite
-def test_cli_ab_commands_print_json_and_exit_by_the_error_table(
-    backend: Backend,
-    registry: Registry,
-    quick_versions: Versions,
-    model_name: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    _control, treatment = _two(registry, quick_versions, model_name)
+AbCli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def ab_cli(backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> AbCli:
+    """``modelreg ab ARGS`` in this process: its exit code, stdout and stderr."""
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(cli_argv(backend, tmp_path, "ab", *args))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
+    return run
+
+
+@on_sqlite
+def test_cli_ab_commands_print_json_and_exit_by_the_error_table(
+    registry: Registry, quick_versions: Versions, model_name: str, ab_cli: AbCli
+) -> None:
+    _control, treatment = _two(registry, quick_versions, model_name)
+    run = ab_cli
     assert run("start", model_name, "--treatment", str(treatment), "--traffic", "2")[0] == 2
     code, _, err = run("start", model_name, "--treatment", "77", "--traffic", "0.1")
     assert code == 3 and "no version" in err
@@ -133,27 +138,18 @@ def test_cli_ab_commands_print_json_and_exit_by_the_error_table(
 
 @on_sqlite
 def test_ab_start_waits_for_every_replica_to_route_it(
-    backend: Backend,
-    registry: Registry,
-    quick_versions: Versions,
-    model_name: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    registry: Registry, quick_versions: Versions, model_name: str, ab_cli: AbCli
 ) -> None:
     control, treatment = _two(registry, quick_versions, model_name)
 
     def start(*args: str) -> tuple[int, str, str]:
-        code = main(
-            cli_argv(
-                backend, tmp_path, "ab", "start", model_name, "--treatment", str(treatment),
-                "--traffic", "0.1", *args,
-            )
-        )  # fmt: skip
-        captured = capsys.readouterr()
-        main(cli_argv(backend, tmp_path, "ab", "stop", model_name))
-        main(cli_argv(backend, tmp_path, "ab", "conclude", model_name))
-        capsys.readouterr()
-        return code, captured.out, captured.err
+        """Start with ``args``, then stop and conclude, so that the next start may run."""
+        started = ab_cli(
+            "start", model_name, "--treatment", str(treatment), "--traffic", "0.1", *args
+        )
+        ab_cli("stop", model_name)
+        ab_cli("conclude", model_name)
+        return started
 
     # No replica reports the model: nothing to wait for, and it says so.
     code, out, _ = start("--wait", "5")
