@@ -138,8 +138,10 @@ def routing(view: ExperimentView, slots: Sequence[ServedSlotView]) -> tuple[list
         if slot.version is not None:
             loaded.add((slot.variant, slot.version))
     wanted = {(arm.variant, arm.version) for arm in view.treatments}
-    routes = sorted(replica for replica, loaded in live.items() if wanted <= loaded)
-    waiting = sorted(replica for replica, loaded in live.items() if not wanted <= loaded)
+    routes: list[str] = []
+    waiting: list[str] = []
+    for replica in sorted(live):
+        (routes if wanted <= live[replica] else waiting).append(replica)
     return routes, waiting
 
 
