@@ -7,6 +7,7 @@ handling is :class:`modelreg.stack.ServiceProcess`, the same code that runs
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -16,6 +17,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,22 +147,82 @@ def _run(argv: list[str]) -> str:
     return result.stdout
 
 
-def _local_cluster_port() -> int:
-    """Start the Debian PostgreSQL cluster if it is down and return its port."""
+# Every pytest-xdist worker sets PostgreSQL up on its own. On a machine where the
+# cluster is down, one worker's `pg_ctlcluster start` must not meet another's, nor
+# may a worker talk to a server still replaying its log ("the database system is
+# starting up"): the first worker does it all under this lock, the others then find
+# the cluster online and the role in place.
+PG_SETUP_LOCK = Path(tempfile.gettempdir()) / "modelreg-test-postgres-setup.lock"
+PG_START_SECONDS = 60.0
+
+
+@contextmanager
+def machine_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` across processes of this machine."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _newest_local_cluster() -> tuple[str, str, int]:
+    """Return version, name and port of the newest Debian PostgreSQL cluster.
+
+    Raises:
+        ServiceSetupError: PostgreSQL is not installed or has no cluster.
+    """
     if shutil.which("pg_lsclusters") is None:
         raise ServiceSetupError(
             "PostgreSQL is not installed (no pg_lsclusters); run "
             "`apt-get install -y postgresql` or set MODELREG_TEST_PG_URL"
         )
-    # Columns: version cluster port status owner datadir logfile; newest first.
+    # Columns: version cluster port status owner datadir logfile.
     clusters = [line.split() for line in _run(["pg_lsclusters", "-h"]).splitlines()]
     clusters = sorted((c for c in clusters if len(c) >= 4), key=lambda c: float(c[0]))
     if not clusters:
         raise ServiceSetupError("no PostgreSQL cluster exists; create one with pg_createcluster")
-    version, name, port, status = clusters[-1][:4]
+    version, name, port = clusters[-1][:3]
+    return version, name, int(port)
+
+
+def ensure_cluster_accepting(version: str, name: str, port: int) -> None:
+    """Start the Debian cluster ``version``/``name`` if it is down; return once it accepts.
+
+    Hold :func:`machine_lock` around it when other processes may do the same (the
+    test cluster's lock is ``PG_SETUP_LOCK``).
+
+    Raises:
+        ServiceSetupError: the cluster fails to start, or does not accept
+            connections on ``port`` within ``PG_START_SECONDS``.
+    """
+    # Columns of `pg_lsclusters -h VERSION NAME`: version cluster port status ...
+    status = _run(["pg_lsclusters", "-h", version, name]).split()[3]
     if status != "online":
         _run(["pg_ctlcluster", version, name, "start"])
-    return int(port)
+    _wait_until_accepting(port)
+
+
+def _wait_until_accepting(port: int) -> None:
+    """Wait until the server on ``port`` accepts connections (``pg_isready`` exits 0).
+
+    "Online" in ``pg_lsclusters`` only means a postmaster runs: after a start or a
+    crash it may still be recovering and refuse every connection.
+    """
+    deadline = time.monotonic() + PG_START_SECONDS
+    while True:
+        probe = subprocess.run(
+            ["pg_isready", "-q", "-p", str(port)], capture_output=True, check=False, timeout=30
+        )
+        if probe.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceSetupError(
+                f"PostgreSQL on port {port} did not accept connections within "
+                f"{PG_START_SECONDS:.0f} s (pg_isready exit {probe.returncode})"
+            )
+        time.sleep(0.25)
 
 
 def _psql_as_postgres(port: int, sql: str) -> None:
@@ -197,24 +260,23 @@ def admin_pg_url() -> str:
             "(e.g. postgresql://user:pw@127.0.0.1:5432/postgres) or run them as root so the "
             "local Debian cluster can be started and configured"
         )
-    port = _local_cluster_port()
-    url = _sqlalchemy_url(f"postgresql+psycopg://{PG_ROLE}:{PG_PASSWORD}@127.0.0.1:{port}/postgres")
-    if _can_connect(url) is None:
-        return url.render_as_string(hide_password=False)
-    _psql_as_postgres(
-        port,
-        f"DO $$ BEGIN "
-        f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_ROLE}') THEN "
-        f"CREATE ROLE {PG_ROLE} LOGIN SUPERUSER PASSWORD '{PG_PASSWORD}'; "
-        f"ELSE ALTER ROLE {PG_ROLE} LOGIN SUPERUSER PASSWORD '{PG_PASSWORD}'; "
-        f"END IF; END $$",
-    )
-    # A fresh cluster may still be starting; give it a few seconds.
-    deadline = time.monotonic() + 30
-    while why := _can_connect(url):
-        if time.monotonic() > deadline:
-            raise ServiceSetupError(f"cannot connect to PostgreSQL as {PG_ROLE}: {why}")
-        time.sleep(0.5)
+    with machine_lock(PG_SETUP_LOCK):
+        version, name, port = _newest_local_cluster()
+        ensure_cluster_accepting(version, name, port)
+        url = _sqlalchemy_url(
+            f"postgresql+psycopg://{PG_ROLE}:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
+        )
+        if _can_connect(url) is not None:
+            _psql_as_postgres(
+                port,
+                f"DO $$ BEGIN "
+                f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{PG_ROLE}') THEN "
+                f"CREATE ROLE {PG_ROLE} LOGIN SUPERUSER PASSWORD '{PG_PASSWORD}'; "
+                f"ELSE ALTER ROLE {PG_ROLE} LOGIN SUPERUSER PASSWORD '{PG_PASSWORD}'; "
+                f"END IF; END $$",
+            )
+            if why := _can_connect(url):
+                raise ServiceSetupError(f"cannot connect to PostgreSQL as {PG_ROLE}: {why}")
     return url.render_as_string(hide_password=False)
 
 

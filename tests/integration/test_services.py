@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,3 +162,63 @@ def test_stack_stops_everything_when_a_service_dies(tmp_path: Path) -> None:
             driver.communicate()
     assert "mlflow exited unexpectedly" in err
     _wait_gone([mlflow_pid, api_pid])
+
+
+# Each process starts the throwaway cluster the way every pytest-xdist worker starts the
+# machine's own (`services.admin_pg_url`), then runs a query on it as `postgres`.
+CLUSTER_STARTER = """
+import subprocess, sys
+from pathlib import Path
+from services import ensure_cluster_accepting, machine_lock
+lock, version, name, port = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+with machine_lock(lock):
+    ensure_cluster_accepting(version, name, port)
+subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-qAtc", "SELECT 1"],
+               check=True, capture_output=True)
+print("accepting", flush=True)
+"""
+
+
+def test_parallel_test_processes_start_a_stopped_cluster_once(tmp_path: Path) -> None:
+    """Three test processes meet a stopped cluster: one starts it, all then use it.
+
+    CI's machine boots with PostgreSQL down; without the lock two workers' `pg_ctlcluster
+    start` collide ("Cluster is already running"), or one queries a server that is still
+    starting ("the database system is starting up").
+    """
+    if os.geteuid() != 0 or not shutil.which("pg_createcluster"):
+        pytest.skip("needs root and Debian's postgresql-common to create a throwaway cluster")
+    version = subprocess.run(
+        ["pg_lsclusters", "-h"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    name, port = f"modelreg_race_{uuid4().hex[:8]}", free_port()
+    subprocess.run(
+        ["pg_createcluster", version, name, "-p", str(port)], capture_output=True, check=True
+    )
+    try:
+        starters = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    CLUSTER_STARTER,
+                    str(tmp_path / "lock"),
+                    version,
+                    name,
+                    str(port),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+            )
+            for _ in range(3)
+        ]
+        outcomes = [(s, *s.communicate(timeout=120)) for s in starters]
+        assert [(s.returncode, out.strip()) for s, out, _ in outcomes] == [(0, "accepting")] * 3, [
+            err[-400:] for _, _, err in outcomes
+        ]
+    finally:
+        subprocess.run(
+            ["pg_dropcluster", "--stop", version, name], capture_output=True, check=False
+        )
