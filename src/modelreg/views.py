@@ -346,6 +346,23 @@ class ServedSlotView(View):
     silent_seconds: float | None = None  # set once it has not reported for a minute
 
 
+class ExperimentRoutingView(View):
+    """Which serving replicas route one experiment, from their last reports.
+
+    ``routed_by``: replicas that report every treatment loaded at the
+    experiment's version, which they do only after switching their routing;
+    ``waiting``: replicas that reported the model within the last minute but
+    not that yet (they answer the model's users with the ``default`` variant,
+    which the experiment neither counts nor takes feedback for). Silent
+    replicas are in neither. Both are sorted replica names.
+    """
+
+    experiment: str
+    model: str
+    routed_by: list[str]
+    waiting: list[str]
+
+
 class ReloadView(View):
     """One replica's load of a version (``loaded``) or refusal of it (``refused``, with why)."""
 

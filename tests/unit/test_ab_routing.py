@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from modelreg.cli.ab import routing
+from modelreg.registry.serving import experiment_routing
 from modelreg.views import ArmView, ExperimentView, ServedSlotView
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -64,7 +64,9 @@ def test_a_replica_routes_once_every_treatment_is_loaded_at_its_version() -> Non
         _slot("c", "treatment-1", 7),  # an older experiment's arm
         _slot("c", "treatment-2", 3),
     ]
-    assert routing(view, slots) == (["a"], ["b", "c"])
+    routing = experiment_routing(view, slots)
+    assert (routing.routed_by, routing.waiting) == (["a"], ["b", "c"])
+    assert (routing.experiment, routing.model) == ("e1", "m")
 
 
 def test_silent_replicas_and_other_models_do_not_count() -> None:
@@ -74,5 +76,7 @@ def test_silent_replicas_and_other_models_do_not_count() -> None:
         _slot("other", "treatment", 2, model="n"),
         _slot("a", "treatment", 2),
     ]
-    assert routing(view, slots) == (["a"], [])
-    assert routing(view, []) == ([], [])
+    assert experiment_routing(view, slots).routed_by == ["a"]
+    assert experiment_routing(view, slots).waiting == []
+    nobody = experiment_routing(view, [])
+    assert (nobody.routed_by, nobody.waiting) == ([], [])

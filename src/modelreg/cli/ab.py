@@ -7,7 +7,6 @@ Each calls one :class:`modelreg.Registry` method; every read command has
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,7 +16,7 @@ from modelreg.cli.app import JsonOpt, ReasonOpt, app, emit, err, out, state_of
 
 if TYPE_CHECKING:
     from modelreg.registry import Registry
-    from modelreg.views import ExperimentView, ServedSlotView
+    from modelreg.views import ExperimentView
 
 ab_app = typer.Typer(
     help="A/B experiments: sticky traffic splits between registry versions, with statistics.",
@@ -120,31 +119,6 @@ def _report(report: dict[str, Any]) -> None:
     out.print(f"decision: [bold]{report.get('decision')}[/bold] ({report.get('reason', '')})")
 
 
-def routing(view: ExperimentView, slots: Sequence[ServedSlotView]) -> tuple[list[str], list[str]]:
-    """The replicas that route ``view``'s experiment and those that do not yet, by name.
-
-    A replica counts when it reported a slot of the model within the last
-    minute (a silent one is left out); it routes the experiment once it
-    reports every treatment loaded at the experiment's version, which it
-    does only after switching its routing (``serving/arms.py``). Before, it
-    answers the model's users with the default variant, which the experiment
-    neither counts nor takes feedback for. Both lists are sorted.
-    """
-    live: dict[str, set[tuple[str, int]]] = {}
-    for slot in slots:
-        if slot.model != view.model or slot.silent_seconds is not None:
-            continue
-        loaded = live.setdefault(slot.replica, set())
-        if slot.version is not None:
-            loaded.add((slot.variant, slot.version))
-    wanted = {(arm.variant, arm.version) for arm in view.treatments}
-    routes: list[str] = []
-    waiting: list[str] = []
-    for replica in sorted(live):
-        (routes if wanted <= live[replica] else waiting).append(replica)
-    return routes, waiting
-
-
 def _wait_for_replicas(
     registry: Registry, view: ExperimentView, seconds: float, *, as_json: bool
 ) -> None:
@@ -158,7 +132,8 @@ def _wait_for_replicas(
     say = err if as_json else out  # JSON alone on stdout
     deadline = time.monotonic() + seconds
     while True:
-        routes, waiting = routing(view, registry.replicas(view.model))
+        routing = registry.experiment_routing(view)
+        routes, waiting = routing.routed_by, routing.waiting
         if not waiting:
             if routes:
                 say.print(f"  routed by {len(routes)} serving replica(s)", markup=False)

@@ -58,6 +58,7 @@ from modelreg.views import (
     Drift,
     EventPage,
     EventView,
+    ExperimentRoutingView,
     ExperimentView,
     HistoryView,
     LineageView,
@@ -434,6 +435,12 @@ class Registry:
     ) -> list[ServedSlotView]:
         """What every serving replica serves (of ``model``), as each last reported."""
         return self.serving.slots(model, actor=actor)
+
+    def experiment_routing(
+        self, view: ExperimentView, *, actor: str | None = None
+    ) -> ExperimentRoutingView:
+        """Which serving replicas route ``view``'s experiment, and which do not yet."""
+        return self.serving.experiment_routing(view, actor=actor)
 
     def reloads(
         self,

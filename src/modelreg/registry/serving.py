@@ -12,7 +12,7 @@ slots as last reported, reloads and refused loads for
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -32,7 +32,13 @@ from modelreg.policy import Permission
 from modelreg.registry.access import Access
 from modelreg.registry.reads import check_page
 from modelreg.settings import Settings
-from modelreg.views import ReloadPage, ReloadView, ServedSlotView
+from modelreg.views import (
+    ExperimentRoutingView,
+    ExperimentView,
+    ReloadPage,
+    ReloadView,
+    ServedSlotView,
+)
 
 log = logging.getLogger("modelreg.serving")
 
@@ -43,6 +49,33 @@ means it is stuck or gone, and its slots are shown as silent."""
 SILENT_AFTER = timedelta(days=1)
 """A replica that has not reported for this long (or the history setting, if shorter) is
 forgotten: its process is gone."""
+
+
+def experiment_routing(
+    view: ExperimentView, slots: Sequence[ServedSlotView]
+) -> ExperimentRoutingView:
+    """Which of the replicas in ``slots`` route ``view``'s experiment, and which do not yet.
+
+    A replica counts when it reported a slot of the model within the last
+    minute (``silent_seconds`` None); it routes the experiment once it reports
+    every treatment loaded at the experiment's version, which it does only
+    after switching its router (``serving/arms.py``).
+    """
+    live: dict[str, set[tuple[str, int]]] = {}
+    for slot in slots:
+        if slot.model != view.model or slot.silent_seconds is not None:
+            continue
+        loaded = live.setdefault(slot.replica, set())
+        if slot.version is not None:
+            loaded.add((slot.variant, slot.version))
+    wanted = {(arm.variant, arm.version) for arm in view.treatments}
+    routed_by: list[str] = []
+    waiting: list[str] = []
+    for replica in sorted(live):
+        (routed_by if wanted <= live[replica] else waiting).append(replica)
+    return ExperimentRoutingView(
+        experiment=view.id, model=view.model, routed_by=routed_by, waiting=waiting
+    )
 
 
 class ServingReports:
@@ -72,6 +105,12 @@ class ServingReports:
                 view = view.model_copy(update={"silent_seconds": quiet.total_seconds()})
             views.append(view)
         return views
+
+    def experiment_routing(
+        self, view: ExperimentView, *, actor: str | None = None
+    ) -> ExperimentRoutingView:
+        """Which live replicas of ``view``'s model route its experiment (see the function)."""
+        return experiment_routing(view, self.slots(view.model, actor=actor))
 
     def reloads(
         self,
