@@ -7,7 +7,6 @@ handling is :class:`modelreg.stack.ServiceProcess`, the same code that runs
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -17,8 +16,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import URL, make_url
 
 from modelreg.errors import BackendUnavailableError
+from modelreg.serving.group import exclusive_lock
 from modelreg.stack import MLFLOW_SERVER_ENV, ServiceProcess, free_port, mlflow_server_argv
 
 PG_ROLE = "modelreg_test"
@@ -156,17 +154,6 @@ PG_SETUP_LOCK = Path(tempfile.gettempdir()) / "modelreg-test-postgres-setup.lock
 PG_START_SECONDS = 60.0
 
 
-@contextmanager
-def machine_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` across processes of this machine."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _newest_local_cluster() -> tuple[str, str, int]:
     """Return version, name and port of the newest Debian PostgreSQL cluster.
 
@@ -190,7 +177,7 @@ def _newest_local_cluster() -> tuple[str, str, int]:
 def ensure_cluster_accepting(version: str, name: str, port: int) -> None:
     """Start the Debian cluster ``version``/``name`` if it is down; return once it accepts.
 
-    Hold :func:`machine_lock` around it when other processes may do the same (the
+    Hold :func:`exclusive_lock` around it when other processes may do the same (the
     test cluster's lock is ``PG_SETUP_LOCK``).
 
     Raises:
@@ -260,7 +247,7 @@ def admin_pg_url() -> str:
             "(e.g. postgresql://user:pw@127.0.0.1:5432/postgres) or run them as root so the "
             "local Debian cluster can be started and configured"
         )
-    with machine_lock(PG_SETUP_LOCK):
+    with exclusive_lock(PG_SETUP_LOCK):
         version, name, port = _newest_local_cluster()
         ensure_cluster_accepting(version, name, port)
         url = _sqlalchemy_url(

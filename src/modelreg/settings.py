@@ -49,8 +49,8 @@ class ServingSettings(BaseSettings):
     """The model server's options that come from the environment, not its config file.
 
     A group of :class:`Settings` (``settings.serving``) that reads its own
-    variables under their historic names, ``MODELREG_RELOAD_TOKEN`` and
-    ``MODELREG_SERVE_CONFIG``. An empty variable counts as unset.
+    variables under their historic names, ``MODELREG_RELOAD_TOKEN``,
+    ``MODELREG_SERVE_CONFIG`` and ``MODELREG_WORKER_GROUP``. An empty variable counts as unset.
     """
 
     model_config = SettingsConfigDict(env_prefix="MODELREG_", extra="ignore", env_ignore_empty=True)
@@ -66,6 +66,13 @@ class ServingSettings(BaseSettings):
         description="The serving config as JSON (the TOML file's fields), read by a server "
         "process started without `modelreg serve`, e.g. `uvicorn --factory "
         "modelreg.cli.serve:worker_app`.",
+    )
+    worker_group: Path | None = Field(
+        default=None,
+        description="A directory shared by the worker processes of one model server and "
+        "nobody else: a POST /-/reload to any of them makes every one check at once. "
+        "`modelreg serve` sets it up for its workers; set it when another ASGI server runs "
+        "several processes of `modelreg.cli.serve:worker_app`.",
     )
 
 

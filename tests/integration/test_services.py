@@ -169,9 +169,9 @@ def test_stack_stops_everything_when_a_service_dies(tmp_path: Path) -> None:
 CLUSTER_STARTER = """
 import subprocess, sys
 from pathlib import Path
-from services import ensure_cluster_accepting, machine_lock
+from services import ensure_cluster_accepting, exclusive_lock
 lock, version, name, port = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-with machine_lock(lock):
+with exclusive_lock(lock):
     ensure_cluster_accepting(version, name, port)
 subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-qAtc", "SELECT 1"],
                check=True, capture_output=True)

@@ -188,3 +188,37 @@ def test_several_worker_processes_each_serve_and_follow_promotions(
         while len(swapped.findall(log := (tmp_path / "serve.log").read_text())) < 2:
             assert time.monotonic() < deadline, log
             time.sleep(0.2)
+
+
+def test_a_forced_reload_asked_of_one_worker_reaches_every_worker(
+    backend: Backend, module_registry: Registry, tmp_path: Path
+) -> None:
+    """The course's `--poll-interval 60`: without the worker group, only the worker that
+    took the POST would serve the promotion; the other would keep answering the old
+    version for up to a minute."""
+    name = unique_name("group")
+    create_versions(backend, module_registry, name, 2)
+    to_production(module_registry, name, 1)
+    env = {"MODELREG_RELOAD_TOKEN": RELOAD_TOKEN}
+    args = ("--poll-interval", "60", "--workers", "2")
+    with serving(backend, tmp_path, name, *args, env=env) as server:
+        log = tmp_path / "serve.log"
+        ready = re.compile(r" INFO modelreg\.serving: \S+: serving v1 \(")
+        deadline = time.monotonic() + 60  # both workers loaded v1 before the promotion
+        while len(ready.findall(log.read_text())) < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        to_production(module_registry, name, 2)
+        answer = server.http.post(
+            "/-/reload", headers={"Authorization": f"Bearer {RELOAD_TOKEN}"}
+        ).json()
+        # Both workers checked and loaded v2 before the answer was sent.
+        assert answer["workers_pending"] == []
+        assert list(answer["workers"].values()) == [{name: "reloaded"}] * 2, answer
+        assert answer["results"] == {name: "reloaded"}
+        assert len(re.findall(r"now serving v2 \(", log.read_text())) == 2
+        # New connections, spread by the kernel over both workers, all get v2.
+        for _ in range(30):
+            with httpx.Client(base_url=server.url, trust_env=False, timeout=30) as fresh:
+                response = fresh.post("/invocations", json=_body())
+            assert response.headers["X-Model-Version"] == "2"

@@ -56,11 +56,14 @@ def test_serving_options_keep_their_variable_names(
     monkeypatch.chdir(clean_env)
     assert Settings().serving.reload_token is None
     assert Settings().serving.serve_config is None
+    assert Settings().serving.worker_group is None
     monkeypatch.setenv("MODELREG_RELOAD_TOKEN", "a-reload-token-of-some-length")
     monkeypatch.setenv("MODELREG_SERVE_CONFIG", '{"models": [{"name": "churn"}]}')
+    monkeypatch.setenv("MODELREG_WORKER_GROUP", str(clean_env / "group"))
     settings = Settings()
     assert settings.serving.reload_token == "a-reload-token-of-some-length"
     assert settings.serving.serve_config == {"models": [{"name": "churn"}]}
+    assert settings.serving.worker_group == clean_env / "group"
     assert "a-reload-token" not in repr(settings)
     monkeypatch.setenv("MODELREG_RELOAD_TOKEN", "")  # empty: unset, as before
     assert Settings().serving.reload_token is None

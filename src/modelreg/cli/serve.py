@@ -12,6 +12,7 @@ environment variables.
 
 from __future__ import annotations
 
+import tempfile
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -22,11 +23,13 @@ from modelreg.cli.app import app, out, state_of
 from modelreg.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    import socket
+
     from fastapi import FastAPI
 
     from modelreg.domain import CompileMode
     from modelreg.serving.config import ServerConfig, WorkerChoice
-    from modelreg.settings import Settings
+    from modelreg.settings import ServingSettings, Settings
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _COMPILE_MODES = ("auto", "require", "off")
@@ -177,15 +180,35 @@ def serve(
             registry.close()
         return
     registry.close()
-    # uvicorn pickles the factory into each worker process: the settings travel as
-    # JSON in its arguments, with the URIs resolved here and the serving config inside.
-    listener.run(
-        sock,
-        partial(worker_app, worker_settings(settings, server), log_level),
-        factory=True,
-        workers=workers,
-        **options,
-    )
+    _run_workers(sock, settings, server, workers, log_level, options)
+
+
+def _run_workers(
+    sock: socket.socket,
+    settings: Settings,
+    server: ServerConfig,
+    workers: int,
+    log_level: str,
+    options: dict[str, Any],
+) -> None:
+    """Run ``workers`` processes of :func:`worker_app` on ``sock`` until the server stops.
+
+    uvicorn pickles the factory into each worker process: the settings travel
+    as JSON in its arguments, with the URIs resolved here and the serving
+    config inside. The workers share a group directory (removed afterwards),
+    so a ``POST /-/reload`` to one reaches them all (:mod:`modelreg.serving.group`).
+    """
+    from modelreg.serving import listener
+
+    with tempfile.TemporaryDirectory(prefix="modelreg-serve-workers-") as group:
+        serving = settings.serving.model_copy(update={"worker_group": Path(group)})
+        listener.run(
+            sock,
+            partial(worker_app, worker_settings(settings, server, serving), log_level),
+            factory=True,
+            workers=workers,
+            **options,
+        )
 
 
 def default_workers() -> WorkerChoice:
@@ -213,17 +236,20 @@ def configure_logging(level: str) -> None:
     )
 
 
-def worker_settings(settings: Settings, server: ServerConfig) -> str:
+def worker_settings(
+    settings: Settings, server: ServerConfig, serving: ServingSettings | None = None
+) -> str:
     """The settings JSON a worker process builds its server from (see :func:`worker_app`).
 
     The MLflow and ledger URIs are resolved here, so every worker talks to the
-    same services as the parent whatever its environment holds.
+    same services as the parent whatever its environment holds; ``serving``
+    replaces the settings' serving group (e.g. with the worker group set).
     """
     resolved = settings.model_copy(
         update={
             "tracking_uri": settings.resolved_tracking_uri(),
             "ledger_uri": settings.resolved_ledger_uri(),
-            "serving": settings.serving.model_copy(
+            "serving": (serving or settings.serving).model_copy(
                 update={"serve_config": server.model_dump(mode="json")}
             ),
         }

@@ -72,6 +72,7 @@ from modelreg.serving import protocol
 from modelreg.serving.arms import ArmFollower
 from modelreg.serving.config import ServerConfig
 from modelreg.serving.dataplane import DataPlane, InferenceRequest, InferenceResponse
+from modelreg.serving.group import WorkerGroup
 from modelreg.serving.loader import ModelLoader
 from modelreg.serving.metrics import CONTENT_TYPE, ServingMetrics, exposition
 from modelreg.serving.recording import ExperimentRecorder, replica_id
@@ -363,6 +364,7 @@ def build_plane(
     metrics: ServingMetrics,
     executor: Executor,
     router: Router | None = None,
+    worker_group: Path | None = None,
 ) -> DataPlane:
     """The data plane of ``config``: its slots, and with ``experiments`` their A/B wiring.
 
@@ -370,7 +372,9 @@ def build_plane(
     and an :class:`ExperimentRouter` in line with its experiment, and an
     :class:`ExperimentRecorder` keeps and flushes counts and predictions.
     With ``replicas`` a :class:`ReplicaReporter` reports the slots and their
-    reloads every ``config.flush_interval`` seconds.
+    reloads every ``config.flush_interval`` seconds. With ``worker_group`` (a
+    directory shared by the server's worker processes) a forced reload asked
+    of this worker reaches the others (:mod:`modelreg.serving.group`).
     """
     replica = replica_id()
     loader = ModelLoader(source, cache_dir, replica=replica, max_bytes=config.cache_max_bytes)
@@ -419,6 +423,8 @@ def build_plane(
         reporter=reporter,
         shadow_queue=config.shadow_queue,
         shadow_concurrency=config.shadow_concurrency,
+        group=WorkerGroup(worker_group, replica) if worker_group is not None else None,
+        replica=replica,
     )
 
 
@@ -464,6 +470,7 @@ def create_app(
         metrics=metrics,
         executor=executor,
         router=router,
+        worker_group=settings.serving.worker_group,
     )
     slots = plane.slots
 

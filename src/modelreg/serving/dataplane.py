@@ -36,6 +36,7 @@ from modelreg.errors import (
 )
 from modelreg.experiments.definition import Feedback, FeedbackResult
 from modelreg.serving import protocol
+from modelreg.serving.group import GroupAnswer, WorkerGroup
 from modelreg.serving.loader import LoadedModel
 from modelreg.serving.metrics import NO_VERSION, UNKNOWN_MODEL, ServingMetrics
 from modelreg.serving.protocol import InputSchema
@@ -128,6 +129,8 @@ class DataPlane:
     ``recorder`` (None: no experiment source) keeps experiment counts and the
     prediction log; ``shadow`` scores mirrored requests of shadow experiments.
     ``reporter`` (None: nobody to report to) reports the slots and reloads.
+    ``group`` (None: this process serves alone) carries a forced reload to the
+    other worker processes of the same server; ``replica`` names this one.
     """
 
     def __init__(
@@ -143,8 +146,13 @@ class DataPlane:
         reporter: ReplicaReporter | None = None,
         shadow_queue: int = 256,
         shadow_concurrency: int = 2,
+        group: WorkerGroup | None = None,
+        replica: str = "this process",
     ) -> None:
         self.slots = slots
+        self.group = group
+        self.replica = replica
+        self._following: asyncio.Task[None] | None = None
         self.metrics = metrics
         self.router: Router = router or DefaultRouter()
         self.status_for = status_for
@@ -351,8 +359,13 @@ class DataPlane:
     # -- reload --------------------------------------------------------------------
 
     async def reload(self, token: str | None) -> dict[str, Any]:
-        """Check every slot now, retrying failed versions without waiting for their back-off.
+        """Check every slot of every worker now, retrying failed versions without back-off.
 
+        The answer has this worker's ``results`` by slot label, ``workers``
+        (replica id → results, every worker of the group that answered, this
+        one included) and ``workers_pending`` (replica ids of workers that did
+        not answer within :data:`~modelreg.serving.group.ANSWER_SECONDS`),
+        then what :meth:`versions` shows.
         ``token`` is what the caller presented. NotFoundError when no reload
         token is configured (the operation is disabled), AuthenticationError
         without a token, PermissionDeniedError for a wrong one.
@@ -369,11 +382,24 @@ class DataPlane:
             raise PermissionDeniedError(
                 "the caller", "reload the model server", "the reload token is not valid"
             )
-        results = await self.slots.check_all(force=True)
+        generation = self.group.ask() if self.group is not None else 0
+        results = await self._check_all()
+        if self.group is None:
+            answer = GroupAnswer({self.replica: results})
+        else:
+            self.group.answer(generation, results)
+            answer = await self.group.gather(generation)
         return {
-            "results": {label: str(result) for label, result in results.items()},
+            "results": results,
+            "workers": answer.answered,
+            "workers_pending": answer.pending,
             **self.versions(),
         }
+
+    async def _check_all(self) -> dict[str, str]:
+        """Check every slot now (force); the results by slot label."""
+        results = await self.slots.check_all(force=True)
+        return {label: str(result) for label, result in results.items()}
 
     async def start(self) -> None:
         """Load every model, then start the watchers and the experiment flusher."""
@@ -382,9 +408,17 @@ class DataPlane:
             self._flusher = asyncio.create_task(self.recorder.run())
         if self.reporter is not None:
             self._reporting = asyncio.create_task(self.reporter.run(self.slots.served))
+        if self.group is not None:
+            self.group.join()
+            self._following = asyncio.create_task(self.group.follow(self._check_all))
 
     async def stop(self) -> None:
         """Stop the watchers, finish queued requests and flush experiment counts once more."""
+        if self._following is not None and self.group is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+            self._following = None
+            self.group.leave()
         await self.shadow.stop()
         await self.slots.stop()
         if self._flusher is not None:
