@@ -216,6 +216,7 @@ def test_a_forced_reload_asked_of_one_worker_reaches_every_worker(
         assert answer["workers_pending"] == []
         assert list(answer["workers"].values()) == [{name: "reloaded"}] * 2, answer
         assert answer["results"] == {name: "reloaded"}
+        assert answer["results"] == answer["workers"][answer["replica"]]  # who answered
         assert len(re.findall(r"now serving v2 \(", log.read_text())) == 2
         # New connections, spread by the kernel over both workers, all get v2.
         for _ in range(30):

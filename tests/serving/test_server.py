@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
+from uuid import UUID
 
 import mlflow.pyfunc
 import pandas as pd
@@ -136,6 +137,7 @@ def test_health_endpoints(setup: Setup) -> None:
 
 def test_version_names_what_each_slot_serves(setup: Setup, module_registry: Registry) -> None:
     body = setup.server.http.get("/version").json()
+    assert body["replica"] == f"{socket.gethostname()}/{UUID(body['replica'].split('/')[1])}"
     assert body["default_model"] == setup.tree
     assert body["degraded"] is False
     tree, pinned = body["models"]

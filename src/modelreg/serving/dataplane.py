@@ -353,8 +353,12 @@ class DataPlane:
         return {"name": name, **self.slots.readiness()["models"][slot.label]}
 
     def versions(self) -> dict[str, Any]:
-        """What every slot serves, when it last checked and what last went wrong."""
-        return self.slots.versions()
+        """What every slot of this worker serves, when it last checked and what last went wrong.
+
+        ``replica`` names the worker process that answers (with several workers
+        each has its own slots, and a connection stays with one of them).
+        """
+        return {"replica": self.replica, **self.slots.versions()}
 
     # -- reload --------------------------------------------------------------------
 
