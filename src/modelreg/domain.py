@@ -353,6 +353,9 @@ class ServedSlot:
     ``version`` and ``semver`` are None while nothing is loaded; ``since`` is
     when the current version finished loading (aware UTC); ``reasons`` say
     why the slot is degraded (empty when it serves what the registry asks).
+    ``experiment`` and ``experiment_revision`` are the A/B experiment (id and
+    revision: start, ramp and stop each make a new one) the replica routes
+    the model's requests by, once its router switched to it; None outside one.
     """
 
     model: str
@@ -363,6 +366,8 @@ class ServedSlot:
     digest: str | None
     since: datetime | None
     reasons: tuple[str, ...] = ()
+    experiment: str | None = None
+    experiment_revision: int | None = None
 
 
 class ReloadOutcome(enum.StrEnum):

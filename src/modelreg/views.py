@@ -344,17 +344,20 @@ class ServedSlotView(View):
     reasons: list[str]
     reported_at: datetime
     silent_seconds: float | None = None  # set once it has not reported for a minute
+    experiment: str | None = None  # the A/B experiment the replica routes by, and its
+    experiment_revision: int | None = None  # revision (start, ramp, stop each add one)
 
 
 class ExperimentRoutingView(View):
-    """Which serving replicas route one experiment, from their last reports.
+    """Which serving replicas follow one experiment as it is now, from their last reports.
 
-    ``routed_by``: replicas that report every treatment loaded at the
-    experiment's version, which they do only after switching their routing;
+    ``routed_by``: replicas that route by the experiment's current revision
+    (start, ramp and stop each make one) with every treatment of a running
+    experiment loaded, or, once it is concluded, no longer route by it;
     ``waiting``: replicas that reported the model within the last minute but
-    not that yet (they answer the model's users with the ``default`` variant,
-    which the experiment neither counts nor takes feedback for). Silent
-    replicas are in neither. Both are sorted replica names.
+    not that yet (before a start they answer the model's users with the
+    ``default`` variant, which the experiment neither counts nor takes
+    feedback for). Silent replicas are in neither. Both are sorted replica names.
     """
 
     experiment: str

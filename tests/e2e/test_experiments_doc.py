@@ -64,7 +64,10 @@ def test_the_worked_example_runs_as_written(tmp_path: Path) -> None:
         )
         if (variant, version) in {("control", "1"), ("treatment", "2")}
     }
-    assert re.search(r"^  routed by [12] serving replica\(s\)$", out, re.M), shown
+    # --wait: the start, the ramp and the stop are routed by every worker, and the
+    # conclusion let go by every one.
+    assert len(re.findall(r"^  routed by [12] serving replica\(s\)$", out, re.M)) == 3, shown
+    assert re.search(r"^  let go by [12] serving replica\(s\)$", out, re.M), shown
     assert set(seen) == {"control", "treatment"}, shown
     assert sum(seen.values()) == 200, shown
     assert 5 <= seen["treatment"] <= 45, shown  # 10% of 200 users, with room for chance

@@ -7,6 +7,7 @@ test_experiments, so these run on SQLite alone.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -137,45 +138,92 @@ def test_cli_ab_commands_print_json_and_exit_by_the_error_table(
 
 
 @on_sqlite
-def test_ab_start_waits_for_every_replica_to_route_it(
+def test_ab_commands_wait_for_every_replica_to_follow_each_change(
     registry: Registry, quick_versions: Versions, model_name: str, ab_cli: AbCli
 ) -> None:
     control, treatment = _two(registry, quick_versions, model_name)
 
-    def start(*args: str) -> tuple[int, str, str]:
-        """Start with ``args``, then stop and conclude, so that the next start may run."""
-        started = ab_cli(
-            "start", model_name, "--treatment", str(treatment), "--traffic", "0.1", *args
-        )
-        ab_cli("stop", model_name)
-        ab_cli("conclude", model_name)
-        return started
-
-    # No replica reports the model: nothing to wait for, and it says so.
-    code, out, _ = start("--wait", "5")
-    assert code == 0 and f"no serving replica of {model_name} is reporting" in out
-
-    def report(replica: str, *slots: tuple[str, int | None]) -> None:
+    def report(replica: str, *slots: tuple[str, int | None], routes: bool = True) -> None:
+        """Report ``slots`` as ``replica`` does, routing by the experiment as it is now."""
         now = datetime.now(UTC)
+        current = registry.ab_status(model_name) if routes else None
         served = tuple(
-            ServedSlot(model_name, variant, None, version, None, None, now)
+            ServedSlot(
+                model_name,
+                variant,
+                None,
+                version,
+                None,
+                None,
+                now,
+                experiment=current.id if current else None,
+                experiment_revision=current.revision if current else None,
+            )
             for variant, version in slots
         )
         registry.record_replica(ReplicaReport(replica, served, ()))
 
-    report("host/a", ("default", control), ("treatment", treatment))
-    report("host/b", ("default", control), ("treatment", None))  # still loading it
-    started = time.monotonic()
-    code, out, err = start("--wait", "1.5", "--json")
-    assert code == 1 and time.monotonic() - started >= 1.5
-    assert "1 of 2 serving replica(s)" in err and "host/b" in err and "host/a" not in err
-    assert json.loads(out)["state"] == "running"  # started all the same; the wait only reports
-    assert "Traceback" not in err
+    def meanwhile(*reports: Callable[[], None]) -> threading.Thread:
+        """Send ``reports`` half a second into the command that runs next, as replicas do."""
 
+        def send() -> None:
+            time.sleep(0.5)
+            for sent in reports:
+                sent()
+
+        thread = threading.Thread(target=send)
+        thread.start()
+        return thread
+
+    # No replica reports the model: nothing to wait for, and it says so.
+    code, out, _ = ab_cli(
+        "start", model_name, "--treatment", str(treatment), "--traffic", "0.1", "--wait", "5"
+    )
+    assert code == 0 and f"no serving replica of {model_name} is reporting" in out
+
+    # Two replicas route the start; a ramp: host/a switches, host/b switches but has not
+    # loaded the treatment.
+    report("host/a", ("default", control), ("treatment", treatment))
     report("host/b", ("default", control), ("treatment", treatment))
-    code, out, _ = start("--wait", "5")
+    thread = meanwhile(
+        lambda: report("host/a", ("default", control), ("treatment", treatment)),
+        lambda: report("host/b", ("default", control), ("treatment", None)),
+    )
+    started = time.monotonic()
+    code, out, err = ab_cli("ramp", model_name, "--traffic", "0.2", "--wait", "3", "--json")
+    thread.join()
+    assert code == 1 and time.monotonic() - started >= 3
+    assert "1 of 2 serving replica(s)" in err and "host/b" in err and "host/a" not in err
+    assert "revision 2" in err and "Traceback" not in err
+    assert json.loads(out)["traffic"] == 0.2  # ramped all the same; the wait only reports
+
+    # The next ramp: both switch while the command waits.
+    thread = meanwhile(
+        lambda: report("host/a", ("default", control), ("treatment", treatment)),
+        lambda: report("host/b", ("default", control), ("treatment", treatment)),
+    )
+    code, out, _ = ab_cli("ramp", model_name, "--traffic", "0.3", "--wait", "20")
+    thread.join()
     assert code == 0 and "routed by 2 serving replica(s)" in out
-    code, _, err = start("--wait", "-1")
+
+    # A stop: everyone to control, so the treatments need not stay loaded.
+    thread = meanwhile(
+        lambda: report("host/a", ("default", control)),
+        lambda: report("host/b", ("default", control)),
+    )
+    code, out, _ = ab_cli("stop", model_name, "--wait", "20")
+    thread.join()
+    assert code == 0 and "routed by 2 serving replica(s)" in out
+
+    # Concluded: followed once a replica no longer routes by it.
+    thread = meanwhile(
+        lambda: report("host/a", ("default", control), routes=False),
+        lambda: report("host/b", ("default", control), routes=False),
+    )
+    code, out, _ = ab_cli("conclude", model_name, "--wait", "20")
+    thread.join()
+    assert code == 0 and "let go by 2 serving replica(s)" in out
+    code, _, err = ab_cli("ramp", model_name, "--traffic", "0.1", "--wait", "-1")
     assert code == 2 and "--wait" in err
 
 

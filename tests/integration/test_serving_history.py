@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -381,6 +382,39 @@ def test_migration_0006_adds_and_removes_the_serving_history_tables(ledger_uri: 
     upgraded.migrate()
     ReplicaStore(upgraded).put(ReplicaReport("host/a", (_slot("churn", 1),)))
     assert [s.version for s in ReplicaStore(upgraded).slots()] == [1]
+    upgraded.dispose()
+
+
+def _columns(engine: sa.Engine, table: str) -> set[str]:
+    return {column["name"] for column in sa.inspect(engine).get_columns(table)}
+
+
+def test_migration_0007_records_the_experiment_revision_each_replica_routes_by(
+    ledger_uri: str,
+) -> None:
+    ledger = Ledger(ledger_uri)  # not migrated: Alembic drives it step by step
+    config = Config()
+    config.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
+
+    def to(revision: str, *, down: bool = False) -> None:
+        with ledger.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, revision)
+
+    routes = {"experiment", "experiment_revision"}
+    to("0006")
+    assert not routes & _columns(ledger.engine, "replica_slots")
+    to("0007")
+    assert _columns(ledger.engine, "replica_slots") >= routes
+    to("0006", down=True)
+    assert not routes & _columns(ledger.engine, "replica_slots")
+    ledger.dispose()
+    upgraded = Ledger(ledger_uri)
+    upgraded.migrate()
+    routed = replace(_slot("churn", 1), experiment="exp-1", experiment_revision=3)
+    ReplicaStore(upgraded).put(ReplicaReport("host/a", (routed, _slot("other", 2))))
+    read = {s.model: (s.experiment, s.experiment_revision) for s in ReplicaStore(upgraded).slots()}
+    assert read == {"churn": ("exp-1", 3), "other": (None, None)}
     upgraded.dispose()
 
 

@@ -80,10 +80,9 @@ def test_a_refused_connection_is_reported_at_once() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
         rest = MlflowRest(f"http://127.0.0.1:{closed.getsockname()[1]}")
-        started = time.monotonic()
         with pytest.raises(BackendUnavailableError, match="not reachable"):
             rest.get("registered-models/search", {"max_results": 1})
-    assert time.monotonic() - started < 1
+    assert rest.requests == 1  # reported at once, never retried (a clock would flake)
 
 
 def test_answers_and_errors_are_translated(server: str) -> None:
@@ -208,4 +207,6 @@ def test_a_write_to_a_refused_connection_fails_at_once() -> None:
         started = time.monotonic()
         with pytest.raises(BackendUnavailableError, match="not reachable"):
             gateway.set_alias("m", "production", 1)
-    assert time.monotonic() - started < 1
+    # MLflow's own client would retry with back-off for minutes; 5 s leaves room for a
+    # loaded CI machine (1 s flaked there) and still tells the two apart.
+    assert time.monotonic() - started < 5

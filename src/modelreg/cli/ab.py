@@ -30,8 +30,8 @@ WaitOpt = Annotated[
         "--wait",
         metavar="SECONDS",
         min=0,
-        help="Then wait up to SECONDS until every serving replica routes the experiment "
-        "(exit 1 if some do not).",
+        help="Then wait up to SECONDS until every serving replica follows the change "
+        "(exit 1 naming those that do not).",
     ),
 ]
 _WAIT_PROBE_SECONDS = 0.5
@@ -122,31 +122,49 @@ def _report(report: dict[str, Any]) -> None:
 def _wait_for_replicas(
     registry: Registry, view: ExperimentView, seconds: float, *, as_json: bool
 ) -> None:
-    """Return once every live replica of the model routes ``view``; ModelregError after ``seconds``.
+    """Return once every live replica of the model follows ``view``; ModelregError past ``seconds``.
 
-    Replicas report every ``flush_interval`` (2 s by default), so this takes
-    at least until each one's next report after it loaded the treatments.
+    Following means routing by its current revision (with every treatment
+    loaded while it runs), or no longer routing by it once it is concluded
+    (:func:`modelreg.registry.serving.experiment_routing`). Replicas report
+    every ``flush_interval`` (2 s by default), so this takes at least until
+    each one's next report after it switched.
     """
     from modelreg.errors import ModelregError
 
     say = err if as_json else out  # JSON alone on stdout
+    concluded = view.state == "concluded"
     deadline = time.monotonic() + seconds
     while True:
         routing = registry.experiment_routing(view)
         routes, waiting = routing.routed_by, routing.waiting
         if not waiting:
-            if routes:
-                say.print(f"  routed by {len(routes)} serving replica(s)", markup=False)
-            else:
+            if not routes:
                 say.print(f"  no serving replica of {view.model} is reporting", markup=False)
+            elif concluded:
+                say.print(f"  let go by {len(routes)} serving replica(s)", markup=False)
+            else:
+                say.print(f"  routed by {len(routes)} serving replica(s)", markup=False)
             return
         if time.monotonic() >= deadline:
+            doing = (
+                f"still route by experiment {view.id}"
+                if concluded
+                else f"route by experiment {view.id} revision {view.revision}"
+            )
             raise ModelregError(
                 f"{len(waiting)} of {len(routes) + len(waiting)} serving replica(s) of "
-                f"{view.model} do not route experiment {view.id} after {seconds:g} s: "
+                f"{view.model} {doing} after {seconds:g} s: "
                 f"{', '.join(waiting)} (see their logs and /version)"
             )
         time.sleep(_WAIT_PROBE_SECONDS)
+
+
+def _show_and_wait(registry: Registry, view: ExperimentView, wait: float, as_json: bool) -> None:
+    """Show ``view``; with ``wait`` > 0, then wait for the serving replicas to follow it."""
+    _show(view, as_json)
+    if wait > 0:
+        _wait_for_replicas(registry, view, wait, as_json=as_json)
 
 
 def _show(view: ExperimentView, as_json: bool) -> None:
@@ -210,9 +228,7 @@ def start(
         guardrails=guardrail or (),
         reason=reason,
     )
-    _show(view, as_json)
-    if wait > 0:
-        _wait_for_replicas(registry, view, wait, as_json=as_json)
+    _show_and_wait(registry, view, wait, as_json)
 
 
 @ab_app.command("status")
@@ -227,16 +243,25 @@ def ramp(
     name: str,
     traffic: TrafficOpt,
     reason: ReasonOpt = "",
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Change each treatment's share; users already in a treatment stay there."""
-    _show(state_of(ctx).registry.ab_ramp(name, traffic, reason=reason), as_json)
+    registry = state_of(ctx).registry
+    _show_and_wait(registry, registry.ab_ramp(name, traffic, reason=reason), wait, as_json)
 
 
 @ab_app.command("stop")
-def stop(ctx: typer.Context, name: str, reason: ReasonOpt = "", as_json: JsonOpt = False) -> None:
+def stop(
+    ctx: typer.Context,
+    name: str,
+    reason: ReasonOpt = "",
+    wait: WaitOpt = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
     """Stop the experiment: everyone gets control; conclude it to record the decision."""
-    _show(state_of(ctx).registry.ab_stop(name, reason=reason), as_json)
+    registry = state_of(ctx).registry
+    _show_and_wait(registry, registry.ab_stop(name, reason=reason), wait, as_json)
 
 
 @ab_app.command("conclude")
@@ -248,10 +273,13 @@ def conclude(
         typer.Option("--promote", help="Promote the winner through the gates and approvals."),
     ] = False,
     reason: ReasonOpt = "",
+    wait: WaitOpt = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Record the decision and end the experiment (--promote: promote the winner)."""
-    _show(state_of(ctx).registry.ab_conclude(name, promote=promote, reason=reason), as_json)
+    registry = state_of(ctx).registry
+    view = registry.ab_conclude(name, promote=promote, reason=reason)
+    _show_and_wait(registry, view, wait, as_json)
 
 
 @ab_app.command("list")

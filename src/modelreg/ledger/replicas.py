@@ -63,6 +63,8 @@ class ReplicaStore:
                     since=slot.since,
                     reasons=list(slot.reasons),
                     reported_at=now,
+                    experiment=slot.experiment,
+                    experiment_revision=slot.experiment_revision,
                 )
                 for slot in report.slots
             )
@@ -98,6 +100,8 @@ class ReplicaStore:
                     digest=row.digest,
                     since=utc(row.since) if row.since else None,
                     reasons=tuple(row.reasons or ()),
+                    experiment=row.experiment,
+                    experiment_revision=row.experiment_revision,
                     replica=row.replica,
                     reported_at=utc(row.reported_at),
                 )

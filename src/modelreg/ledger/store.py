@@ -30,7 +30,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions (a unit test checks it against
 # Alembic's head). A database already there skips importing Alembic, 0.2 s of
 # every CLI command; any other revision takes Alembic's full path.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 _PROJECTION_REVISION = "0004"  # the migration that added version_state
 # Many writers (50 concurrent promotions) queue on SQLite's single write lock
 # while each holds it across a few MLflow calls; wait rather than fail.

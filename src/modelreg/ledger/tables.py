@@ -309,6 +309,8 @@ class ReplicaSlotRow(Base):
     since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reasons: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    experiment: Mapped[str | None] = mapped_column(String(32))
+    experiment_revision: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_replica_slots_reported", "reported_at"),)
 

@@ -26,6 +26,7 @@ from modelreg.domain import (
     check_model_name,
 )
 from modelreg.errors import ModelregError
+from modelreg.experiments.definition import ExperimentState
 from modelreg.ledger import Ledger
 from modelreg.ledger.replicas import ReplicaStore
 from modelreg.policy import Permission
@@ -54,28 +55,42 @@ forgotten: its process is gone."""
 def experiment_routing(
     view: ExperimentView, slots: Sequence[ServedSlotView]
 ) -> ExperimentRoutingView:
-    """Which of the replicas in ``slots`` route ``view``'s experiment, and which do not yet.
+    """Which of the replicas in ``slots`` follow ``view``'s experiment as it is now.
 
     A replica counts when it reported a slot of the model within the last
-    minute (``silent_seconds`` None); it routes the experiment once it reports
-    every treatment loaded at the experiment's version, which it does only
-    after switching its router (``serving/arms.py``).
+    minute (``silent_seconds`` None). It follows a running experiment once it
+    routes by the experiment's current revision and reports every treatment
+    loaded at its version; a stopped one once it routes by the current
+    revision (everyone to control); a concluded one once it no longer routes
+    by it. A replica reports a revision only after its router switched to it
+    (``serving/arms.py``).
     """
-    live: dict[str, set[tuple[str, int]]] = {}
+    live: dict[str, list[ServedSlotView]] = {}
     for slot in slots:
-        if slot.model != view.model or slot.silent_seconds is not None:
-            continue
-        loaded = live.setdefault(slot.replica, set())
-        if slot.version is not None:
-            loaded.add((slot.variant, slot.version))
-    wanted = {(arm.variant, arm.version) for arm in view.treatments}
+        if slot.model == view.model and slot.silent_seconds is None:
+            live.setdefault(slot.replica, []).append(slot)
     routed_by: list[str] = []
     waiting: list[str] = []
     for replica in sorted(live):
-        (routed_by if wanted <= live[replica] else waiting).append(replica)
+        (routed_by if _follows(view, live[replica]) else waiting).append(replica)
     return ExperimentRoutingView(
         experiment=view.id, model=view.model, routed_by=routed_by, waiting=waiting
     )
+
+
+def _follows(view: ExperimentView, slots: Sequence[ServedSlotView]) -> bool:
+    """Whether one replica's ``slots`` (of ``view``'s model) show it follows ``view``."""
+    routes = {(slot.experiment, slot.experiment_revision) for slot in slots}
+    if view.state == ExperimentState.CONCLUDED:
+        return all(experiment != view.id for experiment, _ in routes)
+    current = any(
+        experiment == view.id and revision is not None and revision >= view.revision
+        for experiment, revision in routes
+    )
+    if view.state != ExperimentState.RUNNING:
+        return current
+    loaded = {(slot.variant, slot.version) for slot in slots if slot.version is not None}
+    return current and {(arm.variant, arm.version) for arm in view.treatments} <= loaded
 
 
 class ServingReports:

@@ -165,6 +165,17 @@ class ArmFollower:
         degraded = bool(self._reasons.get(name)) or name in self._check_failed
         self.metrics.experiment_degraded.labels(name).set(1 if degraded else 0)
 
+    def routed(self, name: str) -> tuple[str, int] | None:
+        """The experiment (id, revision) ``name``'s requests are routed by now, or None.
+
+        Set in the same step as the router's switch, so a replica never reports
+        a revision before it routes by it (``ab ... --wait`` relies on that).
+        """
+        route = self._routes.get(name)
+        if route is None or self.router.plan(name) is None:
+            return None
+        return route.id, route.revision
+
     @property
     def degraded(self) -> bool:
         """Whether some experiment cannot route as asked, or cannot be read."""

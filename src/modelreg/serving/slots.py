@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -469,6 +469,10 @@ class Follower(Protocol):
         """What ``/version`` shows about each model's experiment, by model name."""
         ...
 
+    def routed(self, name: str) -> tuple[str, int] | None:
+        """The experiment (id, revision) ``name``'s requests are routed by now, or None."""
+        ...
+
     @property
     def degraded(self) -> bool:
         """Whether some experiment routes a variant to control because its arm cannot load."""
@@ -550,8 +554,18 @@ class SlotSet:
         return {slot.current.model.digest for slot in self.slots.values() if slot.current}
 
     def served(self) -> list[ServedSlot]:
-        """What every variant is served by now: configured slots, arms, and control."""
-        return [slot.served(variant) for (_name, variant), slot in self._lookup.items()]
+        """What every variant is served by now: configured slots, arms, and control.
+
+        Each slot carries the experiment revision its model is routed by.
+        """
+        served = []
+        for (name, variant), slot in self._lookup.items():
+            report = slot.served(variant)
+            routed = self.follower.routed(name) if self.follower is not None else None
+            if routed is not None:
+                report = replace(report, experiment=routed[0], experiment_revision=routed[1])
+            served.append(report)
+        return served
 
     def arm(self, name: str, variant: str) -> ModelSlot | None:
         """The experiment arm slot of ``variant`` of ``name`` (not the default slot), or None."""
