@@ -25,6 +25,8 @@ from modelreg.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITTEN_PORTS = ("5000", "8000", "8080")
+KILL_JOBS_ON_EXIT = "trap 'jobs -p | xargs -r kill 2>/dev/null || true' EXIT"
+"""A reader's script line: its background jobs end with it, even when a command fails."""
 
 
 def with_free_ports(text: str) -> tuple[str, dict[str, str]]:
@@ -186,7 +188,10 @@ def run_page(
                     raise AssertionError(f"{exc}\n{log.read_text()[-3000:]}") from None
                 continue
             bodies = "\n".join(_shell_text(b) for b in step)
-            script = f"set -euo pipefail\nsource {state}\n{bodies}\nexport -p > {state}\n"
+            script = (
+                f"set -euo pipefail\n{KILL_JOBS_ON_EXIT}\nsource {state}\n"
+                f"{bodies}\nexport -p > {state}\n"
+            )
             (tmp_path / f"step-{number}.sh").write_text(script, encoding="utf-8")
             done = subprocess.run(
                 ["bash", str(tmp_path / f"step-{number}.sh")],

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from reader_shell import ROOT, background, reader_clone, wait_ok, with_free_ports
+from reader_shell import (
+    KILL_JOBS_ON_EXIT,
+    ROOT,
+    background,
+    reader_clone,
+    wait_ok,
+    with_free_ports,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +52,9 @@ def readme_blocks(text: str) -> list[Block]:
 
 
 def _script(blocks: list[Block]) -> str:
-    lines = ["set -euo pipefail"]
+    # A step that fails must not leave a background job (`modelreg serve &`) holding the
+    # output pipes: the test would wait for them until its timeout instead of failing.
+    lines = ["set -euo pipefail", KILL_JOBS_ON_EXIT]
     for block in blocks:
         if block.lang == "bash":
             lines.append(block.body)
