@@ -357,12 +357,8 @@ def test_prune_forgets_silent_replicas_and_old_reloads(ledger: Ledger) -> None:
 # --- migration ----------------------------------------------------------------------------
 
 
-def _tables(engine: sa.Engine) -> set[str]:
-    return set(sa.inspect(engine).get_table_names())
-
-
-def test_migration_0006_adds_and_removes_the_serving_history_tables(ledger_uri: str) -> None:
-    ledger = Ledger(ledger_uri)  # not migrated: Alembic drives it step by step
+def _migrator(ledger: Ledger) -> Callable[..., None]:
+    """``to(revision, down=False)``: upgrade or downgrade ``ledger`` with Alembic, one step."""
     config = Config()
     config.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
 
@@ -371,6 +367,16 @@ def test_migration_0006_adds_and_removes_the_serving_history_tables(ledger_uri: 
             config.attributes["connection"] = conn
             (command.downgrade if down else command.upgrade)(config, revision)
 
+    return to
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_migration_0006_adds_and_removes_the_serving_history_tables(ledger_uri: str) -> None:
+    ledger = Ledger(ledger_uri)  # not migrated: Alembic drives it step by step
+    to = _migrator(ledger)
     to("0005")
     assert not NEW_TABLES & _tables(ledger.engine)
     to("0006")
@@ -393,14 +399,7 @@ def test_migration_0007_records_the_experiment_revision_each_replica_routes_by(
     ledger_uri: str,
 ) -> None:
     ledger = Ledger(ledger_uri)  # not migrated: Alembic drives it step by step
-    config = Config()
-    config.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
-
-    def to(revision: str, *, down: bool = False) -> None:
-        with ledger.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            (command.downgrade if down else command.upgrade)(config, revision)
-
+    to = _migrator(ledger)
     routes = {"experiment", "experiment_revision"}
     to("0006")
     assert not routes & _columns(ledger.engine, "replica_slots")
