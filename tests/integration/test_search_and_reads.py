@@ -83,7 +83,8 @@ def test_read_commands_print_json(
     # doctor exits 1 for drift anywhere in the shared registry; this model has none.
     assert main([*base, "doctor", "--json"]) in (0, 1)
     assert [d for d in json.loads(capsys.readouterr().out) if d["name"] == name] == []
-    assert run("sync") == []
+    # Other test files share this MLflow and may leave plain-MLflow versions to adopt.
+    assert [v for v in run("sync") if v["name"] == name] == []
 
 
 def test_cli_changes_record_the_actor(

@@ -6,7 +6,6 @@ Each calls one :class:`modelreg.Registry` method; every read command has
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -34,7 +33,6 @@ WaitOpt = Annotated[
         "(exit 1 naming those that do not).",
     ),
 ]
-_WAIT_PROBE_SECONDS = 0.5
 
 TrafficOpt = Annotated[
     float,
@@ -134,30 +132,25 @@ def _wait_for_replicas(
 
     say = err if as_json else out  # JSON alone on stdout
     concluded = view.state == "concluded"
-    deadline = time.monotonic() + seconds
-    while True:
-        routing = registry.experiment_routing(view)
-        routes, waiting = routing.routed_by, routing.waiting
-        if not waiting:
-            if not routes:
-                say.print(f"  no serving replica of {view.model} is reporting", markup=False)
-            elif concluded:
-                say.print(f"  let go by {len(routes)} serving replica(s)", markup=False)
-            else:
-                say.print(f"  routed by {len(routes)} serving replica(s)", markup=False)
-            return
-        if time.monotonic() >= deadline:
-            doing = (
-                f"still route by experiment {view.id}"
-                if concluded
-                else f"route by experiment {view.id} revision {view.revision}"
-            )
-            raise ModelregError(
-                f"{len(waiting)} of {len(routes) + len(waiting)} serving replica(s) of "
-                f"{view.model} {doing} after {seconds:g} s: "
-                f"{', '.join(waiting)} (see their logs and /version)"
-            )
-        time.sleep(_WAIT_PROBE_SECONDS)
+    routing = registry.wait_for_routing(view, seconds)
+    routes, waiting = routing.routed_by, routing.waiting
+    if waiting:
+        doing = (
+            f"still route by experiment {view.id}"
+            if concluded
+            else f"route by experiment {view.id} revision {view.revision}"
+        )
+        raise ModelregError(
+            f"{len(waiting)} of {len(routes) + len(waiting)} serving replica(s) of "
+            f"{view.model} {doing} after {seconds:g} s: "
+            f"{', '.join(waiting)} (see their logs and /version)"
+        )
+    if not routes:
+        say.print(f"  no serving replica of {view.model} is reporting", markup=False)
+    elif concluded:
+        say.print(f"  let go by {len(routes)} serving replica(s)", markup=False)
+    else:
+        say.print(f"  routed by {len(routes)} serving replica(s)", markup=False)
 
 
 def _show_and_wait(registry: Registry, view: ExperimentView, wait: float, as_json: bool) -> None:

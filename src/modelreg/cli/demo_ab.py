@@ -150,7 +150,7 @@ def ab_test(
     control, treatment = production(registry), contenders.number("bolder")
     narrator.begin(
         "A 90/10 A/B test with simulated users and their feedback",
-        f"modelreg ab start {MODEL} --treatment {treatment} --traffic {TREATMENT_SHARE}",
+        f"modelreg ab start {MODEL} --treatment {treatment} --traffic {TREATMENT_SHARE} --wait 120",
     )
     narrator.expect(
         control == contenders.number("better"),
@@ -177,10 +177,14 @@ def ab_test(
         metrics=["accuracy"],
         reason="flags more fraud at the same threshold",
     )
+    # Every worker process of the server is a replica with its own clock: a request
+    # to one that does not route the experiment yet is answered by the default variant,
+    # whose predictions take no feedback.
+    routing = registry.wait_for_routing(started, 120)
     narrator.expect(
-        replica.routes_experiment(started.id),
-        "the replica follows the experiment within a minute",
-        f"/version shows {replica.versions().get('experiments')}",
+        bool(routing.routed_by) and not routing.waiting,
+        "every serving replica routes the experiment within two minutes",
+        f"routed by {routing.routed_by or 'none'}, not yet by {routing.waiting or 'none'}",
     )
     results = send(narrator, replica, traffic)
     by_variant = Counter((a.variant, a.version) for a, _ in results)

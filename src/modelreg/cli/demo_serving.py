@@ -176,18 +176,3 @@ class Replica:
                 return elapsed
             time.sleep(_PROBE_SECONDS)
         return float("inf")
-
-    def routes_experiment(self, experiment_id: str, timeout: float = 60.0) -> bool:
-        """Wait until ``/version`` shows the experiment running with every arm loaded."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            followed = self.versions().get("experiments", {}).get(self.name)
-            if (
-                followed
-                and followed["id"] == experiment_id
-                and followed["state"] == "running"
-                and not followed["degraded"]
-            ):
-                return True
-            time.sleep(_PROBE_SECONDS)
-        return False

@@ -442,6 +442,12 @@ class Registry:
         """Which serving replicas route ``view``'s experiment, and which do not yet."""
         return self.serving.experiment_routing(view, actor=actor)
 
+    def wait_for_routing(
+        self, view: ExperimentView, seconds: float, *, actor: str | None = None
+    ) -> ExperimentRoutingView:
+        """Wait up to ``seconds`` until every live serving replica follows ``view``."""
+        return self.serving.wait_for_routing(view, seconds, actor=actor)
+
     def reloads(
         self,
         model: str | None = None,

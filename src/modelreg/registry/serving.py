@@ -12,6 +12,7 @@ slots as last reported, reloads and refused loads for
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -126,6 +127,27 @@ class ServingReports:
     ) -> ExperimentRoutingView:
         """Which live replicas of ``view``'s model route its experiment (see the function)."""
         return experiment_routing(view, self.slots(view.model, actor=actor))
+
+    def wait_for_routing(
+        self,
+        view: ExperimentView,
+        seconds: float,
+        *,
+        probe_seconds: float = 0.5,
+        actor: str | None = None,
+    ) -> ExperimentRoutingView:
+        """Re-read the replicas' reports until none that is live lags behind ``view``.
+
+        Returns the last :class:`ExperimentRoutingView`: ``waiting`` is empty
+        unless ``seconds`` passed first. Replicas report every
+        ``flush_interval`` (2 s by default), so expect a few seconds.
+        """
+        deadline = time.monotonic() + seconds
+        while True:
+            routing = self.experiment_routing(view, actor=actor)
+            if not routing.waiting or time.monotonic() >= deadline:
+                return routing
+            time.sleep(probe_seconds)
 
     def reloads(
         self,
