@@ -194,7 +194,8 @@ def test_ab_commands_wait_for_every_replica_to_follow_each_change(
     thread.join()
     assert code == 1 and time.monotonic() - started >= 3
     assert "1 of 2 serving replica(s)" in err and "host/b" in err and "host/a" not in err
-    assert "revision 2" in err and "Traceback" not in err
+    assert "do not yet route by experiment" in err and "revision 2" in err
+    assert "Traceback" not in err
     assert json.loads(out)["traffic"] == 0.2  # ramped all the same; the wait only reports
 
     # The next ramp: both switch while the command waits.

@@ -138,7 +138,7 @@ def _wait_for_replicas(
         doing = (
             f"still route by experiment {view.id}"
             if concluded
-            else f"route by experiment {view.id} revision {view.revision}"
+            else f"do not yet route by experiment {view.id} revision {view.revision}"
         )
         raise ModelregError(
             f"{len(waiting)} of {len(routes) + len(waiting)} serving replica(s) of "
