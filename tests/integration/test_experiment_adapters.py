@@ -163,10 +163,19 @@ def test_ab_commands_wait_for_every_replica_to_follow_each_change(
         )
         registry.record_replica(ReplicaReport(replica, served, ()))
 
-    def meanwhile(*reports: Callable[[], None]) -> threading.Thread:
-        """Send ``reports`` half a second into the command that runs next, as replicas do."""
+    def meanwhile(*reports: Callable[[], None], after_change: bool = True) -> threading.Thread:
+        """Send ``reports`` while the command that runs next waits, as replicas do.
+
+        With ``after_change`` they follow the revision that command makes: they wait
+        until it is written (a loaded machine may take seconds to get there).
+        """
+        before = registry.ab_status(model_name).revision
 
         def send() -> None:
+            deadline = time.monotonic() + 15
+            while after_change and registry.ab_status(model_name).revision == before:
+                assert time.monotonic() < deadline, "the command never changed the experiment"
+                time.sleep(0.1)
             time.sleep(0.5)
             for sent in reports:
                 sent()
@@ -220,6 +229,7 @@ def test_ab_commands_wait_for_every_replica_to_follow_each_change(
     thread = meanwhile(
         lambda: report("host/a", ("default", control), routes=False),
         lambda: report("host/b", ("default", control), routes=False),
+        after_change=False,  # reports without the experiment: the conclusion needs no revision
     )
     code, out, _ = ab_cli("conclude", model_name, "--wait", "20")
     thread.join()
