@@ -129,9 +129,10 @@ def _wait_for_replicas(
     each one's next report after it switched.
     """
     from modelreg.errors import ModelregError
+    from modelreg.experiments.definition import ExperimentState
 
     say = err if as_json else out  # JSON alone on stdout
-    concluded = view.state == "concluded"
+    concluded = view.state == ExperimentState.CONCLUDED
     routing = registry.wait_for_routing(view, seconds)
     routes, waiting = routing.routed_by, routing.waiting
     if waiting:
